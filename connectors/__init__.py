@@ -1,0 +1,54 @@
+"""Source adapters driven by ``sources.yaml``: REST, SQL and file drops, all landing in the raw zone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from connectors.base import ExtractStats, SourceError
+from connectors.config import ConfigError, Entity, Source, load_sources
+from connectors.raw_zone import LoadResult, RawZone
+
+__all__ = ["ConfigError", "Entity", "LoadResult", "Source", "SourceError", "load_entity", "load_sources"]
+
+
+def load_entity(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, source: Source, entity: Entity,
+                ) -> list[LoadResult]:
+    """Run one load of one source entity into the raw zone. File sources make one load per new file."""
+    zone = RawZone(con, raw_dir)
+    if source.kind == "files":
+        return _load_files(zone, source, entity)
+    if source.kind == "rest":
+        from connectors.rest import RestExtractor
+
+        extractor = RestExtractor(source, entity)
+    else:
+        from connectors.sql import SqlExtractor
+
+        extractor = SqlExtractor(source, entity)
+    cursor = zone.cursor(entity) if entity.cursor_field else None
+    stats = ExtractStats()
+    return [zone.land(entity, extractor.extract(cursor, stats), stats, cursor_before=cursor)]
+
+
+def _load_files(zone: RawZone, source: Source, entity: Entity) -> list[LoadResult]:
+    from connectors.files import FileExtractor
+
+    extractor = FileExtractor(source, entity)
+    results = []
+    for item in extractor.pending():
+        if zone.is_file_loaded(item.sha256):
+            extractor.archive_file(item)  # the same content came before: nothing new to load
+            continue
+        stats = ExtractStats()
+        try:
+            table = extractor.read(item, stats)
+        except SourceError as exc:
+            # Unreadable as a whole: set aside with its reason; the entity's other files still load.
+            moved = extractor.reject_file(item, str(exc))
+            results.append(zone.record_rejected_file(entity, item.path.name, str(exc), moved))
+            continue
+        results.append(zone.land(entity, [table], stats, file_name=item.path.name, file_sha256=item.sha256))
+        extractor.archive_file(item)
+    return results

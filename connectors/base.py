@@ -1,0 +1,101 @@
+"""What every connector hands the raw zone: Arrow batches of text columns, plus what it saw doing it.
+
+The raw zone keeps values as the source sent them, as text: an ID number keeps its leading zeros and
+its lower-case x, a date keeps its source format. Typing and normalising happen in staging, where a value
+that does not parse is quarantined with a reason rather than coerced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+class SourceError(RuntimeError):
+    """A source could not be read; the message names the source, entity and the cause in one line."""
+
+
+@dataclass
+class Rejected:
+    """A row that could not even be read (undecodable bytes, a broken line): it goes to quarantine."""
+
+    rule: str
+    detail: str
+    record_key: str | None = None
+    original: dict[str, Any] | None = None
+
+
+@dataclass
+class ExtractStats:
+    pages: int = 0
+    files: int = 0
+    retries: int = 0
+    encoding: str | None = None
+    cursor_after: str | None = None
+    rejected: list[Rejected] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def _column_as_text(col: pa.ChunkedArray | pa.Array) -> pa.Array | pa.ChunkedArray:
+    t = col.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return col
+    if pa.types.is_null(t):
+        return pa.nulls(len(col), pa.string())
+    if pa.types.is_boolean(t):
+        return pc.if_else(col, "true", "false")
+    if pa.types.is_floating(t):
+        # 78.0 -> "78", 91.5 -> "91.5": integral floats from JSON/Excel read as the integers they are
+        as_int = pc.cast(col, pa.int64(), safe=False)
+        integral = pc.equal(pc.cast(as_int, t), col)
+        return pc.if_else(integral, pc.cast(as_int, pa.string()), pc.cast(col, pa.string()))
+    if pa.types.is_integer(t) or pa.types.is_decimal(t) or pa.types.is_temporal(t):
+        return pc.cast(col, pa.string())
+    return pa.array([_text(v) for v in col.to_pylist()], pa.string())
+
+
+def table_as_text(table: pa.Table) -> pa.Table:
+    """Every column as nullable text, column-wise (no loop over rows except for nested values)."""
+    return pa.table({name: _column_as_text(table.column(name)) for name in table.column_names})
+
+
+def records_to_table(records: list[dict[str, Any]]) -> pa.Table:
+    """JSON objects to an Arrow table of text columns; the union of keys, in first-seen order."""
+    if not records:
+        return pa.table({})
+    try:
+        return table_as_text(pa.Table.from_pylist(records))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        # Mixed types in one field (a number here, a string there): fall back to text per value.
+        names = list(dict.fromkeys(k for r in records for k in r))
+        return pa.table({n: pa.array([_text(r.get(n)) for r in records], pa.string()) for n in names})
+
+
+def rows_to_table(columns: list[str], rows: list[list[Any]]) -> pa.Table:
+    """Spreadsheet rows to text columns; an empty cell is null, as in CSV."""
+    width = len(columns)
+    padded = (list(r[:width]) + [None] * (width - len(r)) for r in rows)
+    cols = list(zip(*padded, strict=True)) if rows else [()] * width
+    return pa.table({name: pa.array([None if v == "" else _text(v) for v in col], pa.string())
+                     for name, col in zip(columns, cols, strict=True)})

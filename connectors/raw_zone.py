@@ -1,0 +1,244 @@
+"""The raw zone: every load as Parquet under ``var/raw/<source>/<entity>/`` and in DuckDB's ``raw`` schema.
+
+A load is written to Parquet first (bounded memory: one page or chunk at a time), then moved into
+place, then landed in ONE DuckDB transaction together with its cursor, its inbox-file record and its
+audit row. A process killed at any moment leaves either the whole load committed or none of it; Parquet
+folders of loads that never committed are removed by the next load of that entity.
+
+Rows are kept as received. A row already in the raw table with the same primary key and the same
+content hash is skipped (the inclusive lower bound of an incremental cursor re-reads the boundary rows;
+a re-dropped file re-reads everything), so reruns never duplicate. Two identical rows within one load
+both land: the duplicate is the source's defect, found and quarantined in staging.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from connectors.base import ExtractStats, SourceError
+from connectors.config import Entity
+
+META_COLUMNS = ("_load_id", "_source", "_extracted_at", "_row_number", "_row_hash", "_file")
+
+
+def q(name: str) -> str:
+    """Quote an identifier for DuckDB (source column names are data, e.g. 公民身份号码)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass
+class LoadResult:
+    load_id: str
+    source: str
+    entity: str
+    status: str = "ok"
+    rows_read: int = 0
+    rows_landed: int = 0
+    rows_skipped: int = 0
+    rows_rejected: int = 0
+    pages: int = 0
+    files: int = 0
+    retries: int = 0
+    bytes: int = 0
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+    encoding: str | None = None
+    duration_s: float = 0.0
+    new_columns: list[str] = field(default_factory=list)
+    message: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class RawZone:
+    def __init__(self, con: duckdb.DuckDBPyConnection, raw_dir: str | Path):
+        self.con, self.raw_dir = con, Path(raw_dir)
+
+    # -- state ---------------------------------------------------------------------------------
+    def cursor(self, entity: Entity) -> str | None:
+        row = self.con.execute("SELECT cursor_value FROM meta.source_cursor WHERE source = ? AND entity = ?",
+                               [entity.source, entity.name]).fetchone()
+        return row[0] if row else None
+
+    def is_file_loaded(self, sha256: str) -> bool:
+        return self.con.execute("SELECT count(*) FROM meta.loaded_file WHERE sha256 = ?", [sha256]).fetchone()[0] > 0
+
+    def folder(self, entity: Entity) -> Path:
+        return self.raw_dir / entity.source / entity.name
+
+    def _sweep_uncommitted(self, entity: Entity) -> None:
+        folder = self.folder(entity)
+        if not folder.is_dir():
+            return
+        committed = {r[0] for r in self.con.execute(
+            "SELECT load_id FROM quality.load_audit WHERE source = ? AND entity = ? AND status = 'ok'",
+            [entity.source, entity.name]).fetchall()}
+        for child in folder.iterdir():
+            if child.name == "_incoming" or (child.name.startswith("load_id=")
+                                            and child.name.removeprefix("load_id=") not in committed):
+                shutil.rmtree(child, ignore_errors=True)
+
+    # -- a load --------------------------------------------------------------------------------
+    def land(self, entity: Entity, pages: Iterable[pa.Table], stats: ExtractStats, *,
+             cursor_before: str | None = None, file_name: str | None = None, file_sha256: str | None = None,
+             ) -> LoadResult:
+        started = time.monotonic()
+        started_at = datetime.now(UTC)
+        load_id = f"{started_at:%Y%m%dT%H%M%S}-{entity.source}-{entity.name}-{uuid.uuid4().hex[:8]}"
+        result = LoadResult(load_id, entity.source, entity.name, cursor_before=cursor_before)
+        self._sweep_uncommitted(entity)
+        incoming = self.folder(entity) / "_incoming" / load_id
+        final = self.folder(entity) / f"load_id={load_id}"
+        try:
+            parts = self._write_parts(pages, incoming, result)
+            self._copy_stats(stats, result)
+            if parts:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                incoming.rename(final)
+            else:
+                shutil.rmtree(incoming, ignore_errors=True)
+            self._commit(entity, final if parts else None, stats, result, started_at, started,
+                         file_name, file_sha256)
+        except (SourceError, duckdb.Error, OSError) as exc:
+            shutil.rmtree(incoming, ignore_errors=True)
+            shutil.rmtree(final, ignore_errors=True)
+            self._copy_stats(stats, result)
+            result.status, result.message = "failed", _one_line(exc)
+            result.duration_s = time.monotonic() - started
+            self._audit(result, started_at)
+            raise SourceError(result.message) from None
+        return result
+
+    @staticmethod
+    def _copy_stats(stats: ExtractStats, result: LoadResult) -> None:
+        result.pages, result.files, result.retries = stats.pages, stats.files, stats.retries
+        result.encoding = stats.encoding
+        result.cursor_after = stats.cursor_after if stats.cursor_after is not None else result.cursor_before
+
+    def _write_parts(self, pages: Iterable[pa.Table], folder: Path, result: LoadResult) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        parts = []
+        for table in pages:
+            if table.num_rows == 0:
+                continue
+            path = folder / f"part-{len(parts):05d}.parquet"
+            pq.write_table(table, path, compression="zstd")
+            parts.append(path)
+            result.rows_read += table.num_rows
+            result.bytes += path.stat().st_size
+        return parts
+
+    def _commit(self, entity: Entity, folder: Path | None, stats: ExtractStats, result: LoadResult,
+                started_at: datetime, started: float, file_name: str | None, file_sha256: str | None) -> None:
+        con, table = self.con, f"raw.{q(entity.table)}"
+        result.rows_read += len(stats.rejected)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if folder is not None:
+                self._land_rows(entity, folder, table, result, file_name)
+            for rej in stats.rejected:
+                con.execute(
+                    "INSERT INTO quality.quarantine (stage, source, entity, load_id, rule, record_key, detail, "
+                    "original_row) VALUES ('raw', ?, ?, ?, ?, ?, ?, ?)",
+                    [entity.source, entity.name, result.load_id, rej.rule, rej.record_key, rej.detail,
+                     json.dumps(rej.original, ensure_ascii=False) if rej.original is not None else None])
+            result.rows_rejected += len(stats.rejected)
+            result.rows_skipped = result.rows_read - result.rows_landed - result.rows_rejected
+            if entity.cursor_field and result.cursor_after is not None:
+                con.execute(
+                    "INSERT OR REPLACE INTO meta.source_cursor VALUES (?, ?, ?, ?, current_timestamp)",
+                    [entity.source, entity.name, result.cursor_after, result.load_id])
+            if file_sha256:
+                con.execute("INSERT INTO meta.loaded_file VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
+                            [file_sha256, entity.source, entity.name, file_name, result.encoding,
+                             result.rows_read, result.load_id])
+            result.duration_s = time.monotonic() - started
+            self._audit(result, started_at)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _land_rows(self, entity: Entity, folder: Path, table: str, result: LoadResult,
+                   file_name: str | None) -> None:
+        con = self.con
+        src = f"read_parquet({_sql_str(str(folder / '*.parquet'))}, union_by_name = true)"
+        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+        missing = [c for c in entity.required if c not in cols]
+        if missing:
+            raise SourceError(f"{entity.source}.{entity.name}: required column(s) {missing} missing from the "
+                              f"source (it sent {cols[:12]}{'…' if len(cols) > 12 else ''})")
+        existing = [r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' AND table_name = ?",
+            [entity.table]).fetchall()]
+        if not existing:
+            con.execute(f"CREATE TABLE {table} ({', '.join(f'{q(c)} VARCHAR' for c in cols)}, "
+                        "_load_id VARCHAR, _source VARCHAR, _extracted_at TIMESTAMPTZ, _row_number BIGINT, "
+                        "_row_hash VARCHAR, _file VARCHAR)")
+        else:
+            for c in cols:
+                if c not in existing:
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN {q(c)} VARCHAR")
+                    result.new_columns.append(c)
+        row_hash = "md5(concat_ws(chr(31), " + ", ".join(
+            f"{_sql_str(c + '=')} || {q(c)}" for c in sorted(cols)) + "))"
+        pk_present = " AND ".join(f"nullif(trim({q(k)}), '') IS NOT NULL" for k in entity.primary_key)
+        pk_match = " AND ".join(f"r.{q(k)} = s.{q(k)}" for k in entity.primary_key)
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _incoming AS
+            SELECT *, row_number() OVER () AS _row_number, {row_hash} AS _row_hash FROM {src}""")
+        pk_key = " || '|' || ".join(f"coalesce({q(k)}, '')" for k in entity.primary_key)
+        n_nokey = con.execute(f"""INSERT INTO quality.quarantine
+            (stage, source, entity, load_id, rule, record_key, detail, original_row)
+            SELECT 'raw', ?, ?, ?, 'missing_primary_key', {pk_key},
+                   'primary key ' || ? || ' is empty', to_json(s) FROM _incoming s WHERE NOT ({pk_present})""",
+                              [entity.source, entity.name, result.load_id, "+".join(entity.primary_key)]
+                              ).fetchone()[0]
+        col_list = ", ".join(q(c) for c in cols)
+        landed = con.execute(f"""INSERT INTO {table} BY NAME
+            SELECT {col_list}, ? AS _load_id, ? AS _source, ?::TIMESTAMPTZ AS _extracted_at,
+                   _row_number, _row_hash, ? AS _file
+            FROM _incoming s
+            WHERE {pk_present}
+              AND NOT EXISTS (SELECT 1 FROM {table} r WHERE {pk_match} AND r._row_hash = s._row_hash)""",
+                             [result.load_id, entity.source, datetime.now(UTC).isoformat(), file_name]
+                             ).fetchone()[0]
+        con.execute("DROP TABLE _incoming")
+        result.rows_rejected += n_nokey
+        result.rows_landed = landed
+
+    def record_rejected_file(self, entity: Entity, file_name: str, reason: str, moved_to: Path) -> LoadResult:
+        started_at = datetime.now(UTC)
+        result = LoadResult(f"{started_at:%Y%m%dT%H%M%S}-{entity.source}-{entity.name}-{uuid.uuid4().hex[:8]}",
+                            entity.source, entity.name, status="rejected", files=1,
+                            message=f"{file_name}: {reason} (moved to {moved_to})")
+        self._audit(result, started_at)
+        return result
+
+    def _audit(self, r: LoadResult, started_at: datetime) -> None:
+        self.con.execute(
+            "INSERT OR REPLACE INTO quality.load_audit VALUES (?, ?, ?, ?, current_timestamp, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?, ?, ?, ?, ?)",
+            [r.load_id, r.source, r.entity, started_at, r.duration_s, r.status, r.rows_read, r.rows_landed,
+             r.rows_skipped, r.rows_rejected, r.pages, r.files, r.retries, r.cursor_before, r.cursor_after,
+             r.encoding, r.message if not r.new_columns else f"new columns: {r.new_columns}"])
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

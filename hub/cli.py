@@ -1,0 +1,110 @@
+"""The ``hub`` command: simulate the campus, serve its systems, run the demo.
+
+Errors a person can fix (bad configuration, an unreachable source, bad input) are printed as one line
+naming the file, key or value, with exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from hub.settings import DEFAULT_PORTS, Settings
+
+console = Console(stderr=False)
+
+
+def _friendly(fn):
+    """Turn the hub's own error types into one clear line and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from connectors import ConfigError, SourceError
+        from hub.publisher import PublishError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, SourceError, PublishError, FileNotFoundError, ValueError) as exc:
+            Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Campus Data Hub: the party-building data middle platform of a higher vocational college."""
+
+
+@main.command()
+@click.option("--scale", type=click.FloatRange(min=0.001, max=100), default=1.0, show_default=True,
+              help="Population multiplier (1 = about 15,000 students, 900 staff, 1,800 party members).")
+@click.option("--seed", type=int, default=20261, show_default=True, help="Same seed, same campus, byte for byte.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to write (default: var/campus).")
+@_friendly
+def simulate(scale: float, seed: int, out: Path | None) -> None:
+    """Write a simulated college: its systems' exports and the ground truth."""
+    from campus_sim.generate import generate
+
+    out = out or Settings.from_env().campus_dir
+    with console.status(f"Simulating scale {scale}, seed {seed} …"):
+        manifest = generate(out, scale=scale, seed=seed)
+    console.print(f"Wrote {out}")
+    for name, count in sorted(manifest.get("counts", {}).items()):
+        console.print(f"  {name}: {count:,}" if isinstance(count, int) else f"  {name}: {count}")
+
+
+@main.command("serve-sources")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A folder written by `hub simulate` (default: var/campus).")
+@click.option("--faults", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Fraction of API requests that fail as real servers do (500, 503, 429, slow, dropped).")
+@click.option("--slow-seconds", type=float, default=3.0, show_default=True,
+              help="How long a 'slow' fault holds a response (longer than the client's timeout).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault sequence.")
+@click.option("--inbox", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the party system drops its exports (default: var/inbox/party).")
+@click.option("--port", "ports", multiple=True, metavar="SYSTEM=PORT",
+              help=f"Override a port, e.g. hr=9001 (defaults {DEFAULT_PORTS}; 0 = any free port).")
+@_friendly
+def serve_sources(data: Path | None, faults: float, slow_seconds: float, seed: int, inbox: Path | None,
+                  ports: tuple[str, ...]) -> None:
+    """Serve the simulated campus systems on loopback until interrupted."""
+    from campus_sim.servers import serve_forever
+
+    settings = Settings.from_env()
+    chosen = dict(DEFAULT_PORTS)
+    for item in ports:
+        system, _, port = item.partition("=")
+        if system not in chosen or not port.isdigit():
+            raise click.BadParameter(f"{item!r}: expected SYSTEM=PORT with SYSTEM one of {sorted(chosen)}",
+                                     param_hint="--port")
+        chosen[system] = int(port)
+    data = data or settings.campus_dir
+    if not (data / "manifest.json").exists():
+        raise FileNotFoundError(f"{data}: no simulated campus here (run `hub simulate --out {data}` first)")
+    serve_forever(data, ports=chosen, faults=faults, slow_seconds=slow_seconds, seed=seed,
+                  inbox=inbox or settings.inbox_dir)
+
+
+@main.command()
+@click.option("--scale", type=click.FloatRange(min=0.001, max=100), default=1.0, show_default=True)
+@click.option("--seed", type=int, default=20261, show_default=True)
+@click.option("--faults", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Serve the sources with this fraction of requests failing; the result must not change.")
+@_friendly
+def demo(scale: float, seed: int, faults: float) -> None:
+    """Simulate (if absent), serve the sources, run every asset through Dagster, publish, summarise."""
+    from hub.demo import demo as run_demo
+
+    result = run_demo(Settings.from_env(), scale=scale, seed=seed, faults=faults, console=console)
+    sys.exit(0 if result.success else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""``hub demo``: the whole path on the simulated campus, through the Dagster instance in dagster_home/.
+
+Simulate the campus if it is not there yet, serve its systems on loopback, run ``campus_main_job``
+(every asset, raw to publish) so that the UI shows the run, stop the servers and print a summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from connectors.raw_zone import q
+from hub.publisher import read_catalog
+from hub.settings import Settings
+from hub.warehouse import open_warehouse
+
+SIM_SECRETS = {"HUB_PERSON_KEY_SECRET": "campus-data-hub-simulation-key"}
+# With faults on, slow responses must outlast the client's timeout, as they do in the field.
+FAULT_TIMEOUT_S, FAULT_SLOW_S = 2.0, 3.0
+
+
+@dataclass
+class DemoResult:
+    success: bool
+    run_id: str
+    started_at: float
+    failed_steps: list[str] = field(default_factory=list)
+
+
+def ensure_campus(settings: Settings, *, scale: float, seed: int, console: Console) -> dict:
+    """Generate the simulated campus unless the same scale and seed are already there."""
+    from campus_sim.generate import generate
+
+    manifest_path = settings.campus_dir / "manifest.json"
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if float(manifest.get("scale", -1)) == float(scale) and int(manifest.get("seed", -1)) == int(seed):
+            return manifest
+        console.print(f"[yellow]campus at {settings.campus_dir} has scale {manifest.get('scale')} seed "
+                      f"{manifest.get('seed')}: generating scale {scale} seed {seed} instead")
+    with console.status(f"Simulating the campus (scale {scale}, seed {seed}) into {settings.campus_dir} …"):
+        started = time.monotonic()
+        manifest = generate(settings.campus_dir, scale=scale, seed=seed)
+    console.print(f"Simulated campus ready in {time.monotonic() - started:.1f} s: {settings.campus_dir}")
+    return manifest
+
+
+def run_main_job(settings: Settings, *, console: Console, instance=None) -> DemoResult:
+    """Execute campus_main_job in this process against the instance, showing progress per step."""
+    import dagster as dg
+    from dagster._core.events import DagsterEventType
+
+    from hub.factory import build_definitions
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    defs = build_definitions(settings)
+    job = defs.get_job_def("campus_main_job")
+    instance = instance or dg.DagsterInstance.get()
+    run_id = str(uuid.uuid4())
+    total = len(job.asset_layer.executable_asset_keys) + len(list(job.asset_layer.asset_graph.asset_check_keys))
+    outcome: dict = {}
+
+    def execute() -> None:
+        try:
+            outcome["result"] = job.execute_in_process(
+                instance=instance, run_id=run_id, raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+        except Exception as exc:  # surfaced below as one line
+            outcome["error"] = exc
+
+    started = time.time()
+    worker = threading.Thread(target=execute, name="campus_main_job", daemon=True)
+    kinds = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} steps"), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("campus_main_job", total=total)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.5)
+            try:
+                events = instance.all_logs(run_id, of_type=kinds)
+            except Exception:  # the run may not be registered yet
+                continue
+            done = [e for e in events if e.dagster_event.event_type != DagsterEventType.STEP_START]
+            running = {e.step_key for e in events} - {e.step_key for e in done}
+            label = next(iter(sorted(running)), "") if running else ""
+            progress.update(task, completed=len(done), description=f"campus_main_job {label}")
+        progress.update(task, completed=total, description="campus_main_job")
+    if "error" in outcome:
+        raise outcome["error"]
+    result = outcome["result"]
+    failed = [e.step_key for e in result.all_events if e.is_step_failure]
+    for event in result.all_events:
+        if event.is_step_failure:
+            err = event.step_failure_data.error
+            console.print(f"[red]step {event.step_key} failed:[/] {err.message.strip().splitlines()[0] if err else ''}")
+    return DemoResult(result.success, run_id, started, failed)
+
+
+def demo(settings: Settings, *, scale: float = 1.0, seed: int = 20261, faults: float = 0.0,
+         console: Console | None = None, instance=None) -> DemoResult:
+    from campus_sim.servers import SourceServers
+
+    console = console or Console()
+    for key, value in SIM_SECRETS.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    ensure_campus(settings, scale=scale, seed=seed, console=console)
+    servers = SourceServers(settings.campus_dir, faults=faults, slow_seconds=FAULT_SLOW_S, seed=seed,
+                            inbox=settings.inbox_dir)
+    saved = {k: os.environ.get(k) for k in ("HUB_HR_URL", "HUB_XG_URL", "HUB_ACTIVITY_URL",
+                                            "HUB_LEARNING_URL", "HUB_ACADEMIC_URL", "HUB_INBOX_DIR",
+                                            "HUB_HTTP_TIMEOUT")}
+    servers.start()
+    try:
+        console.print("Campus systems served on loopback: " +
+                      ", ".join(f"{k} {v}" for k, v in servers.urls.items()) +
+                      (f" (faults {faults:.0%})" if faults else ""))
+        os.environ.update(settings.source_env(servers.urls))
+        if faults:
+            os.environ["HUB_HTTP_TIMEOUT"] = str(FAULT_TIMEOUT_S)
+        result = run_main_job(settings, console=console, instance=instance)
+    finally:
+        servers.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    print_summary(settings, result, console)
+    return result
+
+
+def print_summary(settings: Settings, result: DemoResult, console: Console) -> None:
+    with open_warehouse(settings.warehouse_path, read_only=True) as con:
+        loads = con.execute("""
+            SELECT source || '.' || entity, count(*), sum(rows_read), sum(rows_landed), sum(rows_skipped),
+                   sum(rows_rejected), sum(retries), string_agg(DISTINCT status, ',')
+            FROM quality.load_audit WHERE started_at >= to_timestamp(?) GROUP BY ALL ORDER BY 1""",
+                            [result.started_at]).fetchall()
+        names = [r[0] for r in con.execute("""
+            SELECT schema_name || '.' || table_name FROM duckdb_tables()
+            WHERE schema_name IN ('raw', 'staging', 'warehouse')
+              AND NOT (schema_name = 'staging' AND (starts_with(table_name, 'cs_') OR table_name = 'code_map'))
+            ORDER BY schema_name = 'raw', 1""").fetchall()]
+        tables = [(n, con.execute(f"SELECT count(*) FROM {n.split('.')[0]}.{q(n.split('.', 1)[1])}").fetchone()[0])
+                  for n in names]
+        quarantine = con.execute("""
+            SELECT stage, source || '.' || entity, rule, count(*) FROM quality.quarantine
+            GROUP BY ALL ORDER BY 1, 2, 3""").fetchall()
+
+    t = Table(title="Loads in this run", title_justify="left")
+    for col in ("source.entity", "loads", "read", "landed", "skipped (already loaded)", "rejected", "retries",
+                "status"):
+        t.add_column(col, justify="right" if col not in ("source.entity", "status") else "left")
+    for row in loads:
+        t.add_row(*[str(v) for v in row])
+    console.print(t)
+
+    t = Table(title="Tables", title_justify="left")
+    t.add_column("table")
+    t.add_column("rows", justify="right")
+    for name, rows in tables:
+        t.add_row(name, f"{rows:,}")
+    console.print(t)
+
+    t = Table(title="Quarantined (kept out, with the reason)", title_justify="left")
+    for col in ("stage", "source.entity", "rule", "rows"):
+        t.add_column(col, justify="right" if col == "rows" else "left")
+    for row in quarantine:
+        t.add_row(*[str(v) for v in row])
+    console.print(t if quarantine else "Nothing quarantined.")
+
+    catalog = read_catalog(settings.published_root)
+    t = Table(title=f"Published ({settings.published_root / 'catalog.json'})", title_justify="left")
+    for col in ("dataset", "current version", "rows", "audience"):
+        t.add_column(col)
+    for name, entry in sorted(catalog.get("datasets", {}).items()):
+        t.add_row(name, entry["current_version"], f"{entry['row_count']:,}", entry["audience"])
+    console.print(t)
+
+    status = "[green]succeeded" if result.success else f"[red]failed ({', '.join(result.failed_steps)})"
+    console.print(f"campus_main_job {status}[/] — run {result.run_id}")
+    console.print(f"Warehouse: {settings.warehouse_path}   (query: duckdb -readonly {settings.warehouse_path})")
+    console.print(f"Published: {settings.published_root}   Raw zone: {settings.raw_dir}")
+    console.print("UI: make ui  → http://127.0.0.1:3000 (assets by layer, this run under Runs)")

@@ -1,0 +1,33 @@
+"""Builds the Dagster Definitions from the settings and sources.yaml."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from connectors import load_sources
+from hub.resources import CampusSourcesResource, IdentityResource, PublisherResource, WarehouseResource
+from hub.settings import Settings
+from pipelines.jobs import campus_main_job, daily_refresh
+from pipelines.publish import publish_assets
+from pipelines.raw import build_raw
+from pipelines.staging import staging_assets
+from pipelines.warehouse import warehouse_assets, warehouse_checks
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    raw_assets, raw_checks = build_raw(load_sources(settings.sources_file))
+    return dg.Definitions(
+        assets=[*raw_assets, *staging_assets, *warehouse_assets, *publish_assets],
+        asset_checks=[*raw_checks, *warehouse_checks],
+        jobs=[campus_main_job],
+        schedules=[daily_refresh],
+        executor=dg.in_process_executor,
+        resources={
+            "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+            "campus_sources": CampusSourcesResource(config_path=str(settings.sources_file),
+                                                    raw_dir=str(settings.raw_dir)),
+            "identity": IdentityResource(person_key_secret=dg.EnvVar("HUB_PERSON_KEY_SECRET")),
+            "publisher": PublisherResource(root=str(settings.published_root)),
+        },
+    )

@@ -1,0 +1,54 @@
+"""Dagster resources: the warehouse file, the declared campus sources, and the published root."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import duckdb
+
+from connectors import Source, load_sources
+from hub.publisher import Publisher
+from hub.warehouse import open_warehouse
+
+# Every asset that writes the DuckDB file takes a slot in this pool; dagster_home/dagster.yaml gives it
+# one slot, so writers queue instead of failing on DuckDB's single-writer file lock.
+WAREHOUSE_POOL = "duckdb_warehouse"
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse file (one writer at a time: see WAREHOUSE_POOL)."""
+
+    path: str
+
+    @contextmanager
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        with open_warehouse(self.path, read_only=read_only) as con:
+            yield con
+
+
+class CampusSourcesResource(dg.ConfigurableResource):
+    """The campus systems declared in sources.yaml, and the raw zone they land in."""
+
+    config_path: str
+    raw_dir: str
+
+    def load(self) -> dict[str, Source]:
+        return load_sources(self.config_path)
+
+
+class IdentityResource(dg.ConfigurableResource):
+    """The key of the keyed hash that turns an ID number into person_key. Set it from the environment."""
+
+    person_key_secret: str
+
+
+class PublisherResource(dg.ConfigurableResource):
+    """Where versioned datasets are published for the smart brain and the national platform."""
+
+    root: str
+    keep_versions: int = 5
+
+    def publisher(self) -> Publisher:
+        return Publisher(self.root, keep_versions=self.keep_versions)

@@ -1,0 +1,61 @@
+"""Where the hub keeps things, read once from the environment.
+
+Every path defaults to a folder under the project's ``var/`` so that a fresh clone works with no
+configuration; each can be moved with a ``HUB_*`` variable. Secrets are not settings: connectors read
+them from the environment variables that ``sources.yaml`` names, at the moment they are used.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Ports the simulated campus is served on when the UI (or a person) runs ``hub serve-sources``.
+DEFAULT_PORTS = {"hr": 18081, "student": 18082, "activity": 18083, "learning": 18084}
+
+
+@dataclass(frozen=True)
+class Settings:
+    var_dir: Path
+    campus_dir: Path
+    warehouse_path: Path
+    raw_dir: Path
+    inbox_dir: Path
+    published_root: Path
+    sources_file: Path
+    dagster_home: Path
+    school_code: str
+    person_key_secret: str
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        var = Path(env.get("HUB_VAR_DIR", PROJECT_ROOT / "var")).resolve()
+        return cls(
+            var_dir=var,
+            campus_dir=Path(env.get("HUB_CAMPUS_DIR", var / "campus")).resolve(),
+            warehouse_path=Path(env.get("HUB_WAREHOUSE", var / "warehouse.duckdb")).resolve(),
+            raw_dir=Path(env.get("HUB_RAW_DIR", var / "raw")).resolve(),
+            inbox_dir=Path(env.get("HUB_INBOX_DIR", var / "inbox" / "party")).resolve(),
+            published_root=Path(env.get("HUB_PUBLISHED_ROOT", var / "published")).resolve(),
+            sources_file=Path(env.get("HUB_SOURCES_FILE", PROJECT_ROOT / "sources.yaml")).resolve(),
+            dagster_home=Path(env.get("DAGSTER_HOME", PROJECT_ROOT / "dagster_home")).resolve(),
+            school_code=env.get("HUB_SCHOOL_CODE", "4145000001"),
+            # A keyed hash turns an ID number into person_key; the key is what keeps the ID out of it.
+            person_key_secret=env.get("HUB_PERSON_KEY_SECRET", "campus-data-hub-simulation-key"),
+        )
+
+    def source_env(self, urls: dict[str, str] | None = None) -> dict[str, str]:
+        """Environment that points ``sources.yaml`` at the simulated campus."""
+        urls = urls or {k: f"http://127.0.0.1:{p}" for k, p in DEFAULT_PORTS.items()}
+        return {
+            "HUB_HR_URL": urls["hr"],
+            "HUB_XG_URL": urls["student"],
+            "HUB_ACTIVITY_URL": urls["activity"],
+            "HUB_LEARNING_URL": urls["learning"],
+            "HUB_ACADEMIC_URL": f"sqlite:///{self.campus_dir / 'academic' / 'academic.sqlite'}",
+            "HUB_INBOX_DIR": str(self.inbox_dir),
+        }

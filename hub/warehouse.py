@@ -1,0 +1,54 @@
+"""The DuckDB warehouse file: how every part of the hub opens it.
+
+Extensions are never installed or loaded on demand: the wheel ships parquet, json, icu and
+core_functions, and anything else would be a download at run time, which this hub must not do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from models import sql_dir
+
+SCHEMAS = ("raw", "staging", "warehouse", "marts", "quality", "meta")
+
+
+def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(
+        str(path),
+        read_only=read_only,
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
+    )
+    if not read_only:
+        bootstrap(con)
+    else:
+        con.execute(_read(sql_dir / "macros.sql"))  # temporary macros are allowed read-only
+    return con
+
+
+@contextmanager
+def open_warehouse(path: str | Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(path, read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def bootstrap(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the schemas, the bookkeeping tables and the SQL macros; idempotent."""
+    for schema in SCHEMAS:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    con.execute(_read(sql_dir / "bookkeeping.sql"))
+    con.execute(_read(sql_dir / "macros.sql"))

@@ -1,0 +1,60 @@
+-- Tables the hub keeps about its own work. Idempotent: run on every read-write connection.
+
+-- Where each incremental source entity has got to. Advanced in the same transaction as the data.
+CREATE TABLE IF NOT EXISTS meta.source_cursor (
+    source        VARCHAR NOT NULL,
+    entity        VARCHAR NOT NULL,
+    cursor_value  VARCHAR,
+    load_id       VARCHAR NOT NULL,
+    updated_at    TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (source, entity)
+);
+
+-- Every file taken from an inbox, by content hash: the same file is never loaded twice.
+CREATE TABLE IF NOT EXISTS meta.loaded_file (
+    sha256     VARCHAR PRIMARY KEY,
+    source     VARCHAR NOT NULL,
+    entity     VARCHAR NOT NULL,
+    file_name  VARCHAR NOT NULL,
+    encoding   VARCHAR,
+    rows       BIGINT,
+    load_id    VARCHAR NOT NULL,
+    loaded_at  TIMESTAMPTZ NOT NULL
+);
+
+-- One row per load of one source entity. Conservation: rows_read = rows_landed + rows_skipped + rows_rejected
+-- (skipped = already in the raw zone from an earlier load, identical).
+CREATE TABLE IF NOT EXISTS quality.load_audit (
+    load_id        VARCHAR PRIMARY KEY,
+    source         VARCHAR NOT NULL,
+    entity         VARCHAR NOT NULL,
+    started_at     TIMESTAMPTZ NOT NULL,
+    finished_at    TIMESTAMPTZ,
+    duration_s     DOUBLE,
+    status         VARCHAR NOT NULL,
+    rows_read      BIGINT,
+    rows_landed    BIGINT,
+    rows_skipped   BIGINT,
+    rows_rejected  BIGINT,
+    pages          INTEGER,
+    files          INTEGER,
+    retries        INTEGER,
+    cursor_before  VARCHAR,
+    cursor_after   VARCHAR,
+    encoding       VARCHAR,
+    message        VARCHAR
+);
+
+-- Rows kept out, with the reason. stage 'raw' rows come from a load; stage 'staging' rows are rebuilt
+-- with their staging model, so a rerun replaces them rather than adding to them.
+CREATE TABLE IF NOT EXISTS quality.quarantine (
+    stage          VARCHAR NOT NULL,
+    source         VARCHAR NOT NULL,
+    entity         VARCHAR NOT NULL,
+    load_id        VARCHAR,
+    rule           VARCHAR NOT NULL,
+    record_key     VARCHAR,
+    detail         VARCHAR,
+    original_row   JSON,
+    quarantined_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+);

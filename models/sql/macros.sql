@@ -1,0 +1,62 @@
+-- SQL macros the hub's models share. TEMP so that they exist on read-only connections too;
+-- hub.warehouse.connect() runs this file on every connection.
+
+-- GB 11643 check character (ISO 7064 MOD 11-2) of a 17-digit body.
+CREATE OR REPLACE TEMP MACRO id_check_char(b) AS
+    substr('10X98765432', (((ascii(substr(b, 1, 1)) - 48) * 7 + (ascii(substr(b, 2, 1)) - 48) * 9 + (ascii(substr(b, 3, 1)) - 48) * 10 + (ascii(substr(b, 4, 1)) - 48) * 5 + (ascii(substr(b, 5, 1)) - 48) * 8 + (ascii(substr(b, 6, 1)) - 48) * 4 + (ascii(substr(b, 7, 1)) - 48) * 2 + (ascii(substr(b, 8, 1)) - 48) * 1 + (ascii(substr(b, 9, 1)) - 48) * 6 + (ascii(substr(b, 10, 1)) - 48) * 3 + (ascii(substr(b, 11, 1)) - 48) * 7 + (ascii(substr(b, 12, 1)) - 48) * 9 + (ascii(substr(b, 13, 1)) - 48) * 10 + (ascii(substr(b, 14, 1)) - 48) * 5 + (ascii(substr(b, 15, 1)) - 48) * 8 + (ascii(substr(b, 16, 1)) - 48) * 4 + (ascii(substr(b, 17, 1)) - 48) * 2) % 11) + 1, 1);
+
+-- Trim, drop inner white space, full-width digits/X to ASCII, upper-case x.
+CREATE OR REPLACE TEMP MACRO id_clean(s) AS
+    nullif(upper(regexp_replace(translate(s, '０１２３４５６７８９ｘＸ　', '0123456789xX '), '\s', '', 'g')), '');
+
+-- Legacy 15-digit numbers: insert 19 before the year and compute the check character.
+CREATE OR REPLACE TEMP MACRO id_upgrade15(s) AS
+    CASE WHEN regexp_full_match(s, '[0-9]{15}')
+         THEN substr(s, 1, 6) || '19' || substr(s, 7, 9) || id_check_char(substr(s, 1, 6) || '19' || substr(s, 7, 9))
+         ELSE s END;
+
+CREATE OR REPLACE TEMP MACRO id_normalize(s) AS id_upgrade15(id_clean(s));
+
+CREATE OR REPLACE TEMP MACRO id_birth_date(s) AS
+    CAST(try_strptime(substr(s, 7, 8), '%Y%m%d') AS DATE);
+
+CREATE OR REPLACE TEMP MACRO id_is_valid(s) AS
+    coalesce(regexp_full_match(s, '[0-9]{17}[0-9X]')
+             AND id_birth_date(s) IS NOT NULL
+             AND id_check_char(substr(s, 1, 17)) = substr(s, 18, 1), false);
+
+-- GB/T 2261.1 code from the 17th digit: odd = 1 male, even = 2 female.
+CREATE OR REPLACE TEMP MACRO id_gender(s) AS
+    CASE WHEN (ascii(substr(s, 17, 1)) - 48) % 2 = 1 THEN '1' ELSE '2' END;
+
+-- 450102199901011234 -> 450***********1234 ; 13812345678 -> 138****5678
+CREATE OR REPLACE TEMP MACRO mask_id(s) AS
+    CASE WHEN s IS NULL THEN NULL ELSE substr(s, 1, 3) || repeat('*', greatest(length(s) - 7, 0)) || substr(s, -4) END;
+CREATE OR REPLACE TEMP MACRO mask_phone(s) AS
+    CASE WHEN s IS NULL THEN NULL ELSE substr(s, 1, 3) || '****' || substr(s, -4) END;
+
+-- Names: full-width ASCII and the ideographic space to half-width, every middle-dot variant to U+00B7,
+-- spaces between CJK characters removed (two passes: RE2 has no look-ahead), other runs of white space collapsed to one.
+CREATE OR REPLACE TEMP MACRO name_clean(s) AS
+    nullif(trim(regexp_replace(
+        regexp_replace(regexp_replace(translate(translate(s, '！＂＃＄％＆＇（）＊＋，－．／０１２３４５６７８９：；＜＝＞？＠ＡＢＣＤＥＦＧＨＩＪＫＬＭＮＯＰＱＲＳＴＵＶＷＸＹＺ［＼］＾＿｀ａｂｃｄｅｆｇｈｉｊｋｌｍｎｏｐｑｒｓｔｕｖｗｘｙｚ｛｜｝～　', '!"#$%&''()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\]^_`abcdefghijklmnopqrstuvwxyz{|}~ '), '・•‧∙．', '·····'),
+            '([\p{Han}·])\s+([\p{Han}·])', '\1\2', 'g'),
+            '([\p{Han}·])\s+([\p{Han}·])', '\1\2', 'g'),
+        '\s+', ' ', 'g')), '');
+
+-- Dates in every shape the campus systems use: 2023-09-01, 2023/9/1, 20230901, 2023.09.01,
+-- ISO timestamps, Excel serial numbers (days since 1899-12-30) and epoch milliseconds.
+CREATE OR REPLACE TEMP MACRO parse_date_any(s) AS
+    CASE
+        WHEN s IS NULL OR trim(s) = '' THEN NULL
+        WHEN regexp_full_match(trim(s), '[0-9]{5}(\.0+)?')
+            THEN CAST(DATE '1899-12-30' + CAST(CAST(trim(s) AS DOUBLE) AS INTEGER) AS DATE)
+        WHEN regexp_full_match(trim(s), '[0-9]{12,13}')
+            THEN CAST(timezone('Asia/Shanghai', to_timestamp(CAST(trim(s) AS BIGINT) / 1000.0)) AS DATE)
+        ELSE CAST(coalesce(
+            try_strptime(substr(trim(s), 1, 10), '%Y-%m-%d'),
+            try_strptime(split_part(trim(s), ' ', 1), '%Y/%m/%d'),
+            try_strptime(trim(s), '%Y%m%d'),
+            try_strptime(split_part(trim(s), ' ', 1), '%Y.%m.%d'),
+            try_strptime(split_part(trim(s), ' ', 1), '%Y-%m-%d')) AS DATE)
+    END;

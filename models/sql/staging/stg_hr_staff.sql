@@ -1,0 +1,39 @@
+-- 人事系统 staff, one row per 工号: normalised values and national codes.
+-- `current` holds the latest version of each key with `_duplicate` set on extra copies (framework).
+SELECT
+    trim(c.gh)                                   AS staff_no,
+    name_clean(c.xm)                             AS name,
+    id_normalize(c.sfzjh)                        AS id_number,
+    g.code                                       AS gender,
+    parse_date_any(c.csrq)                       AS birth_date,
+    e.code                                       AS ethnicity,
+    ps.code                                      AS political_status,
+    nullif(trim(c.xl), '')                       AS education,
+    nullif(trim(c.zcdm), '')                     AS title_code,
+    nullif(trim(c.zc), '')                       AS title,
+    trim(c.dwh)                                  AS unit_code,
+    trim(c.dwmc)                                 AS unit_name,
+    nullif(trim(c.jzglb), '')                    AS staff_category,
+    nullif(trim(c.dqzt), '')                     AS staff_status,
+    parse_date_any(c.rzrq)                       AS hire_date,
+    nullif(regexp_replace(c.sjhm, '[^0-9]', '', 'g'), '') AS phone,
+    c.updated_at                                 AS source_updated_at,
+    c._load_id                                   AS load_id,
+    c._row_number                                AS _row_number,
+    CASE
+        WHEN c._duplicate THEN 'duplicate_row'
+        WHEN NOT id_is_valid(id_normalize(c.sfzjh)) THEN 'invalid_id_number'
+        WHEN g.code IS NULL THEN 'unmapped_code'
+        WHEN c.zzmm IS NOT NULL AND ps.code IS NULL THEN 'unmapped_code'
+    END                                          AS _reject_rule,
+    CASE
+        WHEN c._duplicate THEN '工号 ' || c.gh || ' appears more than once in load ' || c._load_id
+        WHEN NOT id_is_valid(id_normalize(c.sfzjh)) THEN 'sfzjh ' || coalesce(mask_id(c.sfzjh), 'empty') || ' fails GB 11643'
+        WHEN g.code IS NULL THEN 'xbm ' || coalesce(c.xbm, 'NULL') || ' has no gender mapping'
+        ELSE 'zzmm ' || c.zzmm || ' has no political-status mapping'
+    END                                          AS _reject_detail,
+    c.gh                                         AS _record_key
+FROM current c
+LEFT JOIN staging.code_map g  ON g.system = 'hr' AND g.field = 'gender' AND g.source_value = trim(c.xbm)
+LEFT JOIN staging.code_map ps ON ps.system = 'hr' AND ps.field = 'political_status' AND ps.source_value = trim(c.zzmm)
+LEFT JOIN staging.cs_ethnicity e ON e.name = trim(c.mz) OR e.name = trim(c.mz) || '族'

@@ -1,0 +1,40 @@
+-- 党建系统 member register (党员信息 exports), one row per 人员编号 (学号 or 工号).
+SELECT
+    trim(c."人员编号")                            AS person_no,
+    name_clean(c."姓名")                          AS name,
+    id_normalize(c."公民身份号码")                 AS id_number,
+    g.code                                       AS gender,
+    e.code                                       AS ethnicity,
+    parse_date_any(c."出生日期")                   AS birth_date,
+    nullif(trim(c."学历"), '')                    AS education,
+    cat.code                                     AS category,
+    trim(c."党组织编码")                           AS org_code,
+    trim(c."所在党支部")                           AS branch_name,
+    mt.code                                      AS member_type,
+    parse_date_any(c."申请入党日期")               AS applied_on,
+    parse_date_any(c."列为积极分子日期")           AS activist_on,
+    parse_date_any(c."列为发展对象日期")           AS candidate_on,
+    parse_date_any(c."入党日期")                   AS probationary_on,
+    parse_date_any(c."转正日期")                   AS full_on,
+    trim(c."党籍状态")                             AS standing,
+    nullif(regexp_replace(c."联系电话", '[^0-9]', '', 'g'), '') AS phone,
+    c._load_id                                   AS load_id,
+    c._row_number                                AS _row_number,
+    CASE
+        WHEN c._duplicate THEN 'duplicate_row'
+        WHEN NOT id_is_valid(id_normalize(c."公民身份号码")) THEN 'invalid_id_number'
+        WHEN g.code IS NULL OR mt.code IS NULL OR cat.code IS NULL THEN 'unmapped_code'
+    END                                          AS _reject_rule,
+    CASE
+        WHEN c._duplicate THEN '人员编号 ' || c."人员编号" || ' appears more than once in load ' || c._load_id
+        WHEN NOT id_is_valid(id_normalize(c."公民身份号码")) THEN '公民身份号码 ' || coalesce(mask_id(c."公民身份号码"), 'empty') || ' fails GB 11643'
+        WHEN g.code IS NULL THEN '性别 ' || coalesce(c."性别", 'NULL') || ' has no mapping'
+        WHEN mt.code IS NULL THEN '党员类型 ' || coalesce(c."党员类型", 'NULL') || ' has no mapping'
+        ELSE '人员类别 ' || coalesce(c."人员类别", 'NULL') || ' has no mapping'
+    END                                          AS _reject_detail,
+    c."人员编号"                                  AS _record_key
+FROM current c
+LEFT JOIN staging.code_map g   ON g.system = 'party' AND g.field = 'gender' AND g.source_value = trim(c."性别")
+LEFT JOIN staging.code_map mt  ON mt.system = 'party' AND mt.field = 'member_type' AND mt.source_value = trim(c."党员类型")
+LEFT JOIN staging.code_map cat ON cat.system = 'party' AND cat.field = 'category' AND cat.source_value = trim(c."人员类别")
+LEFT JOIN staging.cs_ethnicity e ON e.name = trim(c."民族") OR e.name = trim(c."民族") || '族'

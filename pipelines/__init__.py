@@ -1,0 +1,1 @@
+"""Dagster assets by layer: raw, staging, warehouse, publish; the jobs and schedules over them."""

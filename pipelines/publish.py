@@ -1,0 +1,98 @@
+"""Publish layer (group ``publish``): versioned Parquet datasets for the smart brain and the 院校中台.
+
+Every column carries a description and a sensitivity; ID and phone numbers leave only masked (or as
+the keyed person_key). A publish runs only after the blocking checks upstream have passed.
+"""
+
+
+import dagster as dg
+
+from hub.publisher import Column, DatasetSpec
+from hub.resources import WAREHOUSE_POOL, PublisherResource, WarehouseResource
+from pipelines.common import OWNER
+
+DATASETS = (
+    DatasetSpec(
+        name="person_directory",
+        description="Everyone the campus systems know, one row per person, personal numbers masked.",
+        query="""SELECT person_key, name, gender, year(birth_date) AS birth_year, ethnicity,
+                        mask_id(id_number) AS id_number_masked, mask_phone(phone) AS phone_masked,
+                        staff_no, student_no, political_status, in_party_system,
+                        array_to_string(source_systems, ',') AS source_systems
+                 FROM warehouse.dim_person""",
+        order_by="person_key",
+        columns=(
+            Column("person_key", "Keyed hash of the ID number: stable across runs, not reversible.", "internal"),
+            Column("name", "Name, normalised (half-width, no stray spaces).", "internal"),
+            Column("gender", "GB/T 2261.1 gender code.", "internal"),
+            Column("birth_year", "Year of birth.", "internal"),
+            Column("ethnicity", "GB 3304 ethnic group code.", "internal"),
+            Column("id_number_masked", "ID number with all but the first 3 and last 4 characters masked.",
+                   "internal"),
+            Column("phone_masked", "Mobile number with the middle 4 digits masked.", "internal"),
+            Column("staff_no", "工号, for staff.", "internal"),
+            Column("student_no", "学号, for students.", "internal"),
+            Column("political_status", "GB/T 4762 political status code (survivor across systems).", "internal"),
+            Column("in_party_system", "Whether the party system holds a record of this person.", "internal"),
+            Column("source_systems", "Systems that hold this person, comma-separated.", "internal"),
+        ),
+    ),
+    DatasetSpec(
+        name="party_organisations",
+        description="The college's party organisation tree with member counts.",
+        query="""SELECT org_code, name, org_type, parent_code, parent_name, branch_kind, unit_code,
+                        secretary_name, founded_on, elected_on, term_end, committee_size, full_members,
+                        probationary_members
+                 FROM warehouse.dim_party_org""",
+        order_by="org_code",
+        columns=(
+            Column("org_code", "党组织编码.", "public"),
+            Column("name", "党组织名称.", "public"),
+            Column("org_type", "党委 / 党总支 / 党支部 / 党小组.", "public"),
+            Column("parent_code", "上级党组织编码.", "public"),
+            Column("parent_name", "上级党组织名称.", "public"),
+            Column("branch_kind", "教工 / 学生 / 离退休 / 机关 (branches only).", "public"),
+            Column("unit_code", "The unit (二级学院 or department) the organisation belongs to.", "public"),
+            Column("secretary_name", "书记姓名.", "internal"),
+            Column("founded_on", "成立日期.", "public"),
+            Column("elected_on", "Date of the last election (换届).", "public"),
+            Column("term_end", "届满日期: when the current term ends.", "public"),
+            Column("committee_size", "委员人数 (0 = no committee).", "public"),
+            Column("full_members", "Full members in good standing.", "internal"),
+            Column("probationary_members", "Probationary members in good standing.", "internal"),
+        ),
+    ),
+)
+
+SOURCES = {"person_directory": "dim_person", "party_organisations": "dim_party_org"}
+
+
+def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
+    upstream = SOURCES[spec.name]
+
+    @dg.asset(
+        key=["publish", spec.name], group_name="publish", kinds={"parquet", "duckdb"}, owners=[OWNER],
+        pool=WAREHOUSE_POOL, tags={"layer": "publish", "audience": spec.audience},
+        deps=[dg.AssetKey(["warehouse", upstream])],
+        description=f"{spec.description} Published as a versioned Parquet dataset ({spec.audience}).",
+    )
+    def _publish(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                 publisher: PublisherResource) -> dg.MaterializeResult:
+        with warehouse.connect() as con:
+            lineage = [r[0] for r in con.execute(
+                "SELECT DISTINCT load_id FROM quality.load_audit WHERE status = 'ok'").fetchall()]
+            manifest = publisher.publisher().publish(
+                con, spec, lineage=lineage,
+                quality={"status": "passed", "checks": ["blocking checks upstream passed before this step"]})
+        where = f"{publisher.root}/{spec.name}/{manifest['version']}"
+        context.log.info(f"{spec.name} {manifest['version']} "
+                         f"{'published' if manifest['changed'] else 'unchanged, still current'}: {where}")
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": manifest["row_count"], "version": manifest["version"],
+            "changed": manifest["changed"], "path": dg.MetadataValue.path(where),
+            "files": dg.MetadataValue.json(manifest["files"]), "audience": spec.audience})
+
+    return _publish
+
+
+publish_assets = [_publish_asset(s) for s in DATASETS]

@@ -1,0 +1,104 @@
+"""Raw layer: one asset per source entity declared in sources.yaml (group ``raw``).
+
+Each materialisation runs one load (one per new file for file drops) through the connectors into
+the raw zone, and reports rows, bytes, retries, cursor and encoding. A row-conservation check follows.
+"""
+
+
+import dagster as dg
+
+from connectors import Entity, LoadResult, Source, SourceError, load_entity
+from connectors.raw_zone import q
+from hub.resources import WAREHOUSE_POOL, CampusSourcesResource, WarehouseResource
+from pipelines.common import table_rows
+
+KIND_TAG = {"rest": "rest", "sql": "sql", "files": "file"}
+
+
+def raw_key(entity: Entity) -> dg.AssetKey:
+    return dg.AssetKey(["raw", entity.table])
+
+
+def _summarise(results: list[LoadResult]) -> dict:
+    ok = [r for r in results if r.status == "ok"]
+    total = {k: sum(getattr(r, k) for r in ok) for k in
+             ("rows_read", "rows_landed", "rows_skipped", "rows_rejected", "pages", "files", "retries", "bytes")}
+    last = ok[-1] if ok else None
+    return {**total,
+            "loads": [r.load_id for r in ok],
+            "files_rejected": [r.message for r in results if r.status == "rejected"],
+            "cursor_before": results[0].cursor_before if results else None,
+            "cursor_after": last.cursor_after if last else None,
+            "encoding": sorted({r.encoding for r in ok if r.encoding}),
+            "new_columns": sorted({c for r in ok for c in r.new_columns})}
+
+
+def _raw_asset(source: Source, entity: Entity) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=raw_key(entity),
+        group_name="raw",
+        description=f"{source.description} — `{entity.name}` as received (text), with load metadata "
+                    f"on every row. Primary key: {', '.join(entity.primary_key)}.",
+        kinds={"duckdb", "parquet", KIND_TAG[source.kind]},
+        owners=[source.owner],
+        tags={"layer": "raw", "source": source.name},
+        pool=WAREHOUSE_POOL,
+    )
+    def _load(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+              campus_sources: CampusSourcesResource) -> dg.MaterializeResult:
+        live = campus_sources.load()[source.name]  # re-read at run time: the file may have changed
+        with warehouse.connect() as con:
+            try:
+                results = load_entity(con, campus_sources.raw_dir, live, live.entities[entity.name])
+            except SourceError as exc:
+                raise dg.Failure(description=str(exc)) from None
+            rows_total = table_rows(con, f"raw.{q(entity.table)}") if con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema='raw' AND table_name=?",
+                [entity.table]).fetchone()[0] else 0
+        s = _summarise(results)
+        for msg in s["files_rejected"]:
+            context.log.warning(f"file set aside: {msg}")
+        if s["new_columns"]:
+            context.log.warning(f"schema drift: new column(s) {s['new_columns']} added to raw.{entity.table}")
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": rows_total,
+            "rows_read": s["rows_read"], "rows_landed": s["rows_landed"], "rows_skipped": s["rows_skipped"],
+            "rows_rejected": s["rows_rejected"], "pages": s["pages"], "files": s["files"],
+            "files_rejected": len(s["files_rejected"]), "retries": s["retries"], "bytes": s["bytes"],
+            "cursor_before": str(s["cursor_before"]), "cursor_after": str(s["cursor_after"]),
+            "encoding": ", ".join(s["encoding"]) or "n/a",
+            "new_columns": ", ".join(s["new_columns"]) or "none",
+            "load_ids": dg.MetadataValue.json(s["loads"]),
+        })
+
+    return _load
+
+
+def _conservation_check(entity: Entity) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=raw_key(entity), name="row_conservation", blocking=True, pool=WAREHOUSE_POOL,
+                    description="Every row read is landed, skipped as already loaded, or quarantined: "
+                                "rows_read = rows_landed + rows_skipped + rows_rejected for every load, and "
+                                "every rejected row is in quality.quarantine.")
+    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connect() as con:
+            bad = con.execute("""
+                SELECT a.load_id, a.rows_read, a.rows_landed, a.rows_skipped, a.rows_rejected,
+                       (SELECT count(*) FROM quality.quarantine qq WHERE qq.load_id = a.load_id) AS quarantined
+                FROM quality.load_audit a
+                WHERE a.source = ? AND a.entity = ? AND a.status = 'ok'
+                  AND (a.rows_read <> a.rows_landed + a.rows_skipped + a.rows_rejected
+                       OR a.rows_rejected <> (SELECT count(*) FROM quality.quarantine qq
+                                              WHERE qq.load_id = a.load_id AND qq.stage = 'raw'))""",
+                              [entity.source, entity.name]).fetchall()
+            loads = con.execute("SELECT count(*) FROM quality.load_audit WHERE source = ? AND entity = ?",
+                                [entity.source, entity.name]).fetchone()[0]
+        return dg.AssetCheckResult(passed=not bad, metadata={
+            "loads_checked": loads, "loads_failing": len(bad),
+            "failing": dg.MetadataValue.json([list(map(str, r)) for r in bad[:20]])})
+
+    return _check
+
+
+def build_raw(sources: dict[str, Source]) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    entities = [(s, e) for s in sources.values() for e in s.entities.values()]
+    return [_raw_asset(s, e) for s, e in entities], [_conservation_check(e) for _, e in entities]

@@ -1,0 +1,48 @@
+"""Staging layer (group ``staging``): code sets, then one normalised model per source entity."""
+
+
+import dagster as dg
+
+from hub.resources import WAREHOUSE_POOL, WarehouseResource
+from models.build import STAGING_MODELS, build_staging, load_code_sets
+from pipelines.common import OWNER, preview
+
+CODE_SETS_KEY = dg.AssetKey(["staging", "code_sets"])
+
+
+@dg.asset(
+    key=CODE_SETS_KEY, group_name="staging", kinds={"duckdb", "csv"}, owners=[OWNER], pool=WAREHOUSE_POOL,
+    tags={"layer": "staging"},
+    description="National code sets (GB/T 2261.1, GB/T 4762, GB 3304, staff category and status, party "
+                "stages) and per-source value mappings, loaded from the CSV files in models/codesets.",
+)
+def code_sets(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    with warehouse.connect() as con:
+        counts = load_code_sets(con)
+    return dg.MaterializeResult(metadata={"tables": dg.MetadataValue.json(counts),
+                                          "dagster/row_count": sum(counts.values())})
+
+
+def _staging_asset(name: str) -> dg.AssetsDefinition:
+    model = STAGING_MODELS[name]
+
+    @dg.asset(
+        key=["staging", name], group_name="staging", kinds={"duckdb", "sql"}, owners=[OWNER],
+        pool=WAREHOUSE_POOL, tags={"layer": "staging", "source": model.source},
+        deps=[dg.AssetKey(["raw", model.raw_table]), CODE_SETS_KEY],
+        description=f"{model.description} Rows failing row-level rules (duplicates, invalid ID numbers, "
+                    "unmapped codes) go to quality.quarantine with the reason.",
+    )
+    def _build(warehouse: WarehouseResource) -> dg.MaterializeResult:
+        with warehouse.connect() as con:
+            stats = build_staging(con, name)
+            pv = preview(con, f"staging.{name}")
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": stats["rows_accepted"], "rows_in": stats["rows_in"],
+            "rows_rejected": stats["rows_rejected"],
+            "rejected_by_rule": dg.MetadataValue.json(stats["rejected_by_rule"]), "preview": pv})
+
+    return _build
+
+
+staging_assets = [code_sets, *(_staging_asset(n) for n in STAGING_MODELS)]

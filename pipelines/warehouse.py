@@ -1,0 +1,43 @@
+"""Warehouse layer (group ``warehouse``): the canonical tables analysts and marts use."""
+
+
+import dagster as dg
+
+from hub.resources import WAREHOUSE_POOL, IdentityResource, WarehouseResource
+from models.build import WAREHOUSE_MODELS, build_warehouse
+from pipelines.common import OWNER, preview
+
+DEPS = {
+    "dim_person": ["stg_hr_staff", "stg_students", "stg_party_members"],
+    "dim_party_org": ["stg_party_orgs", "stg_party_members"],
+}
+
+
+def _warehouse_asset(name: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["warehouse", name], group_name="warehouse", kinds={"duckdb", "sql"}, owners=[OWNER],
+        pool=WAREHOUSE_POOL, tags={"layer": "warehouse"}, description=WAREHOUSE_MODELS[name],
+        deps=[dg.AssetKey(["staging", d]) for d in DEPS[name]],
+    )
+    def _build(warehouse: WarehouseResource, identity: IdentityResource) -> dg.MaterializeResult:
+        with warehouse.connect() as con:
+            rows = build_warehouse(con, name, secret=identity.person_key_secret)
+            pv = preview(con, f"warehouse.{name}")
+        return dg.MaterializeResult(metadata={"dagster/row_count": rows, "preview": pv})
+
+    return _build
+
+
+@dg.asset_check(asset=dg.AssetKey(["warehouse", "dim_person"]), name="one_row_per_person", blocking=True,
+                pool=WAREHOUSE_POOL, description="person_key and id_number are unique and never null.")
+def dim_person_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.connect() as con:
+        rows, keys, ids, nulls = con.execute(
+            "SELECT count(*), count(DISTINCT person_key), count(DISTINCT id_number), "
+            "count(*) FILTER (WHERE person_key IS NULL OR id_number IS NULL) FROM warehouse.dim_person").fetchone()
+    return dg.AssetCheckResult(passed=rows == keys == ids and nulls == 0,
+                               metadata={"rows": rows, "distinct_keys": keys, "distinct_ids": ids, "nulls": nulls})
+
+
+warehouse_assets = [_warehouse_asset(n) for n in WAREHOUSE_MODELS]
+warehouse_checks = [dim_person_unique]

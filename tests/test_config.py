@@ -1,0 +1,48 @@
+"""sources.yaml: the shipped file loads; a bad one fails with one line naming the key."""
+
+from pathlib import Path
+
+import pytest
+
+from connectors.config import ConfigError, interpolate, load_sources
+from hub.settings import PROJECT_ROOT
+
+
+def test_shipped_sources_file_declares_every_system():
+    sources = load_sources(PROJECT_ROOT / "sources.yaml")
+    assert {s.kind for s in sources.values()} == {"rest", "sql", "files"}
+    assert set(sources) == {"hr", "student", "academic", "party", "activity", "learning"}
+    assert sources["party"].entities["dues"].primary_key == ("人员编号", "缴费月份")
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "sources.yaml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("sources:\n  hr:\n    kind: soap\n    entities: {a: {primary_key: id}}\n", "sources.hr.kind"),
+    ("sources:\n  hr:\n    kind: rest\n    base_url: http://x\n    entities:\n      staff:\n        path: /s\n"
+     "        paginator: {type: page_number, page_param: p, size_param: s}\n", "sources.hr.entities.staff.primary_key"),
+    ("sources:\n  hr:\n    kind: rest\n    base_url: http://x\n    entities:\n      staff:\n        path: /s\n"
+     "        primary_key: id\n        paginator: {type: magic}\n", "paginator.type"),
+    ("sources:\n  p:\n    kind: files\n    inbox: /tmp\n    entities:\n      m: {pattern: ../etc/*.csv, primary_key: id}\n",
+     "would leave the inbox"),
+    ("sources:\n  db:\n    kind: sql\n    url: sqlite://\n    entities:\n      t: {primary_key: id}\n",
+     "exactly one of 'table' or 'query'"),
+    ("sources:\n  db:\n    kind: sql\n    url: sqlite://\n    colour: blue\n    entities:\n      t: {table: t, primary_key: id}\n",
+     "unknown key(s) ['colour']"),
+    ("sources: [\n", "not valid YAML"),
+])
+def test_bad_config_names_the_key(tmp_path, text, needle):
+    with pytest.raises(ConfigError) as err:
+        load_sources(_write(tmp_path, text))
+    message = str(err.value)
+    assert needle in message and "\n" not in message and "sources.yaml" in message
+
+
+def test_interpolation_reads_the_environment_when_used():
+    assert interpolate("${A:-x}/${B}", {"B": "b"}) == "x/b"
+    with pytest.raises(ConfigError, match="SECRET_TOKEN is not set"):
+        interpolate("${SECRET_TOKEN}", {}, where="sources.hr.auth.token")

@@ -1,0 +1,89 @@
+"""Versioned, atomic publishing: manifests, the catalog switch, no new version for the same content."""
+
+import hashlib
+import json
+
+import duckdb
+import pyarrow.dataset as pads
+import pytest
+
+from hub.publisher import Column, DatasetSpec, PublishError, Publisher, read_catalog
+
+SPEC = DatasetSpec(
+    name="orgs", description="test orgs", query="SELECT code, name FROM orgs", order_by="code",
+    columns=(Column("code", "org code", "public"), Column("name", "org name", "public")), audience="public")
+
+
+@pytest.fixture
+def orgs(con):
+    con.execute("CREATE TABLE orgs AS SELECT 'B' || i AS code, '支部' || i AS name FROM range(1000) t(i)")
+    return con
+
+
+def _current(root):
+    entry = read_catalog(root)["datasets"]["orgs"]
+    return entry, json.loads((root / entry["manifest"]).read_text(encoding="utf-8"))
+
+
+def test_publish_writes_data_then_manifest_and_switches_catalog(tmp_path, orgs):
+    root = tmp_path / "published"
+    m = Publisher(root).publish(orgs, SPEC, lineage=["l1", "l1", "l2"], quality={"status": "passed"})
+    entry, manifest = _current(root)
+    assert m["changed"] and entry["current_version"] == manifest["version"] == m["version"]
+    assert manifest["row_count"] == 1000 and manifest["lineage"] == {"load_ids": ["l1", "l2"]}
+    assert [c["name"] for c in manifest["schema"]["columns"]] == ["code", "name"]
+    folder = root / entry["manifest"].rsplit("/", 1)[0]
+    for f in manifest["files"]:
+        data = (folder / f["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == f["sha256"] and len(data) == f["bytes"]
+    files = [str(folder / f["path"]) for f in manifest["files"]]
+    back = duckdb.sql(f"SELECT * FROM read_parquet({files}) ORDER BY code").fetchall()
+    assert back == orgs.execute("SELECT code, name FROM orgs ORDER BY code").fetchall()
+    assert pads.dataset(folder / "data", format="parquet").count_rows() == 1000
+
+
+def test_same_content_makes_no_new_version_and_changed_content_does(tmp_path, orgs):
+    root = tmp_path / "published"
+    pub = Publisher(root)
+    first = pub.publish(orgs, SPEC, lineage=[], quality={})
+    again = pub.publish(orgs, SPEC, lineage=[], quality={})
+    assert not again["changed"] and again["version"] == first["version"]
+    orgs.execute("UPDATE orgs SET name = '改名' WHERE code = 'B1'")  # one value in one row
+    third = pub.publish(orgs, SPEC, lineage=[], quality={})
+    assert third["changed"] and third["version"] != first["version"]
+    assert _current(root)[0]["current_version"] == third["version"]
+
+
+def test_failed_publish_leaves_previous_version_current(tmp_path, orgs):
+    root = tmp_path / "published"
+    pub = Publisher(root)
+    first = pub.publish(orgs, SPEC, lineage=[], quality={})
+    orgs.execute("UPDATE orgs SET name = 'x'")
+    bad = DatasetSpec(**{**SPEC.__dict__, "order_by": "no_such_column"})
+    with pytest.raises(duckdb.Error):
+        pub.publish(orgs, bad, lineage=[], quality={})
+    assert _current(root)[0]["current_version"] == first["version"]
+    assert not list((root / "orgs").glob(".tmp-*")), "the partial version is cleaned up"
+
+
+def test_old_versions_are_pruned_but_current_kept(tmp_path, orgs):
+    root = tmp_path / "published"
+    pub = Publisher(root, keep_versions=2)
+    for i in range(4):
+        orgs.execute(f"UPDATE orgs SET name = 'v{i}'")
+        last = pub.publish(orgs, SPEC, lineage=[], quality={})
+    versions = sorted(p.name for p in (root / "orgs").iterdir() if p.name.startswith("v"))
+    assert len(versions) == 2 and versions[-1] == last["version"]
+
+
+def test_restricted_column_refused_outside_restricted_audience(tmp_path, orgs):
+    spec = DatasetSpec(**{**SPEC.__dict__, "columns": (Column("code", "c", "public"),
+                                                        Column("name", "n", "restricted"))})
+    with pytest.raises(PublishError, match="restricted column name"):
+        Publisher(tmp_path).publish(orgs, spec, lineage=[], quality={})
+
+
+def test_every_column_must_be_described(tmp_path, orgs):
+    spec = DatasetSpec(**{**SPEC.__dict__, "columns": (Column("code", "c", "public"),)})
+    with pytest.raises(PublishError, match="name"):
+        Publisher(tmp_path).publish(orgs, spec, lineage=[], quality={})
