@@ -551,7 +551,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             start = data.first_since(None if since is None else self.server.system.parse_updated(since))
         except (TypeError, ValueError):
-            raise _BadParameter("updated_since", f"must be {self.server.system.since_format}") from None
+            hint = " (send a '+' in the UTC offset as %2B)" if " " in since else ""
+            raise _BadParameter("updated_since", f"must be {self.server.system.since_format}{hint}") from None
 
         def link(query_params: dict[str, str]) -> str:
             return f"{self._base_url()}{path}?{urlencode(query_params)}"
@@ -575,7 +576,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _inject(self, fault: str) -> bool:
         """Act out an injected fault; True when the request is finished (False: slow, now answer)."""
         if fault == "slow":
-            if not threading.Event().wait(self.server.slow_seconds):
+            if not self.server.stopping.wait(self.server.slow_seconds):
                 return False
             fault = "drop"  # shutting down while delayed: hang up instead of answering
         if fault == "drop":

@@ -43,7 +43,7 @@ def load_academic(data_dir: str | os.PathLike[str], url: str, *, chunk_rows: int
 
 
 def _copy_table(source: sqlite3.Connection, target: Connection, name: str, chunk_rows: int) -> int:
-    """Drop and recreate ``name`` in the target, then insert the SQLite rows chunk by chunk."""
+    """Drop and recreate ``name`` in the target, insert the SQLite rows chunk by chunk, then index it."""
     table = _target_table(source, name)
     table.drop(target, checkfirst=True)
     table.create(target)
@@ -51,11 +51,13 @@ def _copy_table(source: sqlite3.Connection, target: Connection, name: str, chunk
     for chunk in _chunks(source, table, chunk_rows):
         target.execute(table.insert(), chunk)
         copied += len(chunk)
+    for column in _INDEXED.get(name, ()):
+        Index(f"ix_{name}_{column}", table.c[column]).create(target)
     return copied
 
 
 def _target_table(source: sqlite3.Connection, name: str) -> Table:
-    """Describe SQLite table ``name`` as a SQLAlchemy table: same columns, primary key and indexes."""
+    """Describe SQLite table ``name`` as a SQLAlchemy table: same columns and primary key."""
     info = source.execute("SELECT name, type, pk FROM pragma_table_info(?) ORDER BY cid", (name,)).fetchall()
     if not info:
         raise LookupError(f"table {name!r} not found in the academic database")
@@ -69,8 +71,7 @@ def _target_table(source: sqlite3.Connection, name: str) -> Table:
         )
         for column, declared, pk in info
     ]
-    indexes = [Index(f"ix_{name}_{column}", column) for column in sorted(indexed)]
-    return Table(name, MetaData(), *columns, *indexes, **_TABLE_OPTIONS)
+    return Table(name, MetaData(), *columns, **_TABLE_OPTIONS)
 
 
 def _column_type(

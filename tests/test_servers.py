@@ -452,6 +452,7 @@ def test_updated_since_compares_instants_across_time_zones(servers):
 def test_pages_past_the_end_are_empty_not_errors(servers):
     hr = requests.get(servers.urls["hr"] + HR.path, params={"page": 99}, timeout=5, **AUTH["hr"]).json()
     assert hr["data"]["list"] == [] and hr["data"]["total"] == len(ROWS[HR])
+    assert hr["data"]["page_size"] == 500  # the default
     url = servers.urls["activity"] + MEETINGS.path
     activity = requests.get(url, params={"offset": 500}, timeout=5, **AUTH["activity"]).json()
     assert activity == {"count": len(ROWS[MEETINGS]), "next": None, "results": []}
