@@ -174,7 +174,7 @@ class RawZone:
     def _land_rows(self, entity: Entity, folder: Path, table: str, result: LoadResult,
                    file_name: str | None) -> None:
         con = self.con
-        src = f"read_parquet({_sql_str(str(folder / '*.parquet'))}, union_by_name = true)"
+        src = f"read_parquet({_sql_str(str(folder / '*.parquet'))}, union_by_name = true, hive_partitioning = false)"
         cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
         missing = [c for c in entity.required if c not in cols]
         if missing:

@@ -7,7 +7,7 @@ import duckdb
 import pyarrow.dataset as pads
 import pytest
 
-from hub.publisher import Column, DatasetSpec, PublishError, Publisher, read_catalog
+from hub.publisher import Column, DatasetSpec, Publisher, PublishError, read_catalog
 
 SPEC = DatasetSpec(
     name="orgs", description="test orgs", query="SELECT code, name FROM orgs", order_by="code",

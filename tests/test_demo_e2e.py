@@ -1,0 +1,130 @@
+"""The demo path end to end at a small scale: simulate, serve, run through Dagster, publish."""
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from rich.console import Console
+
+from hub.settings import PROJECT_ROOT, Settings
+from tests.conftest import SEED, SMALL_SCALE
+
+pytestmark = pytest.mark.slow
+
+ID_RE = re.compile(r"(?<![0-9])[1-9][0-9]{5}(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx]"
+                   r"(?![0-9])")
+MOBILE_RE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
+
+
+def _env(tmp_path: Path, campus_dir: Path) -> dict[str, str]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    var = tmp_path / "var"
+    var.mkdir()
+    shutil.copytree(campus_dir, var / "campus")
+    return {"HUB_VAR_DIR": str(var), "DAGSTER_HOME": str(home), "HUB_PERSON_KEY_SECRET": "test-secret"}
+
+
+def _snapshot(warehouse: Path) -> dict[str, tuple]:
+    """Row count and an order-independent content hash of every table the demo builds."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        out = {}
+        for schema, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                                         "WHERE schema_name IN ('raw', 'staging', 'warehouse')").fetchall():
+            cols = [r[0] for r in con.execute(f'DESCRIBE {schema}."{table}"').fetchall()
+                    if r[0] not in ("_load_id", "_extracted_at", "load_id")]
+            expr = ", ".join(f'"{c}"' for c in cols)
+            out[f"{schema}.{table}"] = con.execute(
+                f'SELECT count(*), sum(hash({expr})::HUGEINT) FROM {schema}."{table}"').fetchone()
+        quarantine = con.execute("SELECT stage, source, entity, rule, count(*) FROM quality.quarantine "
+                                 "GROUP BY ALL ORDER BY ALL").fetchall()
+        return {"tables": out, "quarantine": quarantine}
+    finally:
+        con.close()
+
+
+def _jsonl_rows(path: Path) -> int:
+    with path.open(encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def test_demo_twice_leaves_the_same_warehouse(tmp_path, campus_dir, monkeypatch):
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    from hub.demo import demo
+
+    for k, v in _env(tmp_path, campus_dir).items():
+        monkeypatch.setenv(k, v)
+    settings = Settings.from_env()
+    out = io.StringIO()
+    console = Console(file=out, width=160)
+    with DagsterInstance.get() as instance:
+        first = demo(settings, scale=SMALL_SCALE, seed=SEED, console=console, instance=instance)
+        assert first.success, out.getvalue()
+        snap1 = _snapshot(settings.warehouse_path)
+        catalog1 = json.loads((settings.published_root / "catalog.json").read_text(encoding="utf-8"))
+
+        second = demo(settings, scale=SMALL_SCALE, seed=SEED, console=console, instance=instance)
+        assert second.success, out.getvalue()
+        assert _snapshot(settings.warehouse_path) == snap1, "a rerun must not add, drop or change rows"
+        catalog2 = json.loads((settings.published_root / "catalog.json").read_text(encoding="utf-8"))
+        assert {k: v["current_version"] for k, v in catalog2["datasets"].items()} == \
+               {k: v["current_version"] for k, v in catalog1["datasets"].items()}, "same data, same version"
+
+        runs = instance.get_runs(RunsFilter(job_name="campus_main_job", statuses=[DagsterRunStatus.SUCCESS]))
+        assert len(runs) == 2, "both runs are in the instance the UI reads"
+
+    tables = snap1["tables"]
+    assert tables["raw.hr__staff"][0] == _jsonl_rows(settings.campus_dir / "hr" / "staff.jsonl")
+    assert tables["warehouse.dim_person"][0] > 0 and tables["warehouse.dim_party_org"][0] > 0
+    assert set(catalog1["datasets"]) == {"person_directory", "party_organisations"}
+    text = out.getvalue()
+    assert "Loads in this run" in text and "Quarantined" in text and "Published" in text
+
+
+def test_cli_demo_with_faults_gets_every_row_once_and_publishes_no_clear_ids(tmp_path, campus_dir):
+    env = {**os.environ, **_env(tmp_path, campus_dir)}
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "demo", "--scale", str(SMALL_SCALE), "--seed",
+                           str(SEED), "--faults", "0.2"], env=env, cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "campus_main_job succeeded" in proc.stdout
+    settings = Settings.from_env(env)
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        retries = con.execute("SELECT sum(retries) FROM quality.load_audit").fetchone()[0]
+        counts = {t: con.execute(f"SELECT count(*) FROM raw.{t}").fetchone()[0]
+                  for t in ("hr__staff", "student__students", "activity__meetings", "activity__attendance",
+                            "learning__courses", "learning__study_records")}
+    finally:
+        con.close()
+    campus = settings.campus_dir
+    assert retries > 0, "with 20% faults the connectors must have retried"
+    assert counts == {
+        "hr__staff": _jsonl_rows(campus / "hr" / "staff.jsonl"),
+        "student__students": _jsonl_rows(campus / "student" / "students.jsonl"),
+        "activity__meetings": _jsonl_rows(campus / "activity" / "meetings.jsonl"),
+        "activity__attendance": _jsonl_rows(campus / "activity" / "attendance.jsonl"),
+        "learning__courses": _jsonl_rows(campus / "learning" / "courses.jsonl"),
+        "learning__study_records": _jsonl_rows(campus / "learning" / "study_records.jsonl"),
+    }
+
+    # Personal numbers never leave the warehouse in clear: scan every value of every published file.
+    files = list(settings.published_root.rglob("*.parquet"))
+    assert files
+    for path in files:
+        rows = duckdb.sql(f"SELECT * FROM read_parquet('{path}')").fetchall()
+        for row in rows:
+            for value in row:
+                if isinstance(value, str):
+                    assert not ID_RE.search(value), f"clear ID number in {path}"
+                    assert not MOBILE_RE.search(value), f"clear mobile number in {path}"
