@@ -39,7 +39,10 @@ def _load_files(zone: RawZone, source: Source, entity: Entity) -> list[LoadResul
     results = []
     for item in extractor.pending():
         if zone.is_file_loaded(item.sha256):
-            extractor.archive_file(item)  # the same content came before: nothing new to load
+            # The same content came before (perhaps under another name): audited, archived, not loaded.
+            results.append(zone.record_file_outcome(entity, item.path.name, "skipped",
+                                                    "same content already loaded"))
+            extractor.archive_file(item)
             continue
         stats = ExtractStats()
         try:
@@ -47,7 +50,8 @@ def _load_files(zone: RawZone, source: Source, entity: Entity) -> list[LoadResul
         except SourceError as exc:
             # Unreadable as a whole: set aside with its reason; the entity's other files still load.
             moved = extractor.reject_file(item, str(exc))
-            results.append(zone.record_rejected_file(entity, item.path.name, str(exc), moved))
+            results.append(zone.record_file_outcome(entity, item.path.name, "rejected",
+                                                    f"{exc} (moved to {moved})"))
             continue
         results.append(zone.land(entity, [table], stats, file_name=item.path.name, file_sha256=item.sha256))
         extractor.archive_file(item)

@@ -218,11 +218,11 @@ class RawZone:
         result.rows_rejected += n_nokey
         result.rows_landed = landed
 
-    def record_rejected_file(self, entity: Entity, file_name: str, reason: str, moved_to: Path) -> LoadResult:
+    def record_file_outcome(self, entity: Entity, file_name: str, status: str, reason: str) -> LoadResult:
+        """Audit a file that was not loaded: ``rejected`` (unreadable) or ``skipped`` (seen before)."""
         started_at = datetime.now(UTC)
         result = LoadResult(f"{started_at:%Y%m%dT%H%M%S}-{entity.source}-{entity.name}-{uuid.uuid4().hex[:8]}",
-                            entity.source, entity.name, status="rejected", files=1,
-                            message=f"{file_name}: {reason} (moved to {moved_to})")
+                            entity.source, entity.name, status=status, files=1, message=f"{file_name}: {reason}")
         self._audit(result, started_at)
         return result
 

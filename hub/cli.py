@@ -15,7 +15,9 @@ from rich.console import Console
 
 from hub.settings import DEFAULT_PORTS, Settings
 
-console = Console(stderr=False)
+console = Console()
+if not console.is_terminal:  # logs and CI: wide enough that the summary tables are not squeezed
+    console = Console(width=140)
 
 
 def _friendly(fn):

@@ -64,7 +64,7 @@ def run_main_job(settings: Settings, *, console: Console, instance=None) -> Demo
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     defs = build_definitions(settings)
-    job = defs.get_job_def("campus_main_job")
+    job = defs.resolve_job_def("campus_main_job")
     instance = instance or dg.DagsterInstance.get()
     run_id = str(uuid.uuid4())
     total = len(job.asset_layer.executable_asset_keys) + len(list(job.asset_layer.asset_graph.asset_check_keys))
@@ -103,9 +103,16 @@ def run_main_job(settings: Settings, *, console: Console, instance=None) -> Demo
     failed = [e.step_key for e in result.all_events if e.is_step_failure]
     for event in result.all_events:
         if event.is_step_failure:
-            err = event.step_failure_data.error
-            console.print(f"[red]step {event.step_key} failed:[/] {err.message.strip().splitlines()[0] if err else ''}")
+            console.print(f"[red]step {event.step_key} failed:[/] {_root_cause(event.step_failure_data.error)}",
+                          highlight=False)
     return DemoResult(result.success, run_id, started, failed)
+
+
+def _root_cause(err) -> str:
+    """The innermost error's first line: what went wrong, not the framework's wrapper around it."""
+    while err is not None and err.cause is not None:
+        err = err.cause
+    return err.message.strip().splitlines()[0] if err is not None and err.message.strip() else "unknown error"
 
 
 def demo(settings: Settings, *, scale: float = 1.0, seed: int = 20261, faults: float = 0.0,
@@ -145,8 +152,9 @@ def demo(settings: Settings, *, scale: float = 1.0, seed: int = 20261, faults: f
 def print_summary(settings: Settings, result: DemoResult, console: Console) -> None:
     with open_warehouse(settings.warehouse_path, read_only=True) as con:
         loads = con.execute("""
-            SELECT source || '.' || entity, count(*), sum(rows_read), sum(rows_landed), sum(rows_skipped),
-                   sum(rows_rejected), sum(retries), string_agg(DISTINCT status, ',')
+            SELECT source || '.' || entity, count(*), coalesce(sum(rows_read), 0), coalesce(sum(rows_landed), 0),
+                   coalesce(sum(rows_skipped), 0), coalesce(sum(rows_rejected), 0), coalesce(sum(retries), 0),
+                   string_agg(DISTINCT status, ',' ORDER BY status)
             FROM quality.load_audit WHERE started_at >= to_timestamp(?) GROUP BY ALL ORDER BY 1""",
                             [result.started_at]).fetchall()
         names = [r[0] for r in con.execute("""
@@ -192,6 +200,7 @@ def print_summary(settings: Settings, result: DemoResult, console: Console) -> N
 
     status = "[green]succeeded" if result.success else f"[red]failed ({', '.join(result.failed_steps)})"
     console.print(f"campus_main_job {status}[/] — run {result.run_id}")
-    console.print(f"Warehouse: {settings.warehouse_path}   (query: duckdb -readonly {settings.warehouse_path})")
+    console.print(f"Warehouse: {settings.warehouse_path}   (analysts: ATTACH '{settings.warehouse_path}' AS hub "
+                  "(READ_ONLY); USE hub;)", highlight=False)
     console.print(f"Published: {settings.published_root}   Raw zone: {settings.raw_dir}")
     console.print("UI: make ui  → http://127.0.0.1:3000 (assets by layer, this run under Runs)")

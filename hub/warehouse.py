@@ -1,5 +1,9 @@
 """The DuckDB warehouse file: how every part of the hub opens it.
 
+The file is attached under the catalog name ``hub``: opened directly, ``warehouse.duckdb`` would be a
+catalog called ``warehouse`` and every ``warehouse.<table>`` would be ambiguous with the schema of that
+name. Analysts do the same: ``ATTACH 'var/warehouse.duckdb' AS hub (READ_ONLY); USE hub;``.
+
 Extensions are never installed or loaded on demand: the wheel ships parquet, json, icu and
 core_functions, and anything else would be a download at run time, which this hub must not do.
 """
@@ -14,6 +18,7 @@ import duckdb
 
 from models import sql_dir
 
+CATALOG = "hub"
 SCHEMAS = ("raw", "staging", "warehouse", "marts", "quality", "meta")
 
 
@@ -22,10 +27,16 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(
-        str(path),
-        read_only=read_only,
+        ":memory:",
         config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
     )
+    literal = "'" + str(path).replace("'", "''") + "'"
+    try:
+        con.execute(f"ATTACH {literal} AS {CATALOG}{' (READ_ONLY)' if read_only else ''}")
+    except duckdb.Error:
+        con.close()
+        raise
+    con.execute(f"USE {CATALOG}")
     if not read_only:
         bootstrap(con)
     else:

@@ -61,8 +61,11 @@ def test_same_content_twice_is_loaded_once(tmp_path, con):
     source, entity = _source(inbox, "党费缴纳_*.csv")
     load_entity(con, tmp_path / "raw", source, entity)
     (inbox / "党费缴纳_2024_again.csv").write_bytes(payload)  # re-dropped under another name
-    assert load_entity(con, tmp_path / "raw", source, entity) == []
+    [again] = load_entity(con, tmp_path / "raw", source, entity)
+    assert again.status == "skipped" and "党费缴纳_2024_again.csv" in again.message and again.rows_landed == 0
     assert len(_rows(con)) == 3
+    assert not list(inbox.iterdir()), "the repeat is archived too"
+    assert con.execute("SELECT status FROM quality.load_audit ORDER BY started_at").fetchall() == [("ok",), ("skipped",)]
 
 
 def test_xlsx_with_dates_and_numbers(tmp_path, con):
