@@ -56,9 +56,11 @@ def simulate(scale: float, seed: int, out: Path | None) -> None:
     out = out or Settings.from_env().campus_dir
     with console.status(f"Simulating scale {scale}, seed {seed} …"):
         manifest = generate(out, scale=scale, seed=seed)
-    console.print(f"Wrote {out}")
-    for name, count in sorted(manifest.get("counts", {}).items()):
-        console.print(f"  {name}: {count:,}" if isinstance(count, int) else f"  {name}: {count}")
+    console.print(f"Wrote {out} ({manifest['college']}, as of {manifest['as_of']})")
+    for name, count in sorted(manifest["rows"].items()):
+        console.print(f"  {name}: {count:,} rows")
+    console.print(f"  injected defects: {sum(manifest['defects'].values()):,} "
+                  f"({len(manifest['defects'])} kinds; ground truth in {out / 'truth'})")
 
 
 @main.command("serve-sources")
