@@ -174,15 +174,18 @@ class RawZone:
     def _land_rows(self, entity: Entity, folder: Path, table: str, result: LoadResult,
                    file_name: str | None) -> None:
         con = self.con
-        src = f"read_parquet({_sql_str(str(folder / '*.parquet'))}, union_by_name = true, hive_partitioning = false)"
-        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+        parts = sorted(folder.glob("*.parquet"))
+        src = (f"read_parquet([{', '.join(_sql_str(str(p)) for p in parts)}], union_by_name = true, "
+               "hive_partitioning = false, filename = true, file_row_number = true)")
+        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * EXCLUDE (filename, file_row_number) FROM {src}"
+                                          ).fetchall()]
         missing = [c for c in entity.required if c not in cols]
         if missing:
             raise SourceError(f"{entity.source}.{entity.name}: required column(s) {missing} missing from the "
                               f"source (it sent {cols[:12]}{'…' if len(cols) > 12 else ''})")
         existing = [r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' AND table_name = ?",
-            [entity.table]).fetchall()]
+            "SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database() "
+            "AND table_schema = 'raw' AND table_name = ?", [entity.table]).fetchall()]
         if not existing:
             con.execute(f"CREATE TABLE {table} ({', '.join(f'{q(c)} VARCHAR' for c in cols)}, "
                         "_load_id VARCHAR, _source VARCHAR, _extracted_at TIMESTAMPTZ, _row_number BIGINT, "
@@ -196,8 +199,15 @@ class RawZone:
             f"{_sql_str(c + '=')} || {q(c)}" for c in sorted(cols)) + "))"
         pk_present = " AND ".join(f"nullif(trim({q(k)}), '') IS NOT NULL" for k in entity.primary_key)
         pk_match = " AND ".join(f"r.{q(k)} = s.{q(k)}" for k in entity.primary_key)
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE _incoming AS
-            SELECT *, row_number() OVER () AS _row_number, {row_hash} AS _row_hash FROM {src}""")
+        # A view, not a table: the load is read from its Parquet parts as it streams through, never held
+        # whole. The row number is the position in the load (part order, then row in part): stable.
+        part_index = "CASE filename " + " ".join(f"WHEN {_sql_str(str(p))} THEN {i}" for i, p in enumerate(parts)) \
+                     + " END"
+        con.execute(f"""CREATE OR REPLACE TEMP VIEW _incoming AS
+            SELECT * EXCLUDE (filename, file_row_number),
+                   ({part_index}) * 4294967296 + file_row_number + 1 AS _row_number,
+                   {row_hash} AS _row_hash
+            FROM {src}""")
         pk_key = " || '|' || ".join(f"coalesce({q(k)}, '')" for k in entity.primary_key)
         n_nokey = con.execute(f"""INSERT INTO quality.quarantine
             (stage, source, entity, load_id, rule, record_key, detail, original_row)
@@ -214,7 +224,7 @@ class RawZone:
               AND NOT EXISTS (SELECT 1 FROM {table} r WHERE {pk_match} AND r._row_hash = s._row_hash)""",
                              [result.load_id, entity.source, datetime.now(UTC).isoformat(), file_name]
                              ).fetchone()[0]
-        con.execute("DROP TABLE _incoming")
+        con.execute("DROP VIEW _incoming")
         result.rows_rejected += n_nokey
         result.rows_landed = landed
 

@@ -10,6 +10,7 @@ core_functions, and anything else would be a download at run time, which this hu
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +29,14 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
         path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(
         ":memory:",
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            # Bounded memory: past this DuckDB spills joins and sorts to disk beside the warehouse, so a
+            # source ten times larger does not need ten times the RAM.
+            "memory_limit": os.environ.get("HUB_DUCKDB_MEMORY_LIMIT", "2GB"),
+            "temp_directory": str(path.parent / ".duckdb_tmp"),
+        },
     )
     literal = "'" + str(path).replace("'", "''") + "'"
     try:
