@@ -31,7 +31,7 @@ def _friendly(fn):
         try:
             return fn(*args, **kwargs)
         except (ConfigError, SourceError, PublishError, FileNotFoundError, ValueError) as exc:
-            Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+            Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}", highlight=False)
             sys.exit(2)
 
     return wrapper
@@ -73,11 +73,14 @@ def simulate(scale: float, seed: int, out: Path | None) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault sequence.")
 @click.option("--inbox", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the party system drops its exports (default: var/inbox/party).")
+@click.option("--academic-url", default=None, metavar="URL",
+              help="Also copy the academic database into this PostgreSQL/MariaDB SQLAlchemy URL "
+                   "(then point the hub at it with HUB_ACADEMIC_URL).")
 @click.option("--port", "ports", multiple=True, metavar="SYSTEM=PORT",
               help=f"Override a port, e.g. hr=9001 (defaults {DEFAULT_PORTS}; 0 = any free port).")
 @_friendly
 def serve_sources(data: Path | None, faults: float, slow_seconds: float, seed: int, inbox: Path | None,
-                  ports: tuple[str, ...]) -> None:
+                  academic_url: str | None, ports: tuple[str, ...]) -> None:
     """Serve the simulated campus systems on loopback until interrupted."""
     from campus_sim.servers import serve_forever
 
@@ -92,6 +95,19 @@ def serve_sources(data: Path | None, faults: float, slow_seconds: float, seed: i
     data = data or settings.campus_dir
     if not (data / "manifest.json").exists():
         raise FileNotFoundError(f"{data}: no simulated campus here (run `hub simulate --out {data}` first)")
+    if academic_url:
+        import sqlalchemy as sa
+
+        from campus_sim.sqlload import load_academic
+
+        safe = sa.engine.make_url(academic_url).render_as_string(hide_password=True)
+        try:
+            counts = load_academic(data, academic_url)
+        except sa.exc.SQLAlchemyError as exc:
+            raise ValueError(f"cannot load the academic database into {safe}: "
+                             f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}") from None
+        console.print(f"academic  {safe} ({', '.join(f'{t} {n:,} rows' for t, n in counts.items())}); "
+                      "set HUB_ACADEMIC_URL to read it from there")
     serve_forever(data, ports=chosen, faults=faults, slow_seconds=slow_seconds, seed=seed,
                   inbox=inbox or settings.inbox_dir)
 
