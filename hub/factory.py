@@ -7,7 +7,7 @@ import dagster as dg
 from connectors import load_sources
 from hub.resources import CampusSourcesResource, IdentityResource, PublisherResource, WarehouseResource
 from hub.settings import Settings
-from pipelines.jobs import campus_main_job, daily_refresh
+from pipelines.jobs import build_automation
 from pipelines.publish import publish_assets
 from pipelines.raw import build_raw
 from pipelines.staging import staging_assets
@@ -16,12 +16,16 @@ from pipelines.warehouse import warehouse_assets, warehouse_checks
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
-    raw_assets, raw_checks = build_raw(load_sources(settings.sources_file))
+    sources = load_sources(settings.sources_file)
+    raw_assets, raw_checks = build_raw(sources)
+    assets = [*raw_assets, *staging_assets, *warehouse_assets, *publish_assets]
+    jobs, schedules, sensors = build_automation(sources, assets)
     return dg.Definitions(
-        assets=[*raw_assets, *staging_assets, *warehouse_assets, *publish_assets],
+        assets=assets,
         asset_checks=[*raw_checks, *warehouse_checks],
-        jobs=[campus_main_job],
-        schedules=[daily_refresh],
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
         executor=dg.in_process_executor,
         resources={
             "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
