@@ -38,7 +38,36 @@ class ExtractStats:
     encoding: str | None = None
     cursor_after: str | None = None
     rejected: list[Rejected] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    # column -> type family the source sent it as (string, number, boolean, datetime, nested, mixed)
+    source_types: dict[str, str] = field(default_factory=dict)
+
+    def note_types(self, table: pa.Table) -> None:
+        """Record the type family of each column of a page or chunk, before it becomes text."""
+        for f in table.schema:
+            family = type_family(f.type)
+            if family is None:
+                continue
+            known = self.source_types.setdefault(f.name, family)
+            if known != family:
+                self.source_types[f.name] = "mixed"
+
+
+def type_family(t: pa.DataType) -> str | None:
+    """A source type's family: what drift detection compares (an int page and a float page are both
+    numbers; a number becoming a string is a change). None for an all-null column: it says nothing."""
+    if pa.types.is_null(t):
+        return None
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number"
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_temporal(t):
+        return "datetime"
+    if pa.types.is_nested(t):
+        return "nested"
+    return str(t)
 
 
 def _text(value: Any) -> str | None:
@@ -80,16 +109,22 @@ def table_as_text(table: pa.Table) -> pa.Table:
     return pa.table({name: _column_as_text(table.column(name)) for name in table.column_names})
 
 
-def records_to_table(records: list[dict[str, Any]]) -> pa.Table:
+def records_to_table(records: list[dict[str, Any]], stats: ExtractStats | None = None) -> pa.Table:
     """JSON objects to an Arrow table of text columns; the union of keys, in first-seen order."""
     if not records:
         return pa.table({})
     try:
-        return table_as_text(pa.Table.from_pylist(records))
+        typed = pa.Table.from_pylist(records)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
         # Mixed types in one field (a number here, a string there): fall back to text per value.
         names = list(dict.fromkeys(k for r in records for k in r))
+        if stats is not None:
+            for n in names:
+                stats.source_types[n] = "mixed" if n not in stats.source_types else stats.source_types[n]
         return pa.table({n: pa.array([_text(r.get(n)) for r in records], pa.string()) for n in names})
+    if stats is not None:
+        stats.note_types(typed)
+    return table_as_text(typed)
 
 
 def rows_to_table(columns: list[str], rows: list[list[Any]]) -> pa.Table:

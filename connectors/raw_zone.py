@@ -56,7 +56,13 @@ class LoadResult:
     encoding: str | None = None
     duration_s: float = 0.0
     new_columns: list[str] = field(default_factory=list)
+    type_changes: list[str] = field(default_factory=list)
     message: str | None = None
+
+    def drift(self) -> str | None:
+        parts = ([f"new column(s) {self.new_columns}"] if self.new_columns else []) + \
+                ([f"type change(s) {self.type_changes}"] if self.type_changes else [])
+        return "; ".join(parts) or None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -160,6 +166,7 @@ class RawZone:
                 con.execute(
                     "INSERT OR REPLACE INTO meta.source_cursor VALUES (?, ?, ?, ?, current_timestamp)",
                     [entity.source, entity.name, result.cursor_after, result.load_id])
+            self._record_types(entity, stats.source_types, result)
             if file_sha256:
                 con.execute("INSERT INTO meta.loaded_file VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
                             [file_sha256, entity.source, entity.name, file_name, result.encoding,
@@ -228,6 +235,18 @@ class RawZone:
         result.rows_rejected += n_nokey
         result.rows_landed = landed
 
+    def _record_types(self, entity: Entity, types: dict[str, str], result: LoadResult) -> None:
+        known = dict(self.con.execute(
+            "SELECT column_name, source_type FROM meta.source_schema WHERE source = ? AND entity = ?",
+            [entity.source, entity.name]).fetchall())
+        for column, family in sorted(types.items()):
+            if column in known and known[column] != family:
+                result.type_changes.append(f"{column}: {known[column]} -> {family}")
+            self.con.execute(
+                "INSERT INTO meta.source_schema VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+                "source_type = excluded.source_type, last_load_id = excluded.last_load_id",
+                [entity.source, entity.name, column, family, result.load_id, result.load_id])
+
     def record_file_outcome(self, entity: Entity, file_name: str, status: str, reason: str) -> LoadResult:
         """Audit a file that was not loaded: ``rejected`` (unreadable) or ``skipped`` (seen before)."""
         started_at = datetime.now(UTC)
@@ -242,7 +261,7 @@ class RawZone:
             "?, ?, ?, ?, ?, ?)",
             [r.load_id, r.source, r.entity, started_at, r.duration_s, r.status, r.rows_read, r.rows_landed,
              r.rows_skipped, r.rows_rejected, r.pages, r.files, r.retries, r.cursor_before, r.cursor_after,
-             r.encoding, r.message if not r.new_columns else f"new columns: {r.new_columns}"])
+             r.encoding, "; ".join(m for m in (r.message, r.drift()) if m) or None])
 
 
 def _sql_str(s: str) -> str:

@@ -154,7 +154,7 @@ class RestExtractor:
         while True:
             doc, records = self._records(self._get(url, {**params, pag["page_param"]: page,
                                                          pag["size_param"]: size}, stats))
-            yield records_to_table(records)
+            yield records_to_table(records, stats)
             total = _dig(doc, pag.get("total_pages_path"))
             if not records or (total is not None and page >= int(total)) or (total is None and len(records) < size):
                 return
@@ -169,7 +169,7 @@ class RestExtractor:
             else:
                 resp = self._get(url, {**params, pag["offset_param"]: offset, pag["limit_param"]: limit}, stats)
             doc, records = self._records(resp)
-            yield records_to_table(records)
+            yield records_to_table(records, stats)
             if pag.get("next_url_path"):
                 next_url = _dig(doc, pag["next_url_path"])
                 if not next_url:
@@ -186,7 +186,7 @@ class RestExtractor:
             if token:
                 query[pag["cursor_param"]] = token
             doc, records = self._records(self._get(url, query, stats))
-            yield records_to_table(records)
+            yield records_to_table(records, stats)
             token = _dig(doc, pag["next_cursor_path"])
             if not token:
                 return
@@ -196,7 +196,7 @@ class RestExtractor:
                          stats)
         while True:
             _, records = self._records(resp)
-            yield records_to_table(records)
+            yield records_to_table(records, stats)
             nxt = resp.links.get("next", {}).get("url")
             if not nxt:
                 return

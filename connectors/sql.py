@@ -66,7 +66,9 @@ class SqlExtractor:
                 for chunk in result.partitions(self.chunk_rows):
                     stats.pages += 1
                     columns = list(zip(*chunk, strict=True))
-                    table = table_as_text(pa.table({n: pa.array(c) for n, c in zip(names, columns, strict=True)}))
+                    typed = pa.table({n: pa.array(c) for n, c in zip(names, columns, strict=True)})
+                    stats.note_types(typed)
+                    table = table_as_text(typed)
                     field = self.entity.cursor_field
                     if field and field in table.column_names:
                         top = pc.max(table.column(field)).as_py()

@@ -31,7 +31,8 @@ def _summarise(results: list[LoadResult]) -> dict:
             "cursor_before": results[0].cursor_before if results else None,
             "cursor_after": last.cursor_after if last else None,
             "encoding": sorted({r.encoding for r in ok if r.encoding}),
-            "new_columns": sorted({c for r in ok for c in r.new_columns})}
+            "new_columns": sorted({c for r in ok for c in r.new_columns}),
+            "type_changes": sorted({c for r in ok for c in r.type_changes})}
 
 
 def _raw_asset(source: Source, entity: Entity) -> dg.AssetsDefinition:
@@ -61,6 +62,9 @@ def _raw_asset(source: Source, entity: Entity) -> dg.AssetsDefinition:
             context.log.warning(f"file set aside: {msg}")
         if s["new_columns"]:
             context.log.warning(f"schema drift: new column(s) {s['new_columns']} added to raw.{entity.table}")
+        if s["type_changes"]:
+            context.log.warning(f"schema drift: {entity.source}.{entity.name} changed type: {s['type_changes']} "
+                                "(kept as text, not coerced)")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": rows_total,
             "rows_read": s["rows_read"], "rows_landed": s["rows_landed"], "rows_skipped": s["rows_skipped"],
@@ -69,6 +73,7 @@ def _raw_asset(source: Source, entity: Entity) -> dg.AssetsDefinition:
             "cursor_before": str(s["cursor_before"]), "cursor_after": str(s["cursor_after"]),
             "encoding": ", ".join(s["encoding"]) or "n/a",
             "new_columns": ", ".join(s["new_columns"]) or "none",
+            "type_changes": ", ".join(s["type_changes"]) or "none",
             "load_ids": dg.MetadataValue.json(s["loads"]),
         })
 

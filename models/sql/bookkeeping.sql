@@ -58,3 +58,14 @@ CREATE TABLE IF NOT EXISTS quality.quarantine (
     original_row   JSON,
     quarantined_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
 );
+
+-- The type family each source column arrived as (raw keeps text, so a change is reported, never coerced).
+CREATE TABLE IF NOT EXISTS meta.source_schema (
+    source         VARCHAR NOT NULL,
+    entity         VARCHAR NOT NULL,
+    column_name    VARCHAR NOT NULL,
+    source_type    VARCHAR NOT NULL,
+    first_load_id  VARCHAR NOT NULL,
+    last_load_id   VARCHAR NOT NULL,
+    PRIMARY KEY (source, entity, column_name)
+);
