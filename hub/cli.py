@@ -113,6 +113,44 @@ def serve_sources(data: Path | None, faults: float, slow_seconds: float, seed: i
 
 
 @main.command()
+@click.argument("targets", nargs=-1, metavar="[SOURCE[.ENTITY]]...")
+@_friendly
+def load(targets: tuple[str, ...]) -> None:
+    """Load sources into the raw zone now, without Dagster (all of sources.yaml if none named).
+
+    A failing source is reported and the others still load; the exit status is 1 if any failed.
+    """
+    from connectors import SourceError, load_entity, load_sources
+    from hub.warehouse import open_warehouse
+
+    settings = Settings.from_env()
+    sources = load_sources(settings.sources_file)
+    wanted = []
+    for target in targets or sources:
+        name, _, entity = target.partition(".")
+        if name not in sources or (entity and entity not in sources[name].entities):
+            raise ValueError(f"{target!r} is not a source (or source.entity) in {settings.sources_file}: "
+                             f"sources are {sorted(sources)}")
+        wanted += [(sources[name], sources[name].entities[e]) for e in ([entity] if entity else sources[name].entities)]
+    failed = 0
+    with open_warehouse(settings.warehouse_path) as con:
+        for source, entity in wanted:
+            try:
+                results = load_entity(con, settings.raw_dir, source, entity)
+            except SourceError as exc:
+                failed += 1
+                console.print(f"[red]✗[/] {entity.table}: {exc}", highlight=False, soft_wrap=True)
+                continue
+            for r in results:
+                console.print(f"[green]✓[/] {entity.table}: {r.status}, read {r.rows_read:,}, landed {r.rows_landed:,},"
+                              f" skipped {r.rows_skipped:,}, rejected {r.rows_rejected:,}, retries {r.retries}"
+                              + (f" — {r.drift()}" if r.drift() else ""), highlight=False)
+            if not results:
+                console.print(f"· {entity.table}: nothing new", highlight=False)
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
 @click.option("--scale", type=click.FloatRange(min=0.001, max=100), default=1.0, show_default=True)
 @click.option("--seed", type=int, default=20261, show_default=True)
 @click.option("--faults", type=click.FloatRange(0, 1), default=0.0, show_default=True,
