@@ -1,5 +1,8 @@
 """SQL sources through SQLAlchemy 2: a table or a query, streamed in chunks into Arrow.
 
+A ``query`` entity is the configured SELECT as a subquery; with a cursor it is filtered on the cursor
+column (``>= :cursor``, bound) and ordered by it.
+
 Tables are reflected, so identifiers come from the database's own catalogue and are quoted by
 SQLAlchemy; the incremental bound is a bound parameter. Nothing from configuration or data is ever
 formatted into SQL text. Memory is bounded by ``chunk_rows``: the driver streams (server-side cursors
@@ -35,8 +38,14 @@ class SqlExtractor:
     def _statement(self, conn: sa.Connection, cursor: str | None) -> sa.Select | sa.TextClause:
         opts, field = self.entity.options, self.entity.cursor_field
         if "query" in opts:
-            stmt = sa.text(opts["query"])
-            return stmt.bindparams(cursor=cursor) if ":cursor" in opts["query"] else stmt
+            # The configured query (configuration, like a table name) becomes a subquery; the cursor column
+            # is quoted by the dialect and the bound is a parameter.
+            if not field:
+                return sa.text(opts["query"])
+            col = conn.dialect.identifier_preparer.quote(field)
+            where = f" WHERE q.{col} >= :cursor" if cursor is not None else ""
+            stmt = sa.text(f"SELECT * FROM ({opts['query']}) q{where} ORDER BY q.{col}")
+            return stmt.bindparams(cursor=cursor) if cursor is not None else stmt
         try:
             table = sa.Table(opts["table"], sa.MetaData(), autoload_with=conn)
         except sa.exc.NoSuchTableError:

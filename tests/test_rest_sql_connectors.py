@@ -172,6 +172,9 @@ def test_server_database_source(tmp_path, data_dir, con, kind):
     try:
         load_academic(data_dir, url)
         _check_sql_load(con, tmp_path / "raw", url, 130)
+        src, entity = _query_source(url)
+        [failed] = load_entity(con, tmp_path / "raw", src, entity)
+        assert failed.rows_landed == 26  # every fifth of the 130 grades is 不及格
     finally:
         with admin.connect() as c:
             c.execute(sa.text(f"DROP {'SCHEMA' if kind == 'postgres' else 'DATABASE'} {scratch}"
@@ -183,3 +186,64 @@ def test_unreachable_database_fails_with_one_line_and_no_password(tmp_path, con)
     with pytest.raises(SourceError) as err:
         load_entity(con, tmp_path / "raw", src, src.entities["grades"])
     assert "s3cret" not in str(err.value) and "127.0.0.1:1" in str(err.value) and "\n" not in str(err.value)
+
+
+def _query_source(url: str):
+    from connectors.config import Entity
+
+    src = _sql_source(url)
+    entity = Entity("academic", "failed_grades", ("id",),
+                    {"query": "SELECT id, xh, kch, cj, updated_at FROM jw_cj WHERE cj = '不及格'"},
+                    cursor_field="updated_at")
+    return type(src)(src.name, src.kind, src.description, src.owner, src.options, {"failed_grades": entity}), entity
+
+
+def test_query_entity_is_incremental_on_its_cursor_column(tmp_path, data_dir, con):
+    import sqlite3
+
+    db = data_dir / "academic" / "academic.sqlite"
+    src, entity = _query_source(f"sqlite:///{db}")
+    [first] = load_entity(con, tmp_path / "raw", src, entity)
+    expected = sqlite3.connect(db).execute("SELECT count(*) FROM jw_cj WHERE cj = '不及格'").fetchone()[0]
+    assert first.rows_landed == expected > 0
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE jw_cj SET updated_at = '2031-01-01 00:00:00' WHERE id = 1003")  # a 不及格 row
+    [second] = load_entity(con, tmp_path / "raw", src, entity)
+    assert second.cursor_before == first.cursor_after and second.rows_landed == 1
+    assert second.rows_read < first.rows_read, "only rows from the cursor on are read"
+
+
+def test_offset_limit_paging_without_a_next_link(tmp_path, data_dir, con, monkeypatch):
+    with SourceServers(data_dir) as servers:
+        sources = _point_sources_at(monkeypatch, servers, data_dir)
+        src = sources["activity"]
+        meetings = src.entities["meetings"]
+        plain = type(meetings)(meetings.source, meetings.name, meetings.primary_key,
+                               {**meetings.options, "paginator": {"type": "offset", "offset_param": "offset",
+                                                                   "limit_param": "limit", "limit": 7}})
+        [result] = load_entity(con, tmp_path / "raw", src, plain)
+    expected = len(_lines(data_dir / "activity" / "meetings.jsonl"))
+    assert result.rows_landed == expected and result.pages == expected // 7 + 1
+
+
+def test_retry_waits_honour_retry_after_and_back_off_capped():
+    import requests
+    from tenacity import RetryCallState, Retrying
+
+    from connectors.rest import MAX_BACKOFF_S, RetryableHTTPError, _wait
+
+    def state(attempt: int, retry_after: str | None) -> RetryCallState:
+        resp = requests.Response()
+        resp.status_code = 429 if retry_after else 503
+        if retry_after:
+            resp.headers["Retry-After"] = retry_after
+        s = RetryCallState(Retrying(), fn=None, args=(), kwargs={})
+        s.attempt_number = attempt
+        s.set_exception((RetryableHTTPError, RetryableHTTPError(resp), None))
+        return s
+
+    wait = _wait(0.5)
+    assert wait(state(1, "7")) == 7.0, "the server's Retry-After wins"
+    assert wait(state(1, "3600")) == MAX_BACKOFF_S, "but is capped"
+    assert [wait(state(n, None)) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
+    assert wait(state(20, None)) == MAX_BACKOFF_S
