@@ -9,41 +9,67 @@ transaction and replace the model's previous quarantine rows, so a rebuild never
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
+import yaml
 
 from connectors.raw_zone import q
 from models import codesets_dir, sql_dir
 
 
 @dataclass(frozen=True)
-class StagingModel:
+class Model:
+    """A SQL model file: ``models/sql/<layer>/<name>.sql`` with a YAML header in ``-- ---`` comments.
+
+    Staging headers name the raw ``source`` (``system.entity``) and its ``key``; every header has a
+    ``description``. Dependencies are read from the SQL itself (``staging.x``, ``warehouse.y``), so they
+    cannot go stale. ``materialize: script`` runs the file as statements that create the table themselves.
+    """
+
+    layer: str
     name: str
-    source: str
-    entity: str
-    primary_key: tuple[str, ...]
     description: str
+    sql: str
+    source: str | None = None
+    entity: str | None = None
+    primary_key: tuple[str, ...] = ()
+    materialize: str = "table"
 
     @property
     def raw_table(self) -> str:
         return f"{self.source}__{self.entity}"
 
+    @property
+    def reads(self) -> list[tuple[str, str]]:
+        """(layer, name) of the models this one reads, from its SQL text."""
+        found = dict.fromkeys(re.findall(r"\b(staging|warehouse)\.([a-z_][a-z0-9_]*)", self.sql))
+        return [(layer, name) for layer, name in found
+                if (layer, name) != (self.layer, self.name) and name not in ("code_map",)
+                and not name.startswith("cs_")]
 
-STAGING_MODELS = {m.name: m for m in (
-    StagingModel("stg_hr_staff", "hr", "staff", ("gh",), "HR staff, one row per 工号, normalised and coded."),
-    StagingModel("stg_students", "student", "students", ("studentNo",),
-                 "Students, one row per 学号, normalised and coded."),
-    StagingModel("stg_party_members", "party", "members", ("人员编号",),
-                 "Party member register, one row per 人员编号, normalised and coded."),
-    StagingModel("stg_party_orgs", "party", "orgs", ("党组织编码",),
-                 "Party organisations, one row per 党组织编码."),
-)}
 
-WAREHOUSE_MODELS = {
-    "dim_person": "One row per real person across HR, student and party systems; person_key is a keyed hash.",
-    "dim_party_org": "The party organisation tree (党委/党总支/党支部/党小组) with member counts.",
-}
+def _parse(path: Path) -> Model:
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "-- ---":
+        raise ValueError(f"{path}: a model starts with a '-- ---' header")
+    end = next(i for i, line in enumerate(lines[1:], 1) if line.strip() == "-- ---")
+    header = yaml.safe_load("\n".join(line[3:] for line in lines[1:end])) or {}
+    source, _, entity = str(header.get("source", "")).partition(".")
+    return Model(layer=path.parent.name, name=path.stem, description=header["description"], sql=text,
+                 source=source or None, entity=entity or None,
+                 primary_key=tuple(header.get("key", ())), materialize=header.get("materialize", "table"))
+
+
+def discover(layer: str) -> dict[str, Model]:
+    return {p.stem: _parse(p) for p in sorted((sql_dir / layer).glob("*.sql"))}
+
+
+STAGING_MODELS = discover("staging")
+WAREHOUSE_MODELS = discover("warehouse")
 
 
 def load_code_sets(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -67,7 +93,7 @@ def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
     if not raw_exists(con, m.raw_table):
         raise RuntimeError(f"raw.{m.raw_table} does not exist yet: materialise raw/{m.raw_table} first")
     pk = ", ".join(q(k) for k in m.primary_key)
-    sql = (sql_dir / "staging" / f"{name}.sql").read_text(encoding="utf-8")
+    sql = m.sql
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"""CREATE OR REPLACE TEMP VIEW current AS
@@ -101,7 +127,23 @@ def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
 
 
 def build_warehouse(con: duckdb.DuckDBPyConnection, name: str, *, secret: str) -> int:
-    sql = (sql_dir / "warehouse" / f"{name}.sql").read_text(encoding="utf-8")
-    params = {"secret": secret} if "$secret" in sql else {}
-    con.execute(f"CREATE OR REPLACE TABLE warehouse.{name} AS {sql}", params)
+    m = WAREHOUSE_MODELS[name]
+    params = {"secret": secret} if "$secret" in m.sql else {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if m.materialize == "script":
+            for statement in _statements(m.sql):
+                con.execute(statement, params if "$secret" in statement else {})
+        else:
+            con.execute(f"CREATE OR REPLACE TABLE warehouse.{name} AS {m.sql}", params)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
     return con.execute(f"SELECT count(*) FROM warehouse.{name}").fetchone()[0]
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a script on semicolons at the end of a line (model scripts keep one statement per ';')."""
+    return [s.strip() for s in re.split(r";\s*$", sql, flags=re.MULTILINE) if s.strip().strip("-").strip()
+            and not all(line.strip().startswith("--") or not line.strip() for line in s.splitlines())]

@@ -29,7 +29,8 @@ def _staging_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=["staging", name], group_name="staging", kinds={"duckdb", "sql"}, owners=[OWNER],
         pool=WAREHOUSE_POOL, tags={"layer": "staging", "source": model.source},
-        deps=[dg.AssetKey(["raw", model.raw_table]), CODE_SETS_KEY],
+        deps=[dg.AssetKey(["raw", model.raw_table]), CODE_SETS_KEY,
+              *(dg.AssetKey([layer, dep]) for layer, dep in model.reads)],
         description=f"{model.description} Rows failing row-level rules (duplicates, invalid ID numbers, "
                     "unmapped codes) go to quality.quarantine with the reason.",
     )

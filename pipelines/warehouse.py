@@ -7,17 +7,13 @@ from hub.resources import WAREHOUSE_POOL, IdentityResource, WarehouseResource
 from models.build import WAREHOUSE_MODELS, build_warehouse
 from pipelines.common import OWNER, preview
 
-DEPS = {
-    "dim_person": ["stg_hr_staff", "stg_students", "stg_party_members"],
-    "dim_party_org": ["stg_party_orgs", "stg_party_members"],
-}
-
-
 def _warehouse_asset(name: str) -> dg.AssetsDefinition:
+    model = WAREHOUSE_MODELS[name]
+
     @dg.asset(
         key=["warehouse", name], group_name="warehouse", kinds={"duckdb", "sql"}, owners=[OWNER],
-        pool=WAREHOUSE_POOL, tags={"layer": "warehouse"}, description=WAREHOUSE_MODELS[name],
-        deps=[dg.AssetKey(["staging", d]) for d in DEPS[name]],
+        pool=WAREHOUSE_POOL, tags={"layer": "warehouse"}, description=model.description,
+        deps=[dg.AssetKey([layer, dep]) for layer, dep in model.reads],
     )
     def _build(warehouse: WarehouseResource, identity: IdentityResource) -> dg.MaterializeResult:
         with warehouse.connect() as con:

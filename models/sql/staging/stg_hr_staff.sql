@@ -1,5 +1,9 @@
+-- ---
+-- description: HR staff, one row per 工号, normalised and coded.
+-- source: hr.staff
+-- key: [gh]
+-- ---
 -- 人事系统 staff, one row per 工号: normalised values and national codes.
--- `current` holds the latest version of each key with `_duplicate` set on extra copies (framework).
 SELECT
     trim(c.gh)                                   AS staff_no,
     name_clean(c.xm)                             AS name,

@@ -1,3 +1,8 @@
+-- ---
+-- description: Party member register, one row per 人员编号, normalised and coded.
+-- source: party.members
+-- key: [人员编号]
+-- ---
 -- 党建系统 member register (党员信息 exports), one row per 人员编号 (学号 or 工号).
 SELECT
     trim(c."人员编号")                            AS person_no,

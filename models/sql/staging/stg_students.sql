@@ -1,3 +1,8 @@
+-- ---
+-- description: Students, one row per 学号, normalised and coded.
+-- source: student.students
+-- key: [studentNo]
+-- ---
 -- 学工系统 students, one row per 学号.
 SELECT
     trim(c.studentNo)                            AS student_no,

@@ -1,3 +1,6 @@
+-- ---
+-- description: The party organisation tree (党委/党总支/党支部/党小组) with member counts.
+-- ---
 -- The 党委 / 党总支 / 党支部 / 党小组 tree with member counts (members in good standing, by type).
 WITH members AS (
     SELECT org_code,

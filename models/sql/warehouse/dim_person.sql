@@ -1,3 +1,6 @@
+-- ---
+-- description: One row per real person across HR, student and party systems; person_key is a keyed hash of the ID number.
+-- ---
 -- One row per real person, keyed by a keyed hash of the normalised ID number (the ID itself is not the key).
 -- Survivorship: for each attribute, the first non-null value by system priority (HR, then student, then party).
 -- $secret is bound by the framework. Candidate matching without an ID and conflict reporting deepen this.
