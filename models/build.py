@@ -73,10 +73,17 @@ WAREHOUSE_MODELS = discover("warehouse")
 
 
 def load_code_sets(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Code sets and per-source mappings from the CSV files in models/codesets into ``staging``."""
+    """Code sets (``<name>.csv`` -> ``staging.cs_<name>``) and per-source value mappings (every
+    ``map_*.csv``, columns system, field, source_value, code -> ``staging.code_map``)."""
     counts = {}
+    maps = sorted(str(p) for p in codesets_dir.glob("map_*.csv"))
+    con.execute("CREATE OR REPLACE TABLE staging.code_map AS SELECT DISTINCT system, field, source_value, code "
+                "FROM read_csv(?, header = true, all_varchar = true, union_by_name = true)", [maps])
+    counts["code_map"] = con.execute("SELECT count(*) FROM staging.code_map").fetchone()[0]
     for path in sorted(codesets_dir.glob("*.csv")):
-        table = "code_map" if path.stem == "source_value_map" else f"cs_{path.stem}"
+        if path.name.startswith("map_"):
+            continue
+        table = f"cs_{path.stem}"
         con.execute(f"CREATE OR REPLACE TABLE staging.{table} AS "
                     "SELECT * FROM read_csv(?, header = true, all_varchar = true)", [str(path)])
         counts[table] = con.execute(f"SELECT count(*) FROM staging.{table}").fetchone()[0]
