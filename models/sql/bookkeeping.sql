@@ -69,3 +69,16 @@ CREATE TABLE IF NOT EXISTS meta.source_schema (
     last_load_id   VARCHAR NOT NULL,
     PRIMARY KEY (source, entity, column_name)
 );
+
+-- What reconciling the systems found: conflicting values, identity candidates for review, and
+-- cross-system conflicts. Each warehouse model replaces its own rows (column model) when it rebuilds.
+CREATE TABLE IF NOT EXISTS quality.reconciliation_issue (
+    kind         VARCHAR NOT NULL,
+    person_key   VARCHAR,
+    systems      VARCHAR,
+    record_key   VARCHAR,
+    detail       VARCHAR,
+    "values"     JSON,
+    model        VARCHAR,
+    found_at     TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+);
