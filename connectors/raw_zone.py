@@ -5,10 +5,12 @@ place, then landed in ONE DuckDB transaction together with its cursor, its inbox
 audit row. A process killed at any moment leaves either the whole load committed or none of it; Parquet
 folders of loads that never committed are removed by the next load of that entity.
 
-Rows are kept as received. A row already in the raw table with the same primary key and the same
-content hash is skipped (the inclusive lower bound of an incremental cursor re-reads the boundary rows;
-a re-dropped file re-reads everything), so reruns never duplicate. Two identical rows within one load
-both land: the duplicate is the source's defect, found and quarantined in staging.
+Rows are kept as received. From APIs and databases, a row already in the raw table with the same
+primary key and content hash is skipped (the inclusive lower bound of an incremental cursor re-reads
+the boundary rows), so reruns never duplicate. A file is loaded whole, once: its content hash is
+recorded in the same transaction, and a file seen before is not read again; each export is a
+snapshot, so staging can tell who left it. Two identical rows within one load both land: the
+duplicate is the source's defect, found and quarantined in staging.
 """
 
 from __future__ import annotations
@@ -223,12 +225,15 @@ class RawZone:
                               [entity.source, entity.name, result.load_id, "+".join(entity.primary_key)]
                               ).fetchone()[0]
         col_list = ", ".join(q(c) for c in cols)
+        # API and database pages re-read rows (the inclusive cursor bound): skip those already landed.
+        # A file is a whole new export (the same file is refused by its hash), so all of it lands.
+        dedupe = "" if file_name else (
+            f"\n              AND NOT EXISTS (SELECT 1 FROM {table} r WHERE {pk_match} AND r._row_hash = s._row_hash)")
         landed = con.execute(f"""INSERT INTO {table} BY NAME
             SELECT {col_list}, ? AS _load_id, ? AS _source, ?::TIMESTAMPTZ AS _extracted_at,
                    _row_number, _row_hash, ? AS _file
             FROM _incoming s
-            WHERE {pk_present}
-              AND NOT EXISTS (SELECT 1 FROM {table} r WHERE {pk_match} AND r._row_hash = s._row_hash)""",
+            WHERE {pk_present}{dedupe}""",
                              [result.load_id, entity.source, datetime.now(UTC).isoformat(), file_name]
                              ).fetchone()[0]
         con.execute("DROP VIEW _incoming")

@@ -37,6 +37,8 @@ class Model:
     entity: str | None = None
     primary_key: tuple[str, ...] = ()
     materialize: str = "table"
+    snapshot: bool = False   # each load is the whole entity: current = the latest load only
+    history: bool = False    # also build <name>_history: every version, with when it was seen
 
     @property
     def raw_table(self) -> str:
@@ -61,7 +63,8 @@ def _parse(path: Path) -> Model:
     source, _, entity = str(header.get("source", "")).partition(".")
     return Model(layer=path.parent.name, name=path.stem, description=header["description"], sql=text,
                  source=source or None, entity=entity or None,
-                 primary_key=tuple(header.get("key", ())), materialize=header.get("materialize", "table"))
+                 primary_key=tuple(header.get("key", ())), materialize=header.get("materialize", "table"),
+                 snapshot=bool(header.get("snapshot", False)), history=bool(header.get("history", False)))
 
 
 def discover(layer: str) -> dict[str, Model]:
@@ -101,12 +104,14 @@ def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
         raise RuntimeError(f"raw.{m.raw_table} does not exist yet: materialise raw/{m.raw_table} first")
     pk = ", ".join(q(k) for k in m.primary_key)
     sql = m.sql
+    raw = f"raw.{q(m.raw_table)}"
+    latest = (f"WHERE _load_id = (SELECT arg_max(_load_id, _extracted_at) FROM {raw})" if m.snapshot else "")
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"""CREATE OR REPLACE TEMP VIEW current AS
             SELECT * EXCLUDE (_rank), _rank > 1 AS _duplicate FROM (
                 SELECT r.*, row_number() OVER (PARTITION BY {pk} ORDER BY _row_number) AS _rank
-                FROM raw.{q(m.raw_table)} r
+                FROM {raw} r {latest}
                 QUALIFY _extracted_at = max(_extracted_at) OVER (PARTITION BY {pk}))""")
         con.execute(f"CREATE OR REPLACE TEMP TABLE _model AS {sql}")
         con.execute("DELETE FROM quality.quarantine WHERE stage = 'staging' AND source = ? AND entity = ?",
@@ -115,13 +120,15 @@ def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
                 (stage, source, entity, load_id, rule, record_key, detail, original_row)
             SELECT 'staging', ?, ?, m.load_id, m._reject_rule, m._record_key, m._reject_detail,
                    to_json(r) FROM _model m
-            JOIN raw.{q(m.raw_table)} r ON r._load_id = m.load_id AND r._row_number = m._row_number
+            JOIN {raw} r ON r._load_id = m.load_id AND r._row_number = m._row_number
             WHERE m._reject_rule IS NOT NULL""", [m.source, m.entity])
         con.execute(f"""CREATE OR REPLACE TABLE staging.{name} AS
             SELECT * EXCLUDE (_reject_rule, _reject_detail, _record_key, _row_number)
             FROM _model WHERE _reject_rule IS NULL""")
         stats = dict(con.execute("""SELECT coalesce(_reject_rule, 'accepted'), count(*) FROM _model
                                     GROUP BY ALL""").fetchall())
+        if m.history:
+            _build_history(con, m, pk, raw)
         con.execute("DROP TABLE _model")
         con.execute("DROP VIEW current")
         con.execute("COMMIT")
@@ -131,6 +138,21 @@ def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
     accepted = stats.pop("accepted", 0)
     return {"rows_in": accepted + sum(stats.values()), "rows_accepted": accepted,
             "rows_rejected": sum(stats.values()), "rejected_by_rule": stats}
+
+
+def _build_history(con: duckdb.DuckDBPyConnection, m: Model, pk: str, raw: str) -> None:
+    """Every version of every key, one per load it was seen in, normalised by the same SQL; rejected
+    versions are left out (their current one is in quarantine already)."""
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW current AS
+        SELECT r.*, false AS _duplicate FROM {raw} r
+        QUALIFY row_number() OVER (PARTITION BY {pk}, _load_id ORDER BY _row_number) = 1""")
+    con.execute(f"""CREATE OR REPLACE TABLE staging.{m.name}_history AS
+        SELECT h.* EXCLUDE (_reject_rule, _reject_detail, _record_key, _row_number), r._extracted_at AS seen_at
+        FROM ({m.sql}) h JOIN {raw} r ON r._load_id = h.load_id AND r._row_number = h._row_number
+        WHERE h._reject_rule IS NULL""")
+    # loads of a snapshot entity, so that absence from a later export can close a version
+    con.execute(f"""CREATE OR REPLACE TABLE staging.{m.name}_loads AS
+        SELECT DISTINCT _load_id AS load_id, _extracted_at AS seen_at FROM {raw}""")
 
 
 def build_warehouse(con: duckdb.DuckDBPyConnection, name: str, *, secret: str) -> int:

@@ -25,14 +25,17 @@ def _warehouse_asset(name: str) -> dg.AssetsDefinition:
 
 
 @dg.asset_check(asset=dg.AssetKey(["warehouse", "dim_person"]), name="one_row_per_person", blocking=True,
-                pool=WAREHOUSE_POOL, description="person_key and id_number are unique and never null.")
+                pool=WAREHOUSE_POOL,
+                description="person_key is unique and never null; an ID number belongs to one person only.")
 def dim_person_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as con:
-        rows, keys, ids, nulls = con.execute(
-            "SELECT count(*), count(DISTINCT person_key), count(DISTINCT id_number), "
-            "count(*) FILTER (WHERE person_key IS NULL OR id_number IS NULL) FROM warehouse.dim_person").fetchone()
-    return dg.AssetCheckResult(passed=rows == keys == ids and nulls == 0,
-                               metadata={"rows": rows, "distinct_keys": keys, "distinct_ids": ids, "nulls": nulls})
+        rows, keys, null_keys, with_id, ids, no_id = con.execute(
+            "SELECT count(*), count(DISTINCT person_key), count(*) FILTER (WHERE person_key IS NULL), "
+            "count(id_number), count(DISTINCT id_number), count(*) FILTER (WHERE NOT has_valid_id) "
+            "FROM warehouse.dim_person").fetchone()
+    return dg.AssetCheckResult(passed=rows == keys and null_keys == 0 and with_id == ids, metadata={
+        "rows": rows, "distinct_keys": keys, "null_keys": null_keys, "ids": with_id, "distinct_ids": ids,
+        "persons_without_valid_id": no_id})
 
 
 warehouse_assets = [_warehouse_asset(n) for n in WAREHOUSE_MODELS]

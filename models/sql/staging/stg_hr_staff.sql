@@ -8,6 +8,7 @@ SELECT
     trim(c.gh)                                   AS staff_no,
     name_clean(c.xm)                             AS name,
     id_normalize(c.sfzjh)                        AS id_number,
+    id_is_valid(id_normalize(c.sfzjh))       AS id_valid,
     g.code                                       AS gender,
     parse_date_any(c.csrq)                       AS birth_date,
     e.code                                       AS ethnicity,
@@ -26,15 +27,15 @@ SELECT
     c._row_number                                AS _row_number,
     CASE
         WHEN c._duplicate THEN 'duplicate_row'
-        WHEN NOT id_is_valid(id_normalize(c.sfzjh)) THEN 'invalid_id_number'
         WHEN g.code IS NULL THEN 'unmapped_code'
         WHEN c.zzmm IS NOT NULL AND ps.code IS NULL THEN 'unmapped_code'
+        WHEN c.mz IS NOT NULL AND e.code IS NULL THEN 'unmapped_code'
     END                                          AS _reject_rule,
     CASE
         WHEN c._duplicate THEN '工号 ' || c.gh || ' appears more than once in load ' || c._load_id
-        WHEN NOT id_is_valid(id_normalize(c.sfzjh)) THEN 'sfzjh ' || coalesce(mask_id(c.sfzjh), 'empty') || ' fails GB 11643'
         WHEN g.code IS NULL THEN 'xbm ' || coalesce(c.xbm, 'NULL') || ' has no gender mapping'
-        ELSE 'zzmm ' || c.zzmm || ' has no political-status mapping'
+        WHEN c.zzmm IS NOT NULL AND ps.code IS NULL THEN 'zzmm ' || c.zzmm || ' has no political-status mapping'
+        ELSE 'mz ' || c.mz || ' has no ethnicity mapping'
     END                                          AS _reject_detail,
     c.gh                                         AS _record_key
 FROM current c

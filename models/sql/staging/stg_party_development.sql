@@ -1,12 +1,15 @@
 -- ---
 -- description: Development pipeline (发展党员 export), one row per 人员编号 not yet a member, normalised and coded.
 -- source: party.development
+-- snapshot: true
+-- history: true
 -- key: [人员编号]
 -- ---
 SELECT
     trim(c."人员编号")                            AS person_no,
     name_clean(c."姓名")                          AS name,
     id_normalize(c."公民身份号码")                 AS id_number,
+    id_is_valid(id_normalize(c."公民身份号码"))    AS id_valid,
     g.code                                       AS gender,
     trim(c."党组织编码")                           AS org_code,
     st.code                                      AS stage,
@@ -19,12 +22,10 @@ SELECT
     c._row_number                                AS _row_number,
     CASE
         WHEN c._duplicate THEN 'duplicate_row'
-        WHEN NOT id_is_valid(id_normalize(c."公民身份号码")) THEN 'invalid_id_number'
         WHEN g.code IS NULL OR st.code IS NULL THEN 'unmapped_code'
     END                                          AS _reject_rule,
     CASE
         WHEN c._duplicate THEN '人员编号 ' || c."人员编号" || ' appears more than once in load ' || c._load_id
-        WHEN NOT id_is_valid(id_normalize(c."公民身份号码")) THEN '公民身份号码 ' || coalesce(mask_id(c."公民身份号码"), 'empty') || ' fails GB 11643'
         WHEN g.code IS NULL THEN '性别 ' || coalesce(c."性别", 'NULL') || ' has no mapping'
         ELSE '发展阶段 ' || coalesce(c."发展阶段", 'NULL') || ' has no mapping'
     END                                          AS _reject_detail,

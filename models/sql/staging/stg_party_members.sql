@@ -1,6 +1,8 @@
 -- ---
 -- description: Party member register, one row per 人员编号, normalised and coded.
 -- source: party.members
+-- snapshot: true
+-- history: true
 -- key: [人员编号]
 -- ---
 -- 党建系统 member register (党员信息 exports), one row per 人员编号 (学号 or 工号).
@@ -8,6 +10,7 @@ SELECT
     trim(c."人员编号")                            AS person_no,
     name_clean(c."姓名")                          AS name,
     id_normalize(c."公民身份号码")                 AS id_number,
+    id_is_valid(id_normalize(c."公民身份号码"))    AS id_valid,
     g.code                                       AS gender,
     e.code                                       AS ethnicity,
     parse_date_any(c."出生日期")                   AS birth_date,
@@ -27,15 +30,15 @@ SELECT
     c._row_number                                AS _row_number,
     CASE
         WHEN c._duplicate THEN 'duplicate_row'
-        WHEN NOT id_is_valid(id_normalize(c."公民身份号码")) THEN 'invalid_id_number'
         WHEN g.code IS NULL OR mt.code IS NULL OR cat.code IS NULL THEN 'unmapped_code'
+        WHEN c."民族" IS NOT NULL AND e.code IS NULL THEN 'unmapped_code'
     END                                          AS _reject_rule,
     CASE
         WHEN c._duplicate THEN '人员编号 ' || c."人员编号" || ' appears more than once in load ' || c._load_id
-        WHEN NOT id_is_valid(id_normalize(c."公民身份号码")) THEN '公民身份号码 ' || coalesce(mask_id(c."公民身份号码"), 'empty') || ' fails GB 11643'
         WHEN g.code IS NULL THEN '性别 ' || coalesce(c."性别", 'NULL') || ' has no mapping'
         WHEN mt.code IS NULL THEN '党员类型 ' || coalesce(c."党员类型", 'NULL') || ' has no mapping'
-        ELSE '人员类别 ' || coalesce(c."人员类别", 'NULL') || ' has no mapping'
+        WHEN cat.code IS NULL THEN '人员类别 ' || coalesce(c."人员类别", 'NULL') || ' has no mapping'
+        ELSE '民族 ' || c."民族" || ' has no ethnicity mapping'
     END                                          AS _reject_detail,
     c."人员编号"                                  AS _record_key
 FROM current c

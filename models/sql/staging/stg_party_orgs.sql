@@ -1,6 +1,8 @@
 -- ---
 -- description: Party organisations, one row per 党组织编码.
 -- source: party.orgs
+-- snapshot: true
+-- history: true
 -- key: [党组织编码]
 -- ---
 -- 党建系统 organisations (党组织信息 export), one row per 党组织编码.

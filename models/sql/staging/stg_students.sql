@@ -8,6 +8,7 @@ SELECT
     trim(c.studentNo)                            AS student_no,
     name_clean(c.name)                           AS name,
     id_normalize(c.idCard)                       AS id_number,
+    id_is_valid(id_normalize(c.idCard))      AS id_valid,
     g.code                                       AS gender,
     parse_date_any(c.birthDate)                  AS birth_date,
     e.code                                       AS ethnicity,
@@ -27,15 +28,15 @@ SELECT
     c._row_number                                AS _row_number,
     CASE
         WHEN c._duplicate THEN 'duplicate_row'
-        WHEN NOT id_is_valid(id_normalize(c.idCard)) THEN 'invalid_id_number'
         WHEN g.code IS NULL THEN 'unmapped_code'
         WHEN c.politicalStatus IS NOT NULL AND ps.code IS NULL THEN 'unmapped_code'
+        WHEN c.nation IS NOT NULL AND e.code IS NULL THEN 'unmapped_code'
     END                                          AS _reject_rule,
     CASE
         WHEN c._duplicate THEN '学号 ' || c.studentNo || ' appears more than once in load ' || c._load_id
-        WHEN NOT id_is_valid(id_normalize(c.idCard)) THEN 'idCard ' || coalesce(mask_id(c.idCard), 'empty') || ' fails GB 11643'
         WHEN g.code IS NULL THEN 'gender ' || coalesce(c.gender, 'NULL') || ' has no mapping'
-        ELSE 'politicalStatus ' || c.politicalStatus || ' has no mapping'
+        WHEN c.politicalStatus IS NOT NULL AND ps.code IS NULL THEN 'politicalStatus ' || c.politicalStatus || ' has no mapping'
+        ELSE 'nation ' || c.nation || ' has no ethnicity mapping'
     END                                          AS _reject_detail,
     c.studentNo                                  AS _record_key
 FROM current c
