@@ -54,17 +54,30 @@ class Model:
 
 
 def _parse(path: Path) -> Model:
+    """Read a model's header: ``-- key: value`` lines between two ``-- ---`` lines. A value is taken as
+    written (a description may hold colons); a value in brackets is a YAML list."""
     text = path.read_text(encoding="utf-8")
     lines = text.splitlines()
     if not lines or lines[0].strip() != "-- ---":
-        raise ValueError(f"{path}: a model starts with a '-- ---' header")
-    end = next(i for i, line in enumerate(lines[1:], 1) if line.strip() == "-- ---")
-    header = yaml.safe_load("\n".join(line[3:] for line in lines[1:end])) or {}
+        raise ValueError(f"{path}: a model starts with a '-- ---' header line")
+    try:
+        end = next(i for i, line in enumerate(lines[1:], 1) if line.strip() == "-- ---")
+    except StopIteration:
+        raise ValueError(f"{path}: the header has no closing '-- ---' line") from None
+    header: dict[str, object] = {}
+    for number, line in enumerate(lines[1:end], 2):
+        key, sep, value = line.removeprefix("--").strip().partition(": ")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"{path} line {number}: expected '-- key: value', got {line!r}")
+        value = value.strip()
+        header[key] = yaml.safe_load(value) if value.startswith("[") or value in ("true", "false") else value
+    if "description" not in header:
+        raise ValueError(f"{path}: the header needs a description")
     source, _, entity = str(header.get("source", "")).partition(".")
-    return Model(layer=path.parent.name, name=path.stem, description=header["description"], sql=text,
+    return Model(layer=path.parent.name, name=path.stem, description=str(header["description"]), sql=text,
                  source=source or None, entity=entity or None,
-                 primary_key=tuple(header.get("key", ())), materialize=header.get("materialize", "table"),
-                 snapshot=bool(header.get("snapshot", False)), history=bool(header.get("history", False)))
+                 primary_key=tuple(header.get("key", ())), materialize=str(header.get("materialize", "table")),
+                 snapshot=header.get("snapshot") is True, history=header.get("history") is True)
 
 
 def discover(layer: str) -> dict[str, Model]:

@@ -43,7 +43,7 @@ DATASETS = (
         query="""SELECT org_code, name, org_type, parent_code, parent_name, branch_kind, unit_code,
                         secretary_name, founded_on, elected_on, term_end, committee_size, full_members,
                         probationary_members
-                 FROM warehouse.dim_party_org""",
+                 FROM warehouse.dim_party_org WHERE is_current AND status = 'active'""",
         order_by="org_code",
         columns=(
             Column("org_code", "党组织编码.", "public"),

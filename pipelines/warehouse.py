@@ -7,6 +7,7 @@ from hub.resources import WAREHOUSE_POOL, IdentityResource, WarehouseResource
 from models.build import WAREHOUSE_MODELS, build_warehouse
 from pipelines.common import OWNER, preview
 
+
 def _warehouse_asset(name: str) -> dg.AssetsDefinition:
     model = WAREHOUSE_MODELS[name]
 

@@ -40,7 +40,7 @@ def test_scanner_finds_numbers_in_text_but_not_inside_keys():
 
 def _env(tmp_path: Path, campus_dir: Path) -> dict[str, str]:
     home = tmp_path / "dagster_home"
-    home.mkdir()
+    home.mkdir(parents=True)
     shutil.copy(PROJECT_ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     var = tmp_path / "var"
     var.mkdir()
