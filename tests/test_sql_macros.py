@@ -82,3 +82,11 @@ def test_parse_date_any(con, raw, iso):
 def test_masks_keep_only_ends(con):
     assert con.execute("SELECT mask_id('450102199901010015'), mask_phone('13812345678')").fetchone() == (
         "450***********0015", "138****5678")
+
+
+@pytest.mark.parametrize("raw,clean", [
+    ("13812345678", "13812345678"), ("+86 138-1234-5678", "13812345678"), ("8613812345678", "13812345678"),
+    ("138 1234 5678", "13812345678"), ("0771-1234567", None), ("12345678901", None), ("", None), (None, None),
+])
+def test_phone_clean(con, raw, clean):
+    assert con.execute("SELECT phone_clean(?)", [raw]).fetchone()[0] == clean

@@ -60,3 +60,8 @@ CREATE OR REPLACE TEMP MACRO parse_date_any(s) AS
             try_strptime(split_part(trim(s), ' ', 1), '%Y.%m.%d'),
             try_strptime(split_part(trim(s), ' ', 1), '%Y-%m-%d')) AS DATE)
     END;
+
+-- Mobile numbers: digits only, a leading 86 country code dropped; NULL unless it is a mainland mobile.
+CREATE OR REPLACE TEMP MACRO phone_clean(s) AS
+    CASE WHEN regexp_full_match(regexp_replace(regexp_replace(coalesce(s, ''), '[^0-9]', '', 'g'), '^86(1[3-9][0-9]{9})$', '\1'), '1[3-9][0-9]{9}')
+         THEN regexp_replace(regexp_replace(s, '[^0-9]', '', 'g'), '^86(1[3-9][0-9]{9})$', '\1') END;

@@ -21,7 +21,7 @@ SELECT
     nullif(trim(c.jzglb), '')                    AS staff_category,
     nullif(trim(c.dqzt), '')                     AS staff_status,
     parse_date_any(c.rzrq)                       AS hire_date,
-    nullif(regexp_replace(c.sjhm, '[^0-9]', '', 'g'), '') AS phone,
+    phone_clean(c.sjhm)                          AS phone,
     c.updated_at                                 AS source_updated_at,
     c._load_id                                   AS load_id,
     c._row_number                                AS _row_number,

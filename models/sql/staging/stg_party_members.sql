@@ -25,7 +25,7 @@ SELECT
     parse_date_any(c."入党日期")                   AS probationary_on,
     parse_date_any(c."转正日期")                   AS full_on,
     trim(c."党籍状态")                             AS standing,
-    nullif(regexp_replace(c."联系电话", '[^0-9]', '', 'g'), '') AS phone,
+    phone_clean(c."联系电话")                     AS phone,
     c._load_id                                   AS load_id,
     c._row_number                                AS _row_number,
     CASE

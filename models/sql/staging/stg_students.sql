@@ -22,7 +22,7 @@ SELECT
     parse_date_any(c.enrolDate)                  AS enrolled_on,
     parse_date_any(c.graduateDate)               AS graduated_on,
     nullif(trim(c.counselorNo), '')              AS counsellor_staff_no,
-    nullif(regexp_replace(c.mobile, '[^0-9]', '', 'g'), '') AS phone,
+    phone_clean(c.mobile)                        AS phone,
     c.updatedAt                                  AS source_updated_at,
     c._load_id                                   AS load_id,
     c._row_number                                AS _row_number,

@@ -1,5 +1,5 @@
 -- ---
--- description: One row per real person across HR, student and party systems. person_key is a keyed hash of the ID number (or, for a person with no valid ID, of their source record); attributes survive by the field-level source priority in models/codesets/survivorship.csv. Also builds warehouse.bridge_person_record (every source record -> its person) and writes identity findings to quality.reconciliation_issue.
+-- description: One row per real person across HR, student and party systems (birthplace area from the ID number per GB/T 2260). person_key is a keyed hash of the ID number (or, for a person with no valid ID, of their source record); attributes survive by the field-level source priority in models/codesets/survivorship.csv. Also builds warehouse.bridge_person_record (every source record -> its person) and writes identity findings to quality.reconciliation_issue.
 -- materialize: script
 -- ---
 
@@ -84,11 +84,17 @@ SELECT
     arg_min(political_status, p_political_status)      AS political_status,
     min(staff_no)                                      AS staff_no,
     max(student_no)                                    AS student_no,
+    substr(max(id_number) FILTER (WHERE id_valid), 1, 6) AS birth_area_code,
     list_sort(list_distinct(list(system)))             AS source_systems,
     bool_or(system IN ('party', 'development'))        AS in_party_system,
     count(*)                                           AS source_records
 FROM _keyed
 GROUP BY person_key;
+
+-- Where the ID number was first issued (GB/T 2260; codes retired since stay valid in old numbers).
+CREATE OR REPLACE TABLE warehouse.dim_person AS
+SELECT p.*, a.name AS birth_area_name
+FROM warehouse.dim_person p LEFT JOIN staging.cs_area_code a ON a.code = p.birth_area_code;
 
 DELETE FROM quality.reconciliation_issue WHERE model = 'dim_person';
 
