@@ -45,12 +45,30 @@ class Model:
         return f"{self.source}__{self.entity}"
 
     @property
+    def creates(self) -> set[tuple[str, str]]:
+        """Tables this model writes: its own, and for a script every ``CREATE ... TABLE layer.name``."""
+        made = re.findall(r"CREATE\s+(?:OR\s+REPLACE\s+)?TABLE\s+(staging|warehouse)\.([a-z_][a-z0-9_]*)",
+                          self.sql, flags=re.IGNORECASE)
+        return {(self.layer, self.name), *made}
+
+    @property
     def reads(self) -> list[tuple[str, str]]:
-        """(layer, name) of the models this one reads, from its SQL text."""
+        """(layer, table) this model reads, from its SQL text (code sets and its own tables left out)."""
         found = dict.fromkeys(re.findall(r"\b(staging|warehouse)\.([a-z_][a-z0-9_]*)", self.sql))
         return [(layer, name) for layer, name in found
-                if (layer, name) != (self.layer, self.name) and name not in ("code_map",)
-                and not name.startswith("cs_")]
+                if (layer, name) not in self.creates and name != "code_map" and not name.startswith("cs_")]
+
+
+def model_of(layer: str, table: str) -> tuple[str, str]:
+    """The model (layer, name) that builds a table: itself, the script that creates it, or the staging
+    model whose history/loads table it is."""
+    for model in (*STAGING_MODELS.values(), *WAREHOUSE_MODELS.values()):
+        if (layer, table) in model.creates:
+            return model.layer, model.name
+    for suffix in ("_history", "_loads"):
+        if layer == "staging" and table.endswith(suffix) and table.removesuffix(suffix) in STAGING_MODELS:
+            return layer, table.removesuffix(suffix)
+    return layer, table
 
 
 def _parse(path: Path) -> Model:
@@ -88,6 +106,23 @@ STAGING_MODELS = discover("staging")
 WAREHOUSE_MODELS = discover("warehouse")
 
 
+def build_order(targets: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The models (layer, name) that ``targets`` need, each after the models it reads."""
+    order: list[tuple[str, str]] = []
+
+    def visit(layer: str, name: str) -> None:
+        models = STAGING_MODELS if layer == "staging" else WAREHOUSE_MODELS
+        if (layer, name) in order or name not in models:
+            return
+        for dep in models[name].reads:
+            visit(*model_of(*dep))
+        order.append((layer, name))
+
+    for target in targets:
+        visit(*target)
+    return order
+
+
 def load_code_sets(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Code sets (``<name>.csv`` -> ``staging.cs_<name>``) and per-source value mappings (every
     ``map_*.csv``, columns system, field, source_value, code -> ``staging.code_map``)."""
@@ -123,7 +158,7 @@ def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
     try:
         con.execute(f"""CREATE OR REPLACE TEMP VIEW current AS
             SELECT * EXCLUDE (_rank), _rank > 1 AS _duplicate FROM (
-                SELECT r.*, row_number() OVER (PARTITION BY {pk} ORDER BY _row_number) AS _rank
+                SELECT r.*, row_number() OVER (PARTITION BY {pk}, _load_id ORDER BY _row_number) AS _rank
                 FROM {raw} r {latest}
                 QUALIFY _extracted_at = max(_extracted_at) OVER (PARTITION BY {pk}))""")
         con.execute(f"CREATE OR REPLACE TEMP TABLE _model AS {sql}")

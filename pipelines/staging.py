@@ -4,7 +4,7 @@
 import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, WarehouseResource
-from models.build import STAGING_MODELS, build_staging, load_code_sets
+from models.build import STAGING_MODELS, build_staging, load_code_sets, model_of
 from pipelines.common import OWNER, preview
 
 CODE_SETS_KEY = dg.AssetKey(["staging", "code_sets"])
@@ -30,7 +30,7 @@ def _staging_asset(name: str) -> dg.AssetsDefinition:
         key=["staging", name], group_name="staging", kinds={"duckdb", "sql"}, owners=[OWNER],
         pool=WAREHOUSE_POOL, tags={"layer": "staging", "source": model.source},
         deps=[dg.AssetKey(["raw", model.raw_table]), CODE_SETS_KEY,
-              *(dg.AssetKey([layer, dep]) for layer, dep in model.reads)],
+              *sorted({dg.AssetKey(list(model_of(layer, dep))) for layer, dep in model.reads}, key=str)],
         description=f"{model.description} Rows failing row-level rules (duplicates, invalid ID numbers, "
                     "unmapped codes) go to quality.quarantine with the reason.",
     )

@@ -4,7 +4,7 @@
 import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, IdentityResource, WarehouseResource
-from models.build import WAREHOUSE_MODELS, build_warehouse
+from models.build import WAREHOUSE_MODELS, build_warehouse, model_of
 from pipelines.common import OWNER, preview
 
 
@@ -14,7 +14,7 @@ def _warehouse_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=["warehouse", name], group_name="warehouse", kinds={"duckdb", "sql"}, owners=[OWNER],
         pool=WAREHOUSE_POOL, tags={"layer": "warehouse"}, description=model.description,
-        deps=[dg.AssetKey([layer, dep]) for layer, dep in model.reads],
+        deps=sorted({dg.AssetKey(list(model_of(layer, dep))) for layer, dep in model.reads}, key=str),
     )
     def _build(warehouse: WarehouseResource, identity: IdentityResource) -> dg.MaterializeResult:
         with warehouse.connect() as con:

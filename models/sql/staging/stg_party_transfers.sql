@@ -6,9 +6,7 @@
 -- 转接类型 省内/跨省 maps to in_province/cross_province (map_facts.csv). 回执日期 is blank until the
 -- receiving committee returns the receipt.
 WITH v AS (
-    SELECT c.* EXCLUDE (_duplicate),
-           -- copies within the load of the key's current version (see docs/data-model-facts.md)
-           row_number() OVER (PARTITION BY c."介绍信编号" ORDER BY c._row_number) > 1       AS _duplicate,
+    SELECT c.*,
            count(DISTINCT hash(c."人员编号", c."公民身份号码", c."转出党组织编码", c."转入党组织名称", c."转接类型", c."转出日期", c."回执日期"))
                OVER (PARTITION BY c."介绍信编号")          AS _versions,
            parse_date_any(c."转出日期")                                              AS _out,
@@ -28,6 +26,7 @@ SELECT
     v._receipt                                     AS receipt_date,
     v._file                                        AS source_file,
     v._load_id                                     AS load_id,
+    v._extracted_at                                AS seen_at,
     v._row_number                                  AS _row_number,
     CASE
         WHEN v._versions > 1 THEN 'conflicting_duplicate'

@@ -26,10 +26,9 @@ FROM staging.stg_party_development_history d
 LEFT JOIN _affiliation a USING (person_no)
 UNION ALL BY NAME
 -- Members whose relationship was transferred out (组织关系转接): their last party record here.
-SELECT t.person_no, l.seen_at, t.load_id, 'transfer' AS register, a.category, NULL AS stage,
+SELECT t.person_no, t.seen_at, t.load_id, 'transfer' AS register, a.category, NULL AS stage,
        'transferred_out' AS status, t.from_org_code AS org_code, false AS is_absence
 FROM staging.stg_party_transfers t
-JOIN (SELECT DISTINCT _load_id, _extracted_at AS seen_at FROM raw.party__transfers) l ON l._load_id = t.load_id
 LEFT JOIN _affiliation a USING (person_no);
 
 -- A later export of the same register without the person: they left it (closing version), unless by

@@ -1,5 +1,5 @@
 -- ---
--- description: One row per real person across HR, student and party systems (birthplace area from the ID number per GB/T 2260). person_key is a keyed hash of the ID number (or, for a person with no valid ID, of their source record); attributes survive by the field-level source priority in models/codesets/survivorship.csv. Also builds warehouse.bridge_person_record (every source record -> its person) and writes identity findings to quality.reconciliation_issue.
+-- description: One row per real person across HR, student and party systems (birthplace area from the ID number per GB/T 2260). person_key is a keyed hash of the ID number (or, for a person with no valid ID, of their source record); attributes survive by the field-level source priority in models/codesets/survivorship.csv. Also builds warehouse.bridge_person_record (every source record -> its person) and warehouse.person_number (工号/学号 -> person) and writes identity findings to quality.reconciliation_issue.
 -- materialize: script
 -- ---
 
@@ -50,6 +50,14 @@ CREATE OR REPLACE TABLE warehouse.bridge_person_record AS
 SELECT upper(substr(sha256($secret || ':' || cluster), 1, 32)) AS person_key, system, record_key, person_no,
        link_rule
 FROM _linked;
+
+-- Who a shared number (工号 / 学号 = 人员编号) belongs to, where it names exactly one person: how facts
+-- that carry only a number find their person.
+CREATE OR REPLACE TABLE warehouse.person_number AS
+SELECT person_no, CASE WHEN count(DISTINCT person_key) = 1 THEN min(person_key) END AS person_key
+FROM warehouse.bridge_person_record
+WHERE person_no IS NOT NULL
+GROUP BY person_no;
 
 -- Field-level survivorship: for each attribute, the value from the most trusted system that has one.
 CREATE OR REPLACE TEMP TABLE _priority AS

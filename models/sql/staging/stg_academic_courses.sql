@@ -1,0 +1,32 @@
+-- ---
+-- description: 教务系统 course catalogue (jw_kc), one row per 课程号 (kch); credits as DECIMAL.
+-- source: academic.courses
+-- key: [kch]
+-- ---
+WITH v AS (
+    SELECT c.*,
+           count(DISTINCT hash(c.kcmc, c.xf, c.kclb, c.kkdwh))
+               OVER (PARTITION BY c.kch)          AS _versions,
+           try_cast(trim(c.xf) AS DECIMAL(4, 1))                                       AS _credits
+    FROM current c
+)
+SELECT
+    trim(v.kch)                                    AS course_code,
+    nullif(trim(v.kcmc), '')                       AS course_name,
+    v._credits                                     AS credits,
+    nullif(trim(v.kclb), '')                       AS course_category,
+    nullif(trim(v.kkdwh), '')                      AS unit_code,
+    v._load_id                                     AS load_id,
+    v._row_number                                  AS _row_number,
+    CASE
+        WHEN v._versions > 1 THEN 'conflicting_duplicate'
+        WHEN v._duplicate THEN 'duplicate_row'
+        WHEN v._credits IS NULL THEN 'unparseable_value'
+    END                                            AS _reject_rule,
+    CASE
+        WHEN v._versions > 1 THEN 'kch ' || v.kch || ' has ' || v._versions || ' different rows in load ' || v._load_id
+        WHEN v._duplicate THEN 'kch ' || v.kch || ' appears more than once in load ' || v._load_id
+        ELSE 'xf ''' || coalesce(v.xf, 'NULL') || ''' is not a number of credits'
+    END                                            AS _reject_detail,
+    v.kch                                          AS _record_key
+FROM v

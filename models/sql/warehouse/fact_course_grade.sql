@@ -1,0 +1,75 @@
+-- ---
+-- description: One row per grade (学号, 课程号, 学年学期, 考试性质) with course name and credits, score as points (the original value kept), grade point and pass flag. Grades for an unknown 学号 or 课程号 are kept out and reported in quality.reconciliation_issue as orphan_reference.
+-- materialize: script
+-- ---
+-- A 学号 is known when the student system holds it (in staging, or quarantined there for a row-level
+-- defect: the student exists, the record is what is wrong). person_key comes from dim_person by 学号;
+-- a 学号 that leads to no person, or to more than one, gets NULL.
+-- grade_point: the 4-point scale in models/codesets/grade_point_scale.csv (the band whose min_score is
+-- the highest not above the score). passed: score >= 60.
+CREATE OR REPLACE TEMP TABLE _fact_course_grade AS
+WITH known_student AS (
+    SELECT student_no FROM staging.stg_students
+    UNION
+    SELECT trim(record_key) FROM quality.quarantine
+    WHERE stage = 'staging' AND source = 'student' AND entity = 'students'
+), known_course AS (
+    SELECT course_code FROM staging.stg_academic_courses
+    UNION
+    SELECT trim(record_key) FROM quality.quarantine
+    WHERE stage = 'staging' AND source = 'academic' AND entity = 'courses'
+), person_lookup AS (
+    SELECT person_no, person_key FROM warehouse.person_number
+), scale AS (
+    SELECT CAST(min_score AS DOUBLE) AS min_score, CAST(grade_point AS DECIMAL(3, 1)) AS grade_point
+    FROM staging.cs_grade_point_scale
+)
+SELECT
+    g.grade_id,
+    g.student_no,
+    p.person_key,
+    g.course_code,
+    c.course_name,
+    c.course_category,
+    c.credits,
+    g.term,
+    g.exam_type,
+    g.exam_type_name,
+    g.score,
+    g.score_original,
+    g.score_kind,
+    s.grade_point,
+    g.score >= 60                                      AS passed,
+    g.source_updated_at,
+    g.student_no || '|' || g.course_code || '|' || g.term || '|' || g.exam_type_name AS _record_key,
+    ks.student_no IS NULL                              AS _unknown_student,
+    kc.course_code IS NULL                             AS _unknown_course
+FROM staging.stg_academic_grades g
+LEFT JOIN known_student ks ON ks.student_no = g.student_no
+LEFT JOIN known_course kc ON kc.course_code = g.course_code
+LEFT JOIN staging.stg_academic_courses c ON c.course_code = g.course_code
+LEFT JOIN person_lookup p ON p.person_no = g.student_no
+ASOF LEFT JOIN scale s ON g.score >= s.min_score;
+
+CREATE OR REPLACE TABLE warehouse.fact_course_grade AS
+SELECT * EXCLUDE (_record_key, _unknown_student, _unknown_course)
+FROM _fact_course_grade
+WHERE NOT _unknown_student AND NOT _unknown_course
+ORDER BY student_no, term, course_code, exam_type;
+
+DELETE FROM quality.reconciliation_issue WHERE model = 'fact_course_grade';
+
+INSERT INTO quality.reconciliation_issue (kind, person_key, systems, record_key, detail, "values", model)
+SELECT 'orphan_reference', NULL, 'academic,student', _record_key,
+       'grade (jw_cj id ' || grade_id || ') for 学号 ' || student_no || ', which the student system does not hold',
+       json_object('entity', 'academic.grades', 'field', 'xh', 'value', student_no, 'references', 'student.students'),
+       'fact_course_grade'
+FROM _fact_course_grade WHERE _unknown_student
+UNION ALL
+SELECT 'orphan_reference', person_key, 'academic', _record_key,
+       'grade (jw_cj id ' || grade_id || ') for 课程号 ' || course_code || ', which is not in the course catalogue jw_kc',
+       json_object('entity', 'academic.grades', 'field', 'kch', 'value', course_code, 'references', 'academic.courses'),
+       'fact_course_grade'
+FROM _fact_course_grade WHERE _unknown_course;
+
+DROP TABLE _fact_course_grade;

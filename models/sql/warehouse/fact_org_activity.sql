@@ -1,0 +1,56 @@
+-- ---
+-- description: One row per 三会一课 / 主题党日 meeting of a party organisation: type, date, start and end, place, lecturer, title, with attendance counts. Meetings of an unknown 党组织编码 are kept out and reported in quality.reconciliation_issue as orphan_reference.
+-- materialize: script
+-- ---
+-- Attendance counts come from the attendance fact (orphan rows already left out there); attendance_rate
+-- is present / expected attendees (NULL when nobody was expected).
+CREATE OR REPLACE TEMP TABLE _fact_org_activity AS
+WITH known_org AS (
+    SELECT org_code FROM staging.stg_party_orgs
+    UNION
+    SELECT trim(record_key) FROM quality.quarantine WHERE stage = 'staging' AND source = 'party' AND entity = 'orgs'
+), attendance AS (
+    SELECT meeting_id,
+           count(*)                                   AS expected_attendees,
+           count(*) FILTER (WHERE status = 'present') AS present,
+           count(*) FILTER (WHERE status = 'excused') AS excused,
+           count(*) FILTER (WHERE status = 'absent')  AS absent
+    FROM warehouse.fact_activity_attendance
+    GROUP BY meeting_id
+)
+SELECT
+    m.meeting_id,
+    m.org_code,
+    m.meeting_type,
+    m.meeting_type_name,
+    m.meeting_date,
+    m.start_at,
+    m.end_at,
+    CAST(date_diff('minute', m.start_at, m.end_at) AS INTEGER) AS duration_minutes,
+    m.place,
+    m.lecturer,
+    m.title,
+    coalesce(a.expected_attendees, 0)                  AS expected_attendees,
+    coalesce(a.present, 0)                             AS present,
+    coalesce(a.excused, 0)                             AS excused,
+    coalesce(a.absent, 0)                              AS absent,
+    round(a.present / nullif(a.expected_attendees, 0), 4) AS attendance_rate,
+    ko.org_code IS NULL                                AS _unknown_org
+FROM staging.stg_activity_meetings m
+LEFT JOIN known_org ko ON ko.org_code = m.org_code
+LEFT JOIN attendance a ON a.meeting_id = m.meeting_id;
+
+CREATE OR REPLACE TABLE warehouse.fact_org_activity AS
+SELECT * EXCLUDE (_unknown_org) FROM _fact_org_activity WHERE NOT _unknown_org
+ORDER BY start_at, meeting_id;
+
+DELETE FROM quality.reconciliation_issue WHERE model = 'fact_org_activity';
+
+INSERT INTO quality.reconciliation_issue (kind, person_key, systems, record_key, detail, "values", model)
+SELECT 'orphan_reference', NULL, 'activity,party', meeting_id,
+       'meeting ' || meeting_id || ' of 党组织编码 ' || org_code || ', which is not a party organisation',
+       json_object('entity', 'activity.meetings', 'field', 'org_code', 'value', org_code, 'references', 'party.orgs'),
+       'fact_org_activity'
+FROM _fact_org_activity WHERE _unknown_org;
+
+DROP TABLE _fact_org_activity;

@@ -1,0 +1,68 @@
+-- ---
+-- description: One row per 组织关系转接 letter (介绍信编号): who, from which organisation, to where, 省内/跨省, out and receipt dates, the receipt deadline and a receipt_overdue flag (receipt due within one month), and how long the letter is valid. Letters of an unknown person or 转出党组织编码 are kept out and reported in quality.reconciliation_issue as orphan_reference.
+-- materialize: script
+-- ---
+-- receipt_due_by = out_date + 1 month (the receiving committee returns the receipt within one month).
+-- receipt_overdue: the receipt came after receipt_due_by, or has not come and receipt_due_by is past
+-- (today, when the model is built). letter_valid_until = out_date + 3 months (省内) or 6 months (跨省).
+CREATE OR REPLACE TEMP TABLE _fact_relation_transfer AS
+WITH known_person AS (
+    SELECT staff_no AS person_no FROM staging.stg_hr_staff
+    UNION
+    SELECT student_no FROM staging.stg_students
+    UNION
+    SELECT trim(record_key) FROM quality.quarantine
+    WHERE stage = 'staging' AND ((source = 'hr' AND entity = 'staff') OR (source = 'student' AND entity = 'students'))
+), known_org AS (
+    SELECT org_code FROM staging.stg_party_orgs
+    UNION
+    SELECT trim(record_key) FROM quality.quarantine WHERE stage = 'staging' AND source = 'party' AND entity = 'orgs'
+), person_lookup AS (
+    SELECT person_no, person_key FROM warehouse.person_number
+)
+SELECT
+    t.letter_no,
+    t.person_no,
+    p.person_key,
+    t.from_org_code,
+    t.to_org_name,
+    t.kind,
+    t.kind_name,
+    t.out_date,
+    t.receipt_date,
+    CAST(t.out_date + INTERVAL 1 MONTH AS DATE)        AS receipt_due_by,
+    coalesce(t.receipt_date, current_date) > CAST(t.out_date + INTERVAL 1 MONTH AS DATE) AS receipt_overdue,
+    CAST(t.out_date + CASE t.kind WHEN 'cross_province' THEN INTERVAL 6 MONTH ELSE INTERVAL 3 MONTH END AS DATE)
+                                                       AS letter_valid_until,
+    t.source_file,
+    kp.person_no IS NULL                               AS _unknown_person,
+    ko.org_code IS NULL                                AS _unknown_org
+FROM staging.stg_party_transfers t
+LEFT JOIN known_person kp ON kp.person_no = t.person_no
+LEFT JOIN known_org ko ON ko.org_code = t.from_org_code
+LEFT JOIN person_lookup p ON p.person_no = t.person_no;
+
+CREATE OR REPLACE TABLE warehouse.fact_relation_transfer AS
+SELECT * EXCLUDE (_unknown_person, _unknown_org)
+FROM _fact_relation_transfer
+WHERE NOT _unknown_person AND NOT _unknown_org
+ORDER BY out_date, letter_no;
+
+DELETE FROM quality.reconciliation_issue WHERE model = 'fact_relation_transfer';
+
+INSERT INTO quality.reconciliation_issue (kind, person_key, systems, record_key, detail, "values", model)
+SELECT 'orphan_reference', NULL, 'party,hr,student', letter_no,
+       'transfer letter ' || letter_no || ' for 人员编号 ' || person_no || ', which neither HR nor the student system holds',
+       json_object('entity', 'party.transfers', 'field', '人员编号', 'value', person_no,
+                   'references', 'hr.staff|student.students'),
+       'fact_relation_transfer'
+FROM _fact_relation_transfer WHERE _unknown_person
+UNION ALL
+SELECT 'orphan_reference', person_key, 'party', letter_no,
+       'transfer letter ' || letter_no || ' from 转出党组织编码 ' || from_org_code || ', which is not a party organisation',
+       json_object('entity', 'party.transfers', 'field', '转出党组织编码', 'value', from_org_code,
+                   'references', 'party.orgs'),
+       'fact_relation_transfer'
+FROM _fact_relation_transfer WHERE _unknown_org;
+
+DROP TABLE _fact_relation_transfer;

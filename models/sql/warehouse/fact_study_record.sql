@@ -1,0 +1,73 @@
+-- ---
+-- description: One row per online study record: who (学号/工号), which course (kind, title, hours from the platform's catalogue), minutes, progress, quiz score, completion, start and last-active dates and the school term. Records of an unknown person or course are kept out and reported in quality.reconciliation_issue as orphan_reference.
+-- materialize: script
+-- ---
+-- term: the school term of started_on (Beijing date): September-January -> YYYY-YYYY-1, February-August
+-- -> YYYY-YYYY-2 (the summer counts with the spring term).
+CREATE OR REPLACE TEMP TABLE _fact_study_record AS
+WITH known_person AS (
+    SELECT staff_no AS person_no FROM staging.stg_hr_staff
+    UNION
+    SELECT student_no FROM staging.stg_students
+    UNION
+    SELECT trim(record_key) FROM quality.quarantine
+    WHERE stage = 'staging' AND ((source = 'hr' AND entity = 'staff') OR (source = 'student' AND entity = 'students'))
+), known_course AS (
+    SELECT course_id FROM staging.stg_learning_courses
+    UNION
+    SELECT trim(record_key) FROM quality.quarantine WHERE stage = 'staging' AND source = 'learning' AND entity = 'courses'
+), person_lookup AS (
+    SELECT person_no, person_key FROM warehouse.person_number
+)
+SELECT
+    r.record_id,
+    r.person_no,
+    p.person_key,
+    r.course_id,
+    c.kind                                             AS course_kind,
+    c.kind_name                                        AS course_kind_name,
+    c.title                                            AS course_title,
+    c.hours                                            AS course_hours,
+    r.minutes,
+    r.progress,
+    r.quiz_score,
+    r.completed,
+    r.started_at,
+    r.started_on,
+    r.last_active_at,
+    r.last_active_on,
+    CASE WHEN month(r.started_on) >= 9 THEN year(r.started_on) || '-' || (year(r.started_on) + 1) || '-1'
+         WHEN month(r.started_on) = 1 THEN (year(r.started_on) - 1) || '-' || year(r.started_on) || '-1'
+         ELSE (year(r.started_on) - 1) || '-' || year(r.started_on) || '-2' END AS term,
+    kp.person_no IS NULL                               AS _unknown_person,
+    kc.course_id IS NULL                               AS _unknown_course
+FROM staging.stg_learning_study_records r
+LEFT JOIN staging.stg_learning_courses c ON c.course_id = r.course_id
+LEFT JOIN known_person kp ON kp.person_no = r.person_no
+LEFT JOIN known_course kc ON kc.course_id = r.course_id
+LEFT JOIN person_lookup p ON p.person_no = r.person_no;
+
+CREATE OR REPLACE TABLE warehouse.fact_study_record AS
+SELECT * EXCLUDE (_unknown_person, _unknown_course)
+FROM _fact_study_record
+WHERE NOT _unknown_person AND NOT _unknown_course
+ORDER BY record_id;
+
+DELETE FROM quality.reconciliation_issue WHERE model = 'fact_study_record';
+
+INSERT INTO quality.reconciliation_issue (kind, person_key, systems, record_key, detail, "values", model)
+SELECT 'orphan_reference', NULL, 'learning,hr,student', record_id,
+       'study record ' || record_id || ' of user_no ' || person_no || ', which neither HR nor the student system holds',
+       json_object('entity', 'learning.study_records', 'field', 'user_no', 'value', person_no,
+                   'references', 'hr.staff|student.students'),
+       'fact_study_record'
+FROM _fact_study_record WHERE _unknown_person
+UNION ALL
+SELECT 'orphan_reference', person_key, 'learning', record_id,
+       'study record ' || record_id || ' of course_id ' || course_id || ', which is not in the course catalogue',
+       json_object('entity', 'learning.study_records', 'field', 'course_id', 'value', course_id,
+                   'references', 'learning.courses'),
+       'fact_study_record'
+FROM _fact_study_record WHERE _unknown_course;
+
+DROP TABLE _fact_study_record;
