@@ -13,8 +13,9 @@ CODE_SETS_KEY = dg.AssetKey(["staging", "code_sets"])
 @dg.asset(
     key=CODE_SETS_KEY, group_name="staging", kinds={"duckdb", "csv"}, owners=[OWNER], pool=WAREHOUSE_POOL,
     tags={"layer": "staging"},
-    description="National code sets (GB/T 2261.1, GB/T 4762, GB 3304, staff category and status, party "
-                "stages) and per-source value mappings, loaded from the CSV files in models/codesets.",
+    description="Code sets (GB/T 2261.1, GB/T 4762, GB 3304, GB/T 4658, GB/T 8561, GB/T 2260 area codes, staff "
+                "category and status, party stages, dues rates, grade words and points), field-level "
+                "survivorship priorities and per-source value mappings (map_*.csv), from models/codesets.",
 )
 def code_sets(warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.connect() as con:
@@ -31,8 +32,8 @@ def _staging_asset(name: str) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL, tags={"layer": "staging", "source": model.source},
         deps=[dg.AssetKey(["raw", model.raw_table]), CODE_SETS_KEY,
               *sorted({dg.AssetKey(list(model_of(layer, dep))) for layer, dep in model.reads}, key=str)],
-        description=f"{model.description} Rows failing row-level rules (duplicates, invalid ID numbers, "
-                    "unmapped codes) go to quality.quarantine with the reason.",
+        description=f"{model.description} Rows failing row-level rules (duplicate or conflicting copies, "
+                    "unmapped codes, unparseable values) go to quality.quarantine with the reason.",
     )
     def _build(warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.connect() as con:

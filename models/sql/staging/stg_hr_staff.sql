@@ -14,8 +14,10 @@ SELECT
     e.code                                       AS ethnicity,
     ps.code                                      AS political_status,
     nullif(trim(c.xl), '')                       AS education,
+    ed.level                                     AS education_level,
     nullif(trim(c.zcdm), '')                     AS title_code,
     nullif(trim(c.zc), '')                       AS title,
+    tt.level                                     AS title_level,
     trim(c.dwh)                                  AS unit_code,
     trim(c.dwmc)                                 AS unit_name,
     nullif(trim(c.jzglb), '')                    AS staff_category,
@@ -30,15 +32,21 @@ SELECT
         WHEN g.code IS NULL THEN 'unmapped_code'
         WHEN c.zzmm IS NOT NULL AND ps.code IS NULL THEN 'unmapped_code'
         WHEN c.mz IS NOT NULL AND e.code IS NULL THEN 'unmapped_code'
+        WHEN nullif(trim(c.xl), '') IS NOT NULL AND ed.code IS NULL THEN 'unmapped_code'
+        WHEN nullif(trim(c.zcdm), '') IS NOT NULL AND tt.code IS NULL THEN 'unmapped_code'
     END                                          AS _reject_rule,
     CASE
         WHEN c._duplicate THEN '工号 ' || c.gh || ' appears more than once in load ' || c._load_id
         WHEN g.code IS NULL THEN 'xbm ' || coalesce(c.xbm, 'NULL') || ' has no gender mapping'
         WHEN c.zzmm IS NOT NULL AND ps.code IS NULL THEN 'zzmm ' || c.zzmm || ' has no political-status mapping'
-        ELSE 'mz ' || c.mz || ' has no ethnicity mapping'
+        WHEN c.mz IS NOT NULL AND e.code IS NULL THEN 'mz ' || c.mz || ' has no ethnicity mapping'
+        WHEN nullif(trim(c.xl), '') IS NOT NULL AND ed.code IS NULL THEN 'xl ' || c.xl || ' is not a GB/T 4658 education code'
+        ELSE 'zcdm ' || c.zcdm || ' is not a GB/T 8561 title code'
     END                                          AS _reject_detail,
     c.gh                                         AS _record_key
 FROM current c
 LEFT JOIN staging.code_map g  ON g.system = 'hr' AND g.field = 'gender' AND g.source_value = trim(c.xbm)
 LEFT JOIN staging.code_map ps ON ps.system = 'hr' AND ps.field = 'political_status' AND ps.source_value = trim(c.zzmm)
 LEFT JOIN staging.cs_ethnicity e ON e.name = trim(c.mz) OR e.name = trim(c.mz) || '族'
+LEFT JOIN staging.cs_education ed ON ed.code = trim(c.xl)
+LEFT JOIN staging.cs_title tt ON tt.code = trim(c.zcdm)
