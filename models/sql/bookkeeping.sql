@@ -82,3 +82,29 @@ CREATE TABLE IF NOT EXISTS quality.reconciliation_issue (
     model        VARCHAR,
     found_at     TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
 );
+
+-- Party business rules: the rows that break a rule now (each rule replaces its own rows when it runs).
+CREATE TABLE IF NOT EXISTS quality.rule_violation (
+    rule        VARCHAR NOT NULL,
+    severity    VARCHAR NOT NULL,      -- error (blocks publishing) or warning (reported)
+    entity      VARCHAR NOT NULL,      -- what the rule looks at, e.g. party.members, warehouse.dim_party_org
+    record_key  VARCHAR,               -- that entity's key as the source writes it (人员编号, 党组织编码, ...)
+    person_key  VARCHAR,
+    org_code    VARCHAR,
+    detail      VARCHAR,
+    checked_at  TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+);
+
+-- Every check run, kept as history: expectation suites and SQL checks alike.
+CREATE TABLE IF NOT EXISTS quality.check_result (
+    check_name  VARCHAR NOT NULL,
+    asset       VARCHAR NOT NULL,      -- Dagster asset key, e.g. raw/hr__staff, warehouse/dim_person
+    engine      VARCHAR NOT NULL,      -- great_expectations or sql
+    severity    VARCHAR NOT NULL,
+    passed      BOOLEAN NOT NULL,
+    evaluated   BIGINT,
+    unexpected  BIGINT,
+    detail      JSON,
+    run_id      VARCHAR,
+    checked_at  TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+);
