@@ -167,6 +167,20 @@ def print_summary(settings: Settings, result: DemoResult, console: Console) -> N
         quarantine = con.execute("""
             SELECT stage, source || '.' || entity, rule, count(*) FROM quality.quarantine
             GROUP BY ALL ORDER BY 1, 2, 3""").fetchall()
+        checks = con.execute("""
+            SELECT count(*), count(*) FILTER (WHERE NOT passed AND severity = 'error'),
+                   count(*) FILTER (WHERE NOT passed AND severity <> 'error')
+            FROM quality.check_result
+            QUALIFY row_number() OVER (PARTITION BY asset, check_name ORDER BY checked_at DESC) = 1""").fetchall()
+        failed_checks = con.execute("""
+            SELECT severity, asset, check_name, unexpected FROM quality.check_result
+            QUALIFY row_number() OVER (PARTITION BY asset, check_name ORDER BY checked_at DESC) = 1
+                AND NOT passed
+            ORDER BY severity, asset, check_name""").fetchall()
+        violations = con.execute("""
+            SELECT severity, rule, entity, count(*) FROM quality.rule_violation GROUP BY ALL ORDER BY 1, 2""").fetchall()
+        findings = con.execute("""
+            SELECT kind, count(*) FROM quality.reconciliation_issue GROUP BY ALL ORDER BY 2 DESC, 1""").fetchall()
 
     t = Table(title="Loads in this run", title_justify="left")
     for col in ("source.entity", "loads", "read", "landed", "skipped (already loaded)", "rejected", "retries",
@@ -189,6 +203,28 @@ def print_summary(settings: Settings, result: DemoResult, console: Console) -> N
     for row in quarantine:
         t.add_row(*[str(v) for v in row])
     console.print(t if quarantine else "Nothing quarantined.")
+
+    ran = sum(r[0] for r in checks)
+    t = Table(title=f"Checks: {ran} ran, {len(failed_checks)} failing (latest result of each)", title_justify="left")
+    for col in ("severity", "asset", "check", "unexpected"):
+        t.add_column(col, justify="right" if col == "unexpected" else "left")
+    for row in failed_checks:
+        t.add_row(*[str(v) for v in row])
+    console.print(t if failed_checks else f"Checks: {ran} ran, all passing.")
+
+    t = Table(title="Party business rules: violations", title_justify="left")
+    for col in ("severity", "rule", "entity", "rows"):
+        t.add_column(col, justify="right" if col == "rows" else "left")
+    for row in violations:
+        t.add_row(*[str(v) for v in row])
+    console.print(t if violations else "Party business rules: no violations.")
+
+    t = Table(title="Reconciliation findings (quality.reconciliation_issue)", title_justify="left")
+    t.add_column("kind")
+    t.add_column("rows", justify="right")
+    for kind, n in findings:
+        t.add_row(kind, f"{n:,}")
+    console.print(t if findings else "Reconciliation: no findings.")
 
     catalog = read_catalog(settings.published_root)
     t = Table(title=f"Published ({settings.published_root / 'catalog.json'})", title_justify="left")

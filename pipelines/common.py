@@ -27,3 +27,26 @@ def preview(con: duckdb.DuckDBPyConnection, table: str, limit: int = 5) -> dg.Me
                        for c in cols)
     df = con.execute(f"SELECT {select} FROM {table} LIMIT {int(limit)}").df()
     return dg.MetadataValue.md(df.to_markdown(index=False) if len(df) else "_empty_")
+
+
+def record_check(con: duckdb.DuckDBPyConnection, *, check_name: str, asset: str, engine: str, severity: str,
+                 passed: bool, evaluated: int | None = None, unexpected: int | None = None,
+                 detail: dict | list | None = None, run_id: str | None = None) -> None:
+    """Keep a check's outcome in quality.check_result (history; the publish gate reads the latest)."""
+    import json
+
+    con.execute("INSERT INTO quality.check_result (check_name, asset, engine, severity, passed, evaluated, "
+                "unexpected, detail, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [check_name, asset, engine, severity, passed, evaluated, unexpected,
+                 json.dumps(detail, ensure_ascii=False, default=str) if detail is not None else None, run_id])
+
+
+def failing_error_checks(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(asset, check) of every error-severity check whose latest result failed."""
+    return con.execute("""
+        SELECT asset, check_name FROM (
+            SELECT asset, check_name, severity, passed,
+                   row_number() OVER (PARTITION BY asset, check_name ORDER BY checked_at DESC) AS latest
+            FROM quality.check_result)
+        WHERE latest = 1 AND severity = 'error' AND NOT passed
+        ORDER BY 1, 2""").fetchall()

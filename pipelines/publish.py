@@ -9,7 +9,7 @@ import dagster as dg
 
 from hub.publisher import Column, DatasetSpec
 from hub.resources import WAREHOUSE_POOL, PublisherResource, WarehouseResource
-from pipelines.common import OWNER
+from pipelines.common import OWNER, failing_error_checks
 
 DATASETS = (
     DatasetSpec(
@@ -79,11 +79,22 @@ def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     def _publish(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                  publisher: PublisherResource) -> dg.MaterializeResult:
         with warehouse.connect() as con:
+            failing = failing_error_checks(con)
+            if failing:
+                raise dg.Failure(
+                    description=f"{spec.name} not published: {len(failing)} error check(s) failing: "
+                                + ", ".join(f"{a}:{c}" for a, c in failing[:10])
+                                + " — the current version stays as it is",
+                    metadata={"failing_checks": dg.MetadataValue.json([f"{a}:{c}" for a, c in failing])})
             lineage = [r[0] for r in con.execute(
                 "SELECT DISTINCT load_id FROM quality.load_audit WHERE status = 'ok'").fetchall()]
+            ran = [f"{a}:{c}:{'passed' if p else 'failed'}:{sev}" for a, c, p, sev in con.execute(
+                "SELECT asset, check_name, passed, severity FROM quality.check_result "
+                "QUALIFY row_number() OVER (PARTITION BY asset, check_name ORDER BY checked_at DESC) = 1 "
+                "ORDER BY 1, 2").fetchall()]
             manifest = publisher.publisher().publish(
                 con, spec, lineage=lineage,
-                quality={"status": "passed", "checks": ["blocking checks upstream passed before this step"]})
+                quality={"status": "passed", "error_checks_failing": 0, "checks": ran})
         where = f"{publisher.root}/{spec.name}/{manifest['version']}"
         context.log.info(f"{spec.name} {manifest['version']} "
                          f"{'published' if manifest['changed'] else 'unchanged, still current'}: {where}")

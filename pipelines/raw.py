@@ -10,7 +10,7 @@ import dagster as dg
 from connectors import Entity, LoadResult, Source, SourceError, load_entity
 from connectors.raw_zone import q
 from hub.resources import WAREHOUSE_POOL, CampusSourcesResource, WarehouseResource
-from pipelines.common import table_rows
+from pipelines.common import record_check, table_rows
 
 KIND_TAG = {"rest": "rest", "sql": "sql", "files": "file"}
 
@@ -85,7 +85,7 @@ def _conservation_check(entity: Entity) -> dg.AssetChecksDefinition:
                     description="Every row read is landed, skipped as already loaded, or quarantined: "
                                 "rows_read = rows_landed + rows_skipped + rows_rejected for every load, and "
                                 "every rejected row is in quality.quarantine.")
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
             bad = con.execute("""
                 SELECT a.load_id, a.rows_read, a.rows_landed, a.rows_skipped, a.rows_rejected,
@@ -98,6 +98,9 @@ def _conservation_check(entity: Entity) -> dg.AssetChecksDefinition:
                               [entity.source, entity.name]).fetchall()
             loads = con.execute("SELECT count(*) FROM quality.load_audit WHERE source = ? AND entity = ?",
                                 [entity.source, entity.name]).fetchone()[0]
+            record_check(con, check_name="row_conservation", asset=f"raw/{entity.table}", engine="sql",
+                         severity="error", passed=not bad, evaluated=loads, unexpected=len(bad),
+                         detail=[list(map(str, r)) for r in bad[:20]], run_id=context.run_id)
         return dg.AssetCheckResult(passed=not bad, metadata={
             "loads_checked": loads, "loads_failing": len(bad),
             "failing": dg.MetadataValue.json([list(map(str, r)) for r in bad[:20]])})

@@ -5,7 +5,7 @@ import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, IdentityResource, WarehouseResource
 from models.build import WAREHOUSE_MODELS, build_warehouse, model_of
-from pipelines.common import OWNER, preview
+from pipelines.common import OWNER, preview, record_check
 
 
 def _warehouse_asset(name: str) -> dg.AssetsDefinition:
@@ -20,7 +20,10 @@ def _warehouse_asset(name: str) -> dg.AssetsDefinition:
         with warehouse.connect() as con:
             rows = build_warehouse(con, name, secret=identity.person_key_secret)
             pv = preview(con, f"warehouse.{name}")
-        return dg.MaterializeResult(metadata={"dagster/row_count": rows, "preview": pv})
+            findings = dict(con.execute("SELECT kind, count(*) FROM quality.reconciliation_issue WHERE model = ? "
+                                        "GROUP BY ALL ORDER BY 1", [name]).fetchall())
+        return dg.MaterializeResult(metadata={"dagster/row_count": rows, "preview": pv,
+                                              "findings": dg.MetadataValue.json(findings)})
 
     return _build
 
@@ -28,13 +31,17 @@ def _warehouse_asset(name: str) -> dg.AssetsDefinition:
 @dg.asset_check(asset=dg.AssetKey(["warehouse", "dim_person"]), name="one_row_per_person", blocking=True,
                 pool=WAREHOUSE_POOL,
                 description="person_key is unique and never null; an ID number belongs to one person only.")
-def dim_person_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def dim_person_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as con:
         rows, keys, null_keys, with_id, ids, no_id = con.execute(
             "SELECT count(*), count(DISTINCT person_key), count(*) FILTER (WHERE person_key IS NULL), "
             "count(id_number), count(DISTINCT id_number), count(*) FILTER (WHERE NOT has_valid_id) "
             "FROM warehouse.dim_person").fetchone()
-    return dg.AssetCheckResult(passed=rows == keys and null_keys == 0 and with_id == ids, metadata={
+        passed = rows == keys and null_keys == 0 and with_id == ids
+        record_check(con, check_name="one_row_per_person", asset="warehouse/dim_person", engine="sql",
+                     severity="error", passed=passed, evaluated=rows, unexpected=(rows - keys) + null_keys,
+                     run_id=context.run_id)
+    return dg.AssetCheckResult(passed=passed, metadata={
         "rows": rows, "distinct_keys": keys, "null_keys": null_keys, "ids": with_id, "distinct_ids": ids,
         "persons_without_valid_id": no_id})
 

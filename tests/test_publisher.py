@@ -87,3 +87,39 @@ def test_every_column_must_be_described(tmp_path, orgs):
     spec = DatasetSpec(**{**SPEC.__dict__, "columns": (Column("code", "c", "public"),)})
     with pytest.raises(PublishError, match="name"):
         Publisher(tmp_path).publish(orgs, spec, lineage=[], quality={})
+
+
+def test_publish_asset_refuses_while_an_error_check_fails(tmp_path, con, monkeypatch):
+    """The publish gate: a failing error check upstream stops the publish and keeps the current version."""
+    import dagster as dg
+
+    from hub.resources import PublisherResource, WarehouseResource
+    from pipelines.common import record_check
+    from pipelines.publish import publish_assets
+
+    con.execute("CREATE SCHEMA IF NOT EXISTS warehouse")
+    con.execute("CREATE TABLE warehouse.dim_party_org AS SELECT 'B1' AS org_code, '支部' AS name, '党支部' AS org_type, "
+                "NULL AS parent_code, NULL AS parent_name, '教工' AS branch_kind, '101' AS unit_code, "
+                "'张三' AS secretary_name, DATE '2020-01-01' AS founded_on, DATE '2023-01-01' AS elected_on, "
+                "DATE '2026-01-01' AS term_end, 3 AS committee_size, 5 AS full_members, 1 AS probationary_members, "
+                "true AS is_current, 'active' AS status")
+    record_check(con, check_name="unique_keys", asset="warehouse/dim_party_org", engine="sql", severity="error",
+                 passed=False, unexpected=2)
+    con.close()
+    asset = next(a for a in publish_assets if a.key.path[-1] == "party_organisations")
+    resources = {"warehouse": WarehouseResource(path=str(tmp_path / "warehouse.duckdb")),
+                 "publisher": PublisherResource(root=str(tmp_path / "published"))}
+    result = dg.materialize([asset], resources=resources, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "warehouse/dim_party_org:unique_keys" in failure.step_failure_data.user_failure_data.description
+    assert not (tmp_path / "published" / "catalog.json").exists()
+
+    from hub.warehouse import connect
+
+    c = connect(tmp_path / "warehouse.duckdb")
+    record_check(c, check_name="unique_keys", asset="warehouse/dim_party_org", engine="sql", severity="error",
+                 passed=True, unexpected=0)  # fixed: the latest result passes
+    c.close()
+    assert dg.materialize([asset], resources=resources).success
+    assert read_catalog(tmp_path / "published")["datasets"]["party_organisations"]["row_count"] == 1
