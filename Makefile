@@ -8,8 +8,9 @@ export DAGSTER_HOME := $(abspath dagster_home)
 export GX_ANALYTICS_ENABLED := False
 export RUNTIME__DLTHUB_TELEMETRY := false
 export DAGSTER_DISABLE_TELEMETRY := true
-# The simulation's key for person_key; production sets its own in the environment.
+# The simulation's keys (person_key, encryption of restricted datasets); production sets its own.
 export HUB_PERSON_KEY_SECRET ?= campus-data-hub-simulation-key
+export HUB_KMS_MASTER_KEYS ?= hub_footer:c2ltdWxhdGlvbi1vbmx5LWtleS0tY2hhbmdlLW1lISE=
 
 SCALE  ?= 1
 FAULTS ?= 0

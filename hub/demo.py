@@ -23,7 +23,11 @@ from hub.publisher import read_catalog
 from hub.settings import Settings
 from hub.warehouse import open_warehouse
 
-SIM_SECRETS = {"HUB_PERSON_KEY_SECRET": "campus-data-hub-simulation-key"}
+# Secrets of the simulated campus only; production sets its own in the environment.
+SIM_SECRETS = {
+    "HUB_PERSON_KEY_SECRET": "campus-data-hub-simulation-key",
+    "HUB_KMS_MASTER_KEYS": "hub_footer:c2ltdWxhdGlvbi1vbmx5LWtleS0tY2hhbmdlLW1lISE=",
+}
 # With faults on, slow responses must outlast the client's timeout, as they do in the field.
 FAULT_TIMEOUT_S, FAULT_SLOW_S = 2.0, 3.0
 
@@ -168,10 +172,7 @@ def print_summary(settings: Settings, result: DemoResult, console: Console) -> N
             SELECT stage, source || '.' || entity, rule, count(*) FROM quality.quarantine
             GROUP BY ALL ORDER BY 1, 2, 3""").fetchall()
         checks = con.execute("""
-            SELECT count(*), count(*) FILTER (WHERE NOT passed AND severity = 'error'),
-                   count(*) FILTER (WHERE NOT passed AND severity <> 'error')
-            FROM quality.check_result
-            QUALIFY row_number() OVER (PARTITION BY asset, check_name ORDER BY checked_at DESC) = 1""").fetchall()
+            SELECT count(*) FROM (SELECT DISTINCT asset, check_name FROM quality.check_result)""").fetchall()
         failed_checks = con.execute("""
             SELECT severity, asset, check_name, unexpected FROM quality.check_result
             QUALIFY row_number() OVER (PARTITION BY asset, check_name ORDER BY checked_at DESC) = 1
@@ -226,12 +227,13 @@ def print_summary(settings: Settings, result: DemoResult, console: Console) -> N
         t.add_row(kind, f"{n:,}")
     console.print(t if findings else "Reconciliation: no findings.")
 
-    catalog = read_catalog(settings.published_root)
-    t = Table(title=f"Published ({settings.published_root / 'catalog.json'})", title_justify="left")
+    catalog = read_catalog(settings.published_root_url)
+    t = Table(title=f"Published ({settings.published_root_url}/catalog.json)", title_justify="left")
     for col in ("dataset", "current version", "rows", "audience"):
         t.add_column(col)
     for name, entry in sorted(catalog.get("datasets", {}).items()):
-        t.add_row(name, entry["current_version"], f"{entry['row_count']:,}", entry["audience"])
+        t.add_row(name, entry["current_version"], f"{entry['row_count']:,}",
+                  entry["audience"] + (", encrypted" if entry.get("encrypted") else ""))
     console.print(t)
 
     status = "[green]succeeded" if result.success else f"[red]failed ({', '.join(result.failed_steps)})"

@@ -32,6 +32,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             "campus_sources": CampusSourcesResource(config_path=str(settings.sources_file),
                                                     raw_dir=str(settings.raw_dir)),
             "identity": IdentityResource(person_key_secret=dg.EnvVar("HUB_PERSON_KEY_SECRET")),
-            "publisher": PublisherResource(root=str(settings.published_root)),
+            "publisher": PublisherResource(root=settings.published_root_url,
+                                           kms_master_keys=dg.EnvVar("HUB_KMS_MASTER_KEYS"),
+                                           catalogue_url=settings.catalogue_url),
         },
     )

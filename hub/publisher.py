@@ -1,15 +1,18 @@
-"""Versioned, atomically switched Parquet datasets under the published root.
+"""Versioned, atomically switched Parquet datasets under the published root (a path or an fsspec URL).
 
 Layout::
 
-    <root>/catalog.json                      {"datasets": {name: {"current_version", "manifest", ...}}}
+    <root>/catalog.json                          {"datasets": {name: {"current_version", "manifest", ...}}}
     <root>/<dataset>/<version>/data/part-00000.parquet
-    <root>/<dataset>/<version>/manifest.json  written last, after every data file
+    <root>/<dataset>/<version>/manifest.json      written last, after every data file
 
-A version is written into a hidden temporary folder, renamed into place complete, and only then made
-current by replacing ``catalog.json`` (write to a temporary file, fsync, ``os.replace``). A reader that
-follows the catalog therefore always lands on a complete version; a publish that fails or is killed
-leaves the previous version current. Publishing the same content again makes no new version.
+A version is written completely (on a local root: into a hidden folder renamed into place; elsewhere:
+uploaded file by file, the manifest last) and only then made current by replacing ``catalog.json``
+(locally: temporary file, fsync, ``os.replace``; object stores replace an object atomically). A reader
+that follows the catalog always lands on a complete version; a publish that fails or is killed leaves
+the previous version current. The same content publishes no new version. Datasets for the restricted
+audience are written with Parquet modular encryption (hub.encryption); no other audience may carry a
+restricted column.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -27,10 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import fsspec
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from hub import encryption
 
 SENSITIVITY = ("public", "internal", "restricted")
 AUDIENCES = ("public", "internal", "restricted")
+ROW_GROUP_ROWS = 122_880
 
 
 class PublishError(RuntimeError):
@@ -73,105 +82,201 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+def _dumps(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, indent=2, default=str).encode("utf-8")
+
+
+def _write_local_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(doc, f, ensure_ascii=False, indent=2, default=str)
+    with tmp.open("wb") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-@contextlib.contextmanager
-def _catalog_lock(root: Path) -> Iterator[None]:
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / ".catalog.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def _filesystem(root: str | Path) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, path = fsspec.core.url_to_fs(str(root))
+    return fs, path.rstrip("/")
 
 
 def read_catalog(root: str | Path) -> dict[str, Any]:
-    path = Path(root) / "catalog.json"
-    if not path.exists():
+    fs, base = _filesystem(root)
+    path = f"{base}/catalog.json"
+    if not fs.exists(path):
         return {"datasets": {}}
-    return json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(fs.cat_file(path).decode("utf-8"))
+
+
+def read_manifest(root: str | Path, name: str) -> dict[str, Any]:
+    """The current manifest of a dataset, as a reader finds it: through the catalog."""
+    fs, base = _filesystem(root)
+    entry = read_catalog(root)["datasets"][name]
+    return json.loads(fs.cat_file(f"{base}/{entry['manifest']}").decode("utf-8"))
 
 
 class Publisher:
-    def __init__(self, root: str | Path, *, keep_versions: int = 5):
-        self.root = Path(root)
+    def __init__(self, root: str | Path, *, keep_versions: int = 5, kms_master_keys: str | None = None):
         if keep_versions < 1:
             raise PublishError(f"keep_versions must be at least 1, got {keep_versions}")
+        self.root = str(root)
+        self.fs, self.base = _filesystem(root)
+        self.local = isinstance(self.fs, LocalFileSystem)
         self.keep_versions = keep_versions
+        self._kms_master_keys = kms_master_keys
 
+    # -- publish ---------------------------------------------------------------------------------
     def publish(self, con: duckdb.DuckDBPyConnection, spec: DatasetSpec, *, lineage: list[str],
                 quality: dict[str, Any]) -> dict[str, Any]:
         """Publish ``spec`` and return its manifest (``changed`` False when the content was already current)."""
         spec.check()
-        described = con.execute(f"DESCRIBE {spec.query}").fetchall()
-        types = {r[0]: r[1] for r in described}
-        declared = {c.name for c in spec.columns}
-        if set(types) != declared:
-            raise PublishError(f"dataset {spec.name}: columns {sorted(set(types) ^ declared)} are not both "
+        types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {spec.query}").fetchall()}
+        declared = [c.name for c in spec.columns]
+        if set(types) != set(declared):
+            raise PublishError(f"dataset {spec.name}: columns {sorted(set(types) ^ set(declared))} are not both "
                                "selected and described (every column needs a description and sensitivity)")
-        columns = ", ".join('"' + c.name.replace('"', '""') + '"' for c in spec.columns)
-        rows, fingerprint = con.execute(  # order-independent content hash; equal data, equal fingerprint
-            f"SELECT count(*), coalesce(sum(hash({columns})::HUGEINT), 0)::VARCHAR FROM ({spec.query})").fetchone()
+        columns = ", ".join('"' + c.replace('"', '""') + '"' for c in declared)
+        [(rows, fingerprint)] = con.execute(  # order-independent content hash; equal data, equal fingerprint
+            f"SELECT count(*), coalesce(sum(hash({columns})::HUGEINT), 0)::VARCHAR FROM ({spec.query})").fetchall()
         current = read_catalog(self.root)["datasets"].get(spec.name)
         if current and current.get("fingerprint") == fingerprint and current.get("row_count") == rows:
-            manifest = json.loads((self.root / current["manifest"]).read_text(encoding="utf-8"))
-            return {**manifest, "changed": False}
+            return {**read_manifest(self.root, spec.name), "changed": False}
 
         created = datetime.now(UTC)
         version = f"v{created:%Y%m%dT%H%M%S%fZ}"
-        folder = self.root / spec.name
-        tmp = folder / f".tmp-{version}"
-        tmp.mkdir(parents=True)
-        try:
-            (tmp / "data").mkdir()
+        encrypted = spec.audience == "restricted"
+        with tempfile.TemporaryDirectory(prefix=f".tmp-{version}-",
+                                         dir=self._local_dataset_dir(spec.name)) as tmpdir:
+            tmp = Path(tmpdir) / version
+            (tmp / "data").mkdir(parents=True)
             part = tmp / "data" / "part-00000.parquet"
-            con.execute(f"COPY (SELECT * FROM ({spec.query}) ORDER BY {spec.order_by}) TO '{part}' "
-                        "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
-            files = [{"path": f"data/{p.name}", "bytes": p.stat().st_size, "rows": pq.ParquetFile(p).metadata.num_rows,
+            select = f"SELECT {columns} FROM ({spec.query}) ORDER BY {spec.order_by}"
+            if encrypted:
+                self._write_encrypted(con, select, part)
+            else:
+                con.execute(f"COPY ({select}) TO '{part}' "
+                            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+            files = [{"path": f"data/{p.name}", "bytes": p.stat().st_size, "rows": self._rows(p, encrypted),
                       "sha256": _sha256(p)} for p in sorted((tmp / "data").glob("*.parquet"))]
             manifest = {
                 "name": spec.name, "version": version, "created_at": created.isoformat(),
                 "description": spec.description, "row_count": rows, "fingerprint": fingerprint,
                 "schema": {"columns": [{**asdict(c), "type": types[c.name]} for c in spec.columns]},
                 "files": files, "quality": quality, "lineage": {"load_ids": sorted(set(lineage))},
-                "audience": spec.audience, "encrypted": False,
+                "audience": spec.audience, "encrypted": encrypted,
+                **({"encryption": {"standard": "Parquet modular encryption", "algorithm": encryption.ALGORITHM,
+                                   "footer_key_id": encryption.FOOTER_KEY_ID,
+                                   "kms": f"local, master keys from {encryption.ENV_VAR}"}} if encrypted else {}),
             }
-            _write_json_atomic(tmp / "manifest.json", manifest)
-            tmp.rename(folder / version)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            (tmp / "manifest.json").write_bytes(_dumps(manifest))  # last file of the version
+            self._place_version(tmp, spec.name, version)
         self._switch(spec, manifest)
         self._prune(spec.name)
         return {**manifest, "changed": True}
 
+    def _local_dataset_dir(self, name: str) -> str | None:
+        """Temporary versions live beside their dataset on a local root (same filesystem: rename works)."""
+        if not self.local:
+            return None
+        folder = Path(self.base) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder)
+
+    def _write_encrypted(self, con: duckdb.DuckDBPyConnection, select: str, part: Path) -> None:
+        properties = encryption.encryption_properties(encryption.master_keys(self._kms_master_keys))
+        reader = con.sql(select).to_arrow_reader(ROW_GROUP_ROWS)  # streamed: one row group in memory
+        try:
+            with pq.ParquetWriter(part, reader.schema, compression="zstd",
+                                  encryption_properties=properties) as writer:
+                for batch in reader:
+                    writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+        finally:
+            reader.close()
+
+    def _rows(self, path: Path, encrypted: bool) -> int:
+        if not encrypted:
+            return pq.ParquetFile(path).metadata.num_rows
+        keys = encryption.master_keys(self._kms_master_keys)
+        return pq.ParquetFile(path, decryption_properties=encryption.decryption_properties(keys)).metadata.num_rows
+
+    def _place_version(self, tmp: Path, name: str, version: str) -> None:
+        if self.local:
+            tmp.rename(Path(self.base) / name / version)
+            return
+        target = f"{self.base}/{name}/{version}"
+        for f in sorted((tmp / "data").iterdir()):
+            self.fs.put_file(str(f), f"{target}/data/{f.name}")
+        self.fs.put_file(str(tmp / "manifest.json"), f"{target}/manifest.json")
+
+    # -- the switch --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _catalog_lock(self) -> Iterator[None]:
+        if not self.local:  # object stores: writers are serialised by the warehouse pool
+            yield
+            return
+        Path(self.base).mkdir(parents=True, exist_ok=True)
+        with (Path(self.base) / ".catalog.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def _switch(self, spec: DatasetSpec, manifest: dict[str, Any]) -> None:
-        with _catalog_lock(self.root):
+        with self._catalog_lock():
             catalog = read_catalog(self.root)
             catalog.setdefault("datasets", {})[spec.name] = {
                 "current_version": manifest["version"],
                 "manifest": f"{spec.name}/{manifest['version']}/manifest.json",
-                "description": spec.description, "audience": spec.audience,
+                "description": spec.description, "audience": spec.audience, "encrypted": manifest["encrypted"],
                 "row_count": manifest["row_count"], "fingerprint": manifest["fingerprint"],
                 "updated_at": manifest["created_at"],
             }
             catalog["updated_at"] = manifest["created_at"]
-            _write_json_atomic(self.root / "catalog.json", catalog)
+            if self.local:
+                _write_local_atomic(Path(self.base) / "catalog.json", _dumps(catalog))
+            else:
+                self.fs.pipe_file(f"{self.base}/catalog.json", _dumps(catalog))
 
     def _prune(self, name: str) -> None:
-        folder = self.root / name
         current = read_catalog(self.root)["datasets"][name]["current_version"]
-        versions = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name.startswith("v"))
+        folder = f"{self.base}/{name}"
+        versions = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))
+        versions = [v for v in versions if v.startswith("v")]
         for old in versions[:-self.keep_versions]:
             if old != current:
-                shutil.rmtree(folder / old, ignore_errors=True)
-        for stale in folder.glob(".tmp-*"):  # left by a publish that was killed
-            shutil.rmtree(stale, ignore_errors=True)
+                self.fs.rm(f"{folder}/{old}", recursive=True)
+        if self.local:  # temporary folders of a publish that was killed; live ones are younger
+            cutoff = datetime.now(UTC).timestamp() - 3600
+            for stale in Path(folder).glob(".tmp-*"):
+                if stale.stat().st_mtime < cutoff:
+                    shutil.rmtree(stale, ignore_errors=True)
+
+
+def notify_catalogue(url: str, manifest: dict[str, Any], *, token: str | None, timeout: float = 10.0,
+                     attempts: int = 5) -> int:
+    """POST a new current version's manifest to the platform's catalogue (retrying 429/5xx/timeouts with
+    the REST connector's policy). Returns the HTTP status; raises PublishError with the server's word."""
+    import requests
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
+    from connectors.rest import RETRY_STATUS, RetryableHTTPError, _retryable, _server_message, _wait
+
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    body = _dumps({k: v for k, v in manifest.items() if k != "changed"})
+
+    def post() -> requests.Response:
+        resp = requests.post(url, data=body, headers=headers, timeout=timeout)
+        if resp.status_code in RETRY_STATUS:
+            raise RetryableHTTPError(resp)
+        return resp
+
+    try:
+        resp = Retrying(retry=retry_if_exception(_retryable), stop=stop_after_attempt(attempts), wait=_wait(0.5),
+                        reraise=True)(post)
+    except (RetryableHTTPError, requests.RequestException) as exc:
+        raise PublishError(f"catalogue {url}: notification of {manifest['name']} {manifest['version']} failed "
+                           f"after {attempts} attempts: {exc}") from None
+    if resp.status_code >= 400:
+        raise PublishError(f"catalogue {url}: HTTP {resp.status_code}: {_server_message(resp)}")
+    return resp.status_code

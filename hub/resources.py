@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -45,10 +46,18 @@ class IdentityResource(dg.ConfigurableResource):
 
 
 class PublisherResource(dg.ConfigurableResource):
-    """Where versioned datasets are published for the smart brain and the national platform."""
+    """Where versioned datasets are published for the smart brain and the national platform: a local path
+    or an fsspec URL. Restricted datasets are encrypted with master keys from the environment; a new
+    current version is announced to the platform's catalogue when ``catalogue_url`` is set."""
 
     root: str
     keep_versions: int = 5
+    kms_master_keys: str = ""
+    catalogue_url: str = ""
+    catalogue_token_env: str = "HUB_CATALOGUE_TOKEN"
 
     def publisher(self) -> Publisher:
-        return Publisher(self.root, keep_versions=self.keep_versions)
+        return Publisher(self.root, keep_versions=self.keep_versions, kms_master_keys=self.kms_master_keys or None)
+
+    def catalogue_token(self) -> str | None:
+        return os.environ.get(self.catalogue_token_env) or None

@@ -29,6 +29,8 @@ class Settings:
     dagster_home: Path
     school_code: str
     person_key_secret: str
+    published_root_url: str
+    catalogue_url: str
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -40,12 +42,17 @@ class Settings:
             warehouse_path=Path(env.get("HUB_WAREHOUSE", var / "warehouse.duckdb")).resolve(),
             raw_dir=Path(env.get("HUB_RAW_DIR", var / "raw")).resolve(),
             inbox_dir=Path(env.get("HUB_INBOX_DIR", var / "inbox" / "party")).resolve(),
-            published_root=Path(env.get("HUB_PUBLISHED_ROOT", var / "published")).resolve(),
+            published_root=Path(env.get("HUB_PUBLISHED_ROOT", var / "published")).resolve()
+            if "://" not in env.get("HUB_PUBLISHED_ROOT", "") else var / "published",
             sources_file=Path(env.get("HUB_SOURCES_FILE", PROJECT_ROOT / "sources.yaml")).resolve(),
             dagster_home=Path(env.get("DAGSTER_HOME", PROJECT_ROOT / "dagster_home")).resolve(),
             school_code=env.get("HUB_SCHOOL_CODE", "4145000001"),
             # A keyed hash turns an ID number into person_key; the key is what keeps the ID out of it.
             person_key_secret=env.get("HUB_PERSON_KEY_SECRET", "campus-data-hub-simulation-key"),
+            # A path or an fsspec URL (s3://…, memory://…): where datasets are published.
+            published_root_url=env.get("HUB_PUBLISHED_ROOT", str(var / "published")),
+            # The national platform's catalogue, told of each new current version (empty: no notification).
+            catalogue_url=env.get("HUB_CATALOGUE_URL", ""),
         )
 
     def source_env(self, urls: dict[str, str] | None = None) -> dict[str, str]:

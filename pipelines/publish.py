@@ -7,7 +7,7 @@ the keyed person_key). A publish runs only after the blocking checks upstream ha
 
 import dagster as dg
 
-from hub.publisher import Column, DatasetSpec
+from hub.publisher import Column, DatasetSpec, PublishError, notify_catalogue
 from hub.resources import WAREHOUSE_POOL, PublisherResource, WarehouseResource
 from pipelines.common import OWNER, failing_error_checks
 
@@ -64,7 +64,31 @@ DATASETS = (
     ),
 )
 
-SOURCES = {"person_directory": "dim_person", "party_organisations": "dim_party_org"}
+RESTRICTED = (
+    DatasetSpec(
+        name="person_registry_restricted",
+        description="The person register with ID and mobile numbers in clear, for systems entitled to them "
+                    "(e.g. the national platform's member records). Encrypted: Parquet modular encryption.",
+        query="""SELECT person_key, id_number, name, gender, birth_date, phone, staff_no, student_no
+                 FROM warehouse.dim_person WHERE has_valid_id""",
+        order_by="person_key",
+        columns=(
+            Column("person_key", "Keyed hash of the ID number (joins the other datasets).", "internal"),
+            Column("id_number", "Citizen ID number (GB 11643), normalised.", "restricted"),
+            Column("name", "Name, normalised.", "internal"),
+            Column("gender", "GB/T 2261.1 gender code.", "internal"),
+            Column("birth_date", "Date of birth.", "restricted"),
+            Column("phone", "Mobile number.", "restricted"),
+            Column("staff_no", "工号.", "internal"),
+            Column("student_no", "学号.", "internal"),
+        ),
+        audience="restricted",
+    ),
+)
+DATASETS = DATASETS + RESTRICTED
+
+SOURCES = {"person_directory": "dim_person", "party_organisations": "dim_party_org",
+           "person_registry_restricted": "dim_person"}
 
 
 def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
@@ -98,10 +122,20 @@ def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         where = f"{publisher.root}/{spec.name}/{manifest['version']}"
         context.log.info(f"{spec.name} {manifest['version']} "
                          f"{'published' if manifest['changed'] else 'unchanged, still current'}: {where}")
+        notified = "not configured"
+        if publisher.catalogue_url:
+            # Announced on every run (the receiver keys on name + version), so a failed announcement is
+            # made good by the next run even when the data did not change.
+            try:
+                notified = f"HTTP {notify_catalogue(publisher.catalogue_url, manifest, token=publisher.catalogue_token())}"
+            except PublishError as exc:
+                raise dg.Failure(description=f"{spec.name} {manifest['version']} is published and current, but {exc}",
+                                 metadata={"version": manifest["version"]}) from None
         return dg.MaterializeResult(metadata={
             "dagster/row_count": manifest["row_count"], "version": manifest["version"],
             "changed": manifest["changed"], "path": dg.MetadataValue.path(where),
-            "files": dg.MetadataValue.json(manifest["files"]), "audience": spec.audience})
+            "files": dg.MetadataValue.json(manifest["files"]), "audience": spec.audience,
+            "encrypted": manifest["encrypted"], "catalogue_notified": notified})
 
     return _publish
 

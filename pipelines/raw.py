@@ -100,7 +100,7 @@ def _conservation_check(entity: Entity) -> dg.AssetChecksDefinition:
                                 [entity.source, entity.name]).fetchone()[0]
             record_check(con, check_name="row_conservation", asset=f"raw/{entity.table}", engine="sql",
                          severity="error", passed=not bad, evaluated=loads, unexpected=len(bad),
-                         detail=[list(map(str, r)) for r in bad[:20]], run_id=context.run_id)
+                         detail=[list(map(str, r)) for r in bad[:20]], run_id=context.run.run_id)
         return dg.AssetCheckResult(passed=not bad, metadata={
             "loads_checked": loads, "loads_failing": len(bad),
             "failing": dg.MetadataValue.json([list(map(str, r)) for r in bad[:20]])})

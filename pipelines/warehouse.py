@@ -40,7 +40,7 @@ def dim_person_unique(context: dg.AssetCheckExecutionContext, warehouse: Warehou
         passed = rows == keys and null_keys == 0 and with_id == ids
         record_check(con, check_name="one_row_per_person", asset="warehouse/dim_person", engine="sql",
                      severity="error", passed=passed, evaluated=rows, unexpected=(rows - keys) + null_keys,
-                     run_id=context.run_id)
+                     run_id=context.run.run_id)
     return dg.AssetCheckResult(passed=passed, metadata={
         "rows": rows, "distinct_keys": keys, "null_keys": null_keys, "ids": with_id, "distinct_ids": ids,
         "persons_without_valid_id": no_id})

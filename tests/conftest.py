@@ -10,6 +10,7 @@ import pytest
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HUB_PERSON_KEY_SECRET", "test-secret")
+os.environ.setdefault("HUB_KMS_MASTER_KEYS", "hub_footer:dGVzdC1vbmx5LWtleS10ZXN0LW9ubHkta2V5LTMyYnk=")
 
 SMALL_SCALE = 0.05
 SEED = 7
