@@ -11,14 +11,14 @@ from pipelines.jobs import build_automation
 from pipelines.publish import publish_assets
 from pipelines.raw import build_raw
 from pipelines.staging import staging_assets
-from pipelines.warehouse import warehouse_assets, warehouse_checks
+from pipelines.warehouse import mart_assets, warehouse_assets, warehouse_checks
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     sources = load_sources(settings.sources_file)
     raw_assets, raw_checks = build_raw(sources)
-    assets = [*raw_assets, *staging_assets, *warehouse_assets, *publish_assets]
+    assets = [*raw_assets, *staging_assets, *warehouse_assets, *mart_assets, *publish_assets]
     jobs, schedules, sensors = build_automation(sources, assets)
     return dg.Definitions(
         assets=assets,

@@ -47,14 +47,14 @@ class Model:
     @property
     def creates(self) -> set[tuple[str, str]]:
         """Tables this model writes: its own, and for a script every ``CREATE ... TABLE layer.name``."""
-        made = re.findall(r"CREATE\s+(?:OR\s+REPLACE\s+)?TABLE\s+(staging|warehouse)\.([a-z_][a-z0-9_]*)",
+        made = re.findall(r"CREATE\s+(?:OR\s+REPLACE\s+)?TABLE\s+(staging|warehouse|marts)\.([a-z_][a-z0-9_]*)",
                           self.sql, flags=re.IGNORECASE)
         return {(self.layer, self.name), *made}
 
     @property
     def reads(self) -> list[tuple[str, str]]:
         """(layer, table) this model reads, from its SQL text (code sets and its own tables left out)."""
-        found = dict.fromkeys(re.findall(r"\b(staging|warehouse)\.([a-z_][a-z0-9_]*)", self.sql))
+        found = dict.fromkeys(re.findall(r"\b(staging|warehouse|marts)\.([a-z_][a-z0-9_]*)", self.sql))
         return [(layer, name) for layer, name in found
                 if (layer, name) not in self.creates and name != "code_map" and not name.startswith("cs_")]
 
@@ -62,7 +62,7 @@ class Model:
 def model_of(layer: str, table: str) -> tuple[str, str]:
     """The model (layer, name) that builds a table: itself, the script that creates it, or the staging
     model whose history/loads table it is."""
-    for model in (*STAGING_MODELS.values(), *WAREHOUSE_MODELS.values()):
+    for model in (*STAGING_MODELS.values(), *WAREHOUSE_MODELS.values(), *MART_MODELS.values()):
         if (layer, table) in model.creates:
             return model.layer, model.name
     for suffix in ("_history", "_loads"):
@@ -104,6 +104,8 @@ def discover(layer: str) -> dict[str, Model]:
 
 STAGING_MODELS = discover("staging")
 WAREHOUSE_MODELS = discover("warehouse")
+MART_MODELS = discover("marts")
+LAYERS = {"staging": STAGING_MODELS, "warehouse": WAREHOUSE_MODELS, "marts": MART_MODELS}
 
 
 def build_order(targets: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -111,7 +113,7 @@ def build_order(targets: list[tuple[str, str]]) -> list[tuple[str, str]]:
     order: list[tuple[str, str]] = []
 
     def visit(layer: str, name: str) -> None:
-        models = STAGING_MODELS if layer == "staging" else WAREHOUSE_MODELS
+        models = LAYERS[layer]
         if (layer, name) in order or name not in models:
             return
         for dep in models[name].reads:
@@ -203,8 +205,9 @@ def _build_history(con: duckdb.DuckDBPyConnection, m: Model, pk: str, raw: str) 
         SELECT DISTINCT _load_id AS load_id, _extracted_at AS seen_at FROM {raw}""")
 
 
-def build_warehouse(con: duckdb.DuckDBPyConnection, name: str, *, secret: str) -> int:
-    m = WAREHOUSE_MODELS[name]
+def build_warehouse(con: duckdb.DuckDBPyConnection, name: str, *, secret: str, layer: str = "warehouse") -> int:
+    """Build a warehouse (or marts) model: a SELECT becomes <layer>.<name>; a script runs as written."""
+    m = LAYERS[layer][name]
     params = {"secret": secret} if "$secret" in m.sql else {}
     con.execute("BEGIN TRANSACTION")
     try:
@@ -212,12 +215,12 @@ def build_warehouse(con: duckdb.DuckDBPyConnection, name: str, *, secret: str) -
             for statement in _statements(m.sql):
                 con.execute(statement, params if "$secret" in statement else {})
         else:
-            con.execute(f"CREATE OR REPLACE TABLE warehouse.{name} AS {m.sql}", params)
+            con.execute(f"CREATE OR REPLACE TABLE {layer}.{name} AS {m.sql}", params)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return con.execute(f"SELECT count(*) FROM warehouse.{name}").fetchone()[0]
+    return con.execute(f"SELECT count(*) FROM {layer}.{name}").fetchall()[0][0]
 
 
 def _statements(sql: str) -> list[str]:

@@ -4,22 +4,22 @@
 import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, IdentityResource, WarehouseResource
-from models.build import WAREHOUSE_MODELS, build_warehouse, model_of
+from models.build import LAYERS, MART_MODELS, WAREHOUSE_MODELS, build_warehouse, model_of
 from pipelines.common import OWNER, preview, record_check
 
 
-def _warehouse_asset(name: str) -> dg.AssetsDefinition:
-    model = WAREHOUSE_MODELS[name]
+def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition:
+    model = LAYERS[layer][name]
 
     @dg.asset(
-        key=["warehouse", name], group_name="warehouse", kinds={"duckdb", "sql"}, owners=[OWNER],
-        pool=WAREHOUSE_POOL, tags={"layer": "warehouse"}, description=model.description,
+        key=[layer, name], group_name=layer, kinds={"duckdb", "sql"}, owners=[OWNER],
+        pool=WAREHOUSE_POOL, tags={"layer": layer}, description=model.description,
         deps=sorted({dg.AssetKey(list(model_of(layer, dep))) for layer, dep in model.reads}, key=str),
     )
     def _build(warehouse: WarehouseResource, identity: IdentityResource) -> dg.MaterializeResult:
         with warehouse.connect() as con:
-            rows = build_warehouse(con, name, secret=identity.person_key_secret)
-            pv = preview(con, f"warehouse.{name}")
+            rows = build_warehouse(con, name, secret=identity.person_key_secret, layer=layer)
+            pv = preview(con, f"{layer}.{name}")
             findings = dict(con.execute("SELECT kind, count(*) FROM quality.reconciliation_issue WHERE model = ? "
                                         "GROUP BY ALL ORDER BY 1", [name]).fetchall())
         return dg.MaterializeResult(metadata={"dagster/row_count": rows, "preview": pv,
@@ -47,4 +47,5 @@ def dim_person_unique(context: dg.AssetCheckExecutionContext, warehouse: Warehou
 
 
 warehouse_assets = [_warehouse_asset(n) for n in WAREHOUSE_MODELS]
+mart_assets = [_warehouse_asset(n, "marts") for n in MART_MODELS]
 warehouse_checks = [dim_person_unique]
