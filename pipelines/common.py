@@ -41,12 +41,15 @@ def record_check(con: duckdb.DuckDBPyConnection, *, check_name: str, asset: str,
                  json.dumps(detail, ensure_ascii=False, default=str) if detail is not None else None, run_id])
 
 
-def failing_error_checks(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
-    """(asset, check) of every error-severity check whose latest result failed."""
-    return con.execute("""
+def failing_error_checks(con: duckdb.DuckDBPyConnection, assets: list[str] | None = None) -> list[tuple[str, str]]:
+    """(asset, check) of every error-severity table check whose latest result failed, on ``assets`` (user
+    strings like ``warehouse/dim_person``) or on any asset. Business rules (engine ``rule``) judge records,
+    not tables: their error records are held back from publishing, they do not hold back the table."""
+    rows = con.execute("""
         SELECT asset, check_name FROM (
-            SELECT asset, check_name, severity, passed,
+            SELECT asset, check_name, severity, passed, engine,
                    row_number() OVER (PARTITION BY asset, check_name ORDER BY checked_at DESC) AS latest
             FROM quality.check_result)
-        WHERE latest = 1 AND severity = 'error' AND NOT passed
+        WHERE latest = 1 AND severity = 'error' AND NOT passed AND engine <> 'rule'
         ORDER BY 1, 2""").fetchall()
+    return [r for r in rows if assets is None or r[0] in assets]

@@ -1,0 +1,679 @@
+"""The party business rules (quality/rules.yaml, quality/rules/*.sql) on the small simulated campus.
+
+Each rule is held against ground truth: the five rule conflicts the simulator injects must be found
+exactly (record keys as sets, from truth/defects.csv); every other rule must find exactly what an
+independent Python reading of truth/*.parquet says (nothing, or the months and quarters the simulator's
+lax branches skip); and every rule must fire on a deliberately broken copy of the warehouse, at the
+threshold and not before it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import dataclasses
+import json
+import shutil
+from collections import Counter, defaultdict
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from campus_sim.inbox import drop_party_exports
+from campus_sim.servers import SourceServers
+from connectors import load_entity, load_sources
+from hub.settings import PROJECT_ROOT, Settings
+from hub.warehouse import connect
+from models.build import build_order, build_staging, build_warehouse, load_code_sets
+from quality.business_rules import (
+    RULES_DIR,
+    RuleConfigError,
+    data_as_of,
+    evaluate,
+    load_config,
+    resolve_as_of,
+    run_rules,
+)
+
+MODELS = ("dim_party_member", "dim_party_org", "fact_dues_payment", "fact_org_activity", "fact_assessment",
+          "fact_development_event")
+INJECTED = ("probation_overdue", "activist_under_one_year", "applicant_under_18", "dues_below_rate",
+            "branch_under_3_full")
+ERRORS = {"applicant_under_18", "activist_under_one_year", "development_dates_out_of_order"}
+MEMBER_STAGES = ("预备党员", "正式党员")
+PIPELINE_STAGES = ("入党申请人", "入党积极分子", "发展对象")
+# The activity app's meeting names and the codes of map_facts.csv, written out here independently.
+MEETING_CODES = {"支部党员大会": "branch_assembly", "支委会": "branch_committee", "党小组会": "group_meeting",
+                 "党课": "party_lecture", "主题党日": "theme_day", "组织生活会": "life_meeting"}
+# rule -> (meeting type, months per period, organisations it applies to)
+MEETING_RULES = {
+    "meetings_branch_assembly_quarterly": ("branch_assembly", 3, "branch"),
+    "meetings_branch_committee_monthly": ("branch_committee", 1, "branch_with_committee"),
+    "meetings_group_monthly": ("group_meeting", 1, "group"),
+    "meetings_party_lecture_quarterly": ("party_lecture", 3, "branch"),
+    "meetings_theme_day_monthly": ("theme_day", 1, "branch"),
+    "meetings_life_meeting_yearly": ("life_meeting", 12, "branch"),
+}
+
+
+def add_months(d: date, n: int) -> date:
+    y, m = divmod(d.month - 1 + n, 12)
+    year, month = d.year + y, m + 1
+    return date(year, month, min(d.day, calendar.monthrange(year, month)[1]))
+
+
+def month_index(d: date) -> int:
+    return d.year * 12 + d.month - 1
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory, campus_dir) -> Path:
+    """A warehouse built from every source of the small campus (real connectors and servers), closed."""
+    work = tmp_path_factory.mktemp("rules")
+    inbox = work / "inbox"
+    drop_party_exports(campus_dir, inbox)
+    path = work / "pristine" / "warehouse.duckdb"
+    con = connect(path)
+    with SourceServers(campus_dir) as servers, pytest.MonkeyPatch.context() as mp:
+        env = Settings.from_env({"HUB_VAR_DIR": str(work)}).source_env(servers.urls)
+        env |= {"HUB_ACADEMIC_URL": f"sqlite:///{campus_dir / 'academic' / 'academic.sqlite'}",
+                "HUB_INBOX_DIR": str(inbox)}
+        for k, v in env.items():
+            mp.setenv(k, v)
+        for source in load_sources(PROJECT_ROOT / "sources.yaml").values():
+            for entity in source.entities.values():
+                load_entity(con, work / "raw", source, entity)
+    load_code_sets(con)
+    for layer, name in build_order([("warehouse", m) for m in MODELS]):
+        if layer == "staging":
+            build_staging(con, name)
+        else:
+            build_warehouse(con, name, secret="test-secret")
+    con.execute("CHECKPOINT")
+    con.close()
+    return path
+
+
+@pytest.fixture
+def copy_of(pristine, tmp_path):
+    """Opens a fresh copy of the pristine warehouse, to break on purpose."""
+    opened = []
+
+    def _open():
+        target = tmp_path / f"copy{len(opened)}" / "warehouse.duckdb"
+        target.parent.mkdir()
+        shutil.copy(pristine, target)
+        opened.append(connect(target))
+        return opened[-1]
+
+    yield _open
+    for c in opened:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def as_of(campus_dir) -> date:
+    return date.fromisoformat(json.loads((campus_dir / "manifest.json").read_text(encoding="utf-8"))["as_of"])
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config()
+
+
+@pytest.fixture(scope="module")
+def wh(pristine, tmp_path_factory, as_of, config):
+    """A copy of the warehouse with every rule run once, and the run's result."""
+    path = tmp_path_factory.mktemp("rules_run") / "warehouse.duckdb"
+    shutil.copy(pristine, path)
+    con = connect(path)
+    run = run_rules(con, config=config, as_of=as_of)
+    yield con, run
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def found(wh) -> dict[str, set[str]]:
+    con, run = wh
+    keys = defaultdict(set)
+    for rule, key in con.execute("SELECT rule, record_key FROM quality.rule_violation").fetchall():
+        keys[rule].add(key)
+    return {rule: keys[rule] for rule in run.violations}
+
+
+@pytest.fixture(scope="module")
+def truth(campus_dir):
+    t = {p.stem: pd.read_parquet(p) for p in (campus_dir / "truth").glob("*.parquet")
+         if p.stem != "grades"}
+    t["defects"] = pd.read_csv(campus_dir / "truth" / "defects.csv", dtype=str, keep_default_na=False)
+    return t
+
+
+def _keys(con, rule: str) -> set[str]:
+    return {k for (k,) in con.execute("SELECT record_key FROM quality.rule_violation WHERE rule = ?",
+                                      [rule]).fetchall()}
+
+
+# ---------------------------------------------------------------------------------------------- configuration
+
+
+def test_configuration_names_every_rule_with_a_severity_and_sql(config):
+    assert set(config.rules) == {
+        *INJECTED, "talk_later_than_one_month", "development_dates_out_of_order", "political_status_mismatch", "committee_missing",
+        "branch_over_50_members", "org_term_expired", "org_term_expiring", *MEETING_RULES,
+        "excellent_share_over_third", "dues_arrears"}
+    assert {n for n, r in config.rules.items() if r.severity == "error"} == ERRORS
+    assert {r.severity for r in config.rules.values()} == {"error", "warning"}
+    assert config.rules["applicant_under_18"].params == {"min_age_years": 18}
+    assert config.rules["probation_overdue"].params == {"probation_months": 12, "grace_months": 0}
+    for rule in config.rules.values():
+        assert rule.entity.startswith("warehouse.") and rule.description
+        assert (RULES_DIR / f"{rule.sql_name}.sql").is_file()
+
+
+def test_rules_never_read_the_clock():
+    for path in RULES_DIR.glob("*.sql"):
+        text = path.read_text(encoding="utf-8").lower()
+        for clock in ("current_date", "current_timestamp", "now()", "today()", "get_current"):
+            assert clock not in text, f"{path.name} reads the clock ({clock}): use $as_of"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ("severity: error", None),
+    ("severity: fatal", "severity must be one of"),
+    ("entity: dim_person", "entity must name a table"),
+    ("sql: no_such_rule", "no SQL file"),
+    ("params: {}", r"uses \$min_full_members"),
+    ("threshold: 3", "unknown key"),
+])
+def test_a_bad_configuration_fails_when_loaded(tmp_path, change, message):
+    key = change.split(":")[0]
+    spec = {"severity": "severity: warning", "entity": "entity: warehouse.dim_party_org",
+            "params": "params: {min_full_members: 3}"}
+    spec[key] = change
+    (tmp_path / "rules.yaml").write_text("rules:\n  branch_under_3_full:\n" + "".join(
+        f"    {line}\n" for line in spec.values()), encoding="utf-8")
+    if message is None:
+        assert load_config(tmp_path / "rules.yaml").rules["branch_under_3_full"].severity == "error"
+    else:
+        with pytest.raises(RuleConfigError, match=message):
+            load_config(tmp_path / "rules.yaml")
+
+
+def test_as_of_is_explicit_and_deterministic(wh, as_of, config, monkeypatch):
+    con, run = wh
+    assert run.as_of == as_of
+    assert data_as_of(con) == as_of, "the simulated campus's latest date is its as_of"
+    monkeypatch.delenv("HUB_AS_OF", raising=False)
+    assert resolve_as_of(con, config) == as_of
+    pinned = dataclasses.replace(config, as_of=date(2025, 12, 31))
+    assert resolve_as_of(con, pinned) == date(2025, 12, 31)
+    monkeypatch.setenv("HUB_AS_OF", "2026-03-31")
+    assert resolve_as_of(con, pinned) == date(2026, 3, 31), "HUB_AS_OF overrides the file"
+    assert resolve_as_of(con, pinned, "2026-06-30") == date(2026, 6, 30), "an argument overrides both"
+    with pytest.raises(RuleConfigError, match="not a date"):
+        resolve_as_of(con, pinned, "31/10/2026")
+    # An earlier as_of changes what is due: the probation that is overdue on 2026-10-31 is not yet on
+    # 2026-07-13 (probation from 2025-07-13 ends that day).
+    overdue = config.rules["probation_overdue"]
+    assert [r[3] for r in evaluate(con, overdue, date(2026, 7, 13))] == []
+    assert len(evaluate(con, overdue, date(2026, 7, 14))) == 1
+
+
+def test_a_rerun_replaces_the_rows_and_counts_by_severity(wh, config, as_of):
+    con, run = wh
+    before = con.execute("SELECT rule, severity, entity, record_key, detail FROM quality.rule_violation "
+                         "ORDER BY ALL").fetchall()
+    again = run_rules(con, config=config, as_of=as_of)
+    assert again.violations == run.violations
+    assert con.execute("SELECT rule, severity, entity, record_key, detail FROM quality.rule_violation "
+                       "ORDER BY ALL").fetchall() == before, "same data, same findings, no duplicates"
+    table = dict(con.execute("SELECT severity, count(*) FROM quality.rule_violation WHERE rule IN "
+                             f"({', '.join('?' * len(run.violations))}) GROUP BY ALL", list(run.violations))
+                 .fetchall())
+    assert run.by_severity == {"error": table.get("error", 0), "warning": table.get("warning", 0)}
+    assert run.by_severity["error"] == 2, "the two injected development conflicts"
+    only = run_rules(con, ["branch_under_3_full"], config=config, as_of=as_of)
+    assert list(only.violations) == ["branch_under_3_full"]
+    with pytest.raises(RuleConfigError, match="unknown rule"):
+        run_rules(con, ["no_such_rule"], config=config, as_of=as_of)
+    rows = con.execute("SELECT * FROM quality.rule_violation WHERE rule = 'applicant_under_18'").fetchall()
+    assert len(rows) == 1 and all(v is not None for v in rows[0]), "every column filled"
+
+
+# ---------------------------------------------------------------------------------------------- ground truth
+
+
+@pytest.mark.parametrize("rule", INJECTED)
+def test_injected_conflicts_are_found_exactly(found, truth, rule):
+    d = truth["defects"]
+    expected = set(d.loc[d["kind"] == rule, "record_key"])
+    assert expected, f"the simulator injects {rule} at every scale"
+    assert found[rule] == expected
+
+
+def _members(truth) -> pd.DataFrame:
+    p = truth["party_members"]
+    return p[p["stage"].isin(MEMBER_STAGES) & (p["status"] == "正常")]
+
+
+def _expected_talks(truth, as_of) -> set[str]:
+    p = truth["party_members"]
+    p = p[p["stage"].isin(PIPELINE_STAGES) & p["talk_date"].notna()]
+    return {r.person_no for r in p.itertuples()
+            if r.talk_date > add_months(r.apply_date, 1) or r.talk_date < r.apply_date}
+
+
+def _expected_dates(truth, as_of) -> set[str]:
+    p = truth["party_members"]
+    d = truth["defects"]
+    kept_out = set(d.loc[(d["system"] == "party") & (d["kind"] == "orphan_reference"), "record_key"])
+    p = p[(p["stage"].isin(PIPELINE_STAGES) | p["stage"].isin(MEMBER_STAGES)) & (p["status"] == "正常")
+          & ~p["person_no"].isin(kept_out)]
+    out = set()
+    for r in p.itertuples():
+        stages = [r.apply_date, r.activist_date, r.candidate_date, r.admit_date, r.full_date]
+        present = [x for x in stages if x is not None]
+        talk = r.talk_date if r.stage in PIPELINE_STAGES else None  # the member register has no talk date
+        if present != sorted(present) or any(x > as_of for x in [*present, talk] if x is not None):
+            out.add(r.person_no)
+    return out
+
+
+def _expected_political(truth, as_of) -> set[str]:
+    status = {**dict(zip(truth["staff"]["staff_no"], truth["staff"]["political_status"], strict=True)),
+              **dict(zip(truth["students"]["student_no"], truth["students"]["political_status"], strict=True))}
+    return {r.person_no for r in _members(truth).itertuples()
+            if status.get(r.person_no) != ("01" if r.stage == "正式党员" else "02")}
+
+
+def _branches(truth) -> pd.DataFrame:
+    o = truth["party_orgs"]
+    return o[o["kind"] == "党支部"]
+
+
+def _expected_committee(truth, as_of) -> set[str]:
+    b = _branches(truth)
+    return set(b.loc[(b["full_members"] >= 7) & (b["committee_size"] == 0), "org_code"])
+
+
+def _expected_over_50(truth, as_of) -> set[str]:
+    b = _branches(truth)
+    return set(b.loc[b["members"] > 50, "org_code"])
+
+
+def _termed(truth) -> pd.DataFrame:
+    o = truth["party_orgs"]
+    return o[o["kind"].isin(["党委", "党总支", "党支部"])]
+
+
+def _expected_expired(truth, as_of) -> set[str]:
+    return {r.org_code for r in _termed(truth).itertuples() if r.term_end < as_of}
+
+
+def _expected_expiring(truth, as_of) -> set[str]:
+    return {r.org_code for r in _termed(truth).itertuples() if as_of <= r.term_end <= as_of + timedelta(days=90)}
+
+
+def _expected_excellent(truth, as_of) -> set[str]:
+    a = truth["assessments"]
+    d = truth["defects"]
+    orphans = set(d.loc[(d["entity"] == "assessments") & (d["kind"] == "orphan_reference"), "record_key"])
+    a = a[~(a["person_no"] + "|" + a["year"].astype(str)).isin(orphans)]
+    g = a.groupby(["org_code", "year"])["grade"].agg(assessed="size", excellent=lambda s: (s == "优秀").sum())
+    return {f"{org}|{year}" for (org, year), r in g.iterrows() if 3 * r["excellent"] > r["assessed"]}
+
+
+def _expected_arrears(truth, as_of) -> set[str]:
+    dues = truth["dues"]
+    dues = dues[dues["paid"] > 0]
+    months = dues["month"].map(lambda m: int(m[:4]) * 12 + int(m[5:]) - 1)
+    first = int(months.min())
+    latest: dict[str, int] = {}
+    for person, m in zip(dues["person_no"], months, strict=True):
+        if m <= month_index(as_of):
+            latest[person] = max(latest.get(person, -1), m)
+    out = set()
+    for r in _members(truth).itertuples():
+        start = latest[r.person_no] + 1 if r.person_no in latest else max(first, month_index(r.admit_date))
+        if month_index(as_of) - start + 1 >= 6:
+            out.add(r.person_no)
+    return out
+
+
+def _expected_meetings(truth, as_of, meeting_type: str, months: int, applies_to: str) -> set[str]:
+    m = truth["meetings"]
+    day = m["start_time"].dt.tz_convert("Asia/Shanghai").dt.date
+    held = Counter(zip(m["org_code"], m["type"].map(MEETING_CODES), day.map(month_index), strict=True))
+    since = min(day).replace(day=1)
+    o = truth["party_orgs"]
+    orgs = {"branch": o[o["kind"] == "党支部"],
+            "branch_with_committee": o[(o["kind"] == "党支部") & (o["committee_size"] > 0)],
+            "group": o[o["kind"] == "党小组"]}[applies_to]
+    out = set()
+    start = date(since.year, 1, 1)
+    while add_months(start, months) - timedelta(days=1) <= as_of:
+        if start >= since:
+            label = {1: f"{start:%Y-%m}", 3: f"{start.year}-Q{(start.month - 1) // 3 + 1}",
+                     12: str(start.year)}[months]
+            for org in orgs.itertuples():
+                if org.founded is not None and org.founded > start:
+                    continue
+                n = sum(held[(org.org_code, meeting_type, month_index(start) + k)] for k in range(months))
+                if n < 1:
+                    out.add(f"{org.org_code}|{meeting_type}|{label}")
+        start = add_months(start, months)
+    return out
+
+
+EXPECTED_FROM_TRUTH = {
+    "talk_later_than_one_month": _expected_talks,
+    "development_dates_out_of_order": _expected_dates,
+    "political_status_mismatch": _expected_political,
+    "committee_missing": _expected_committee,
+    "branch_over_50_members": _expected_over_50,
+    "org_term_expired": _expected_expired,
+    "org_term_expiring": _expected_expiring,
+    "excellent_share_over_third": _expected_excellent,
+    "dues_arrears": _expected_arrears,
+    **{rule: (lambda t, a, spec=spec: _expected_meetings(t, a, *spec)) for rule, spec in MEETING_RULES.items()},
+}
+
+
+@pytest.mark.parametrize("rule", sorted(EXPECTED_FROM_TRUTH))
+def test_rules_without_injected_conflicts_find_what_the_truth_says(found, truth, as_of, rule):
+    assert found[rule] == EXPECTED_FROM_TRUTH[rule](truth, as_of)
+
+
+def test_the_lax_branches_are_what_the_meeting_rules_find(found, truth, as_of):
+    """The generator makes most branches compliant and a few lax ones skip months: the meeting findings
+    come from those few branches, and compliant branches have none."""
+    flagged = {key.split("|")[0] for rule in MEETING_RULES for key in found[rule]}
+    branches = set(_branches(truth)["org_code"])
+    assert flagged, "at least one lax branch skips a meeting"
+    assert len(flagged & branches) <= max(1, round(0.12 * len(branches))), "most branches are compliant"
+
+
+# ---------------------------------------------------------------------------------------------- broken on purpose
+
+
+def _run(con, rule, as_of, config=None) -> set[str]:
+    run_rules(con, [rule], config=config, as_of=as_of)
+    return _keys(con, rule)
+
+
+def _one(con, sql: str, params=None):
+    row = con.execute(sql, params or []).fetchone()
+    assert row is not None, f"no candidate row for the broken-input case: {sql}"
+    return row
+
+
+def test_applicant_age_is_checked_at_the_18th_birthday(copy_of, found, as_of):
+    con = copy_of()
+    rows = con.execute("""SELECT e.person_no, p.birth_date FROM warehouse.fact_development_event e
+                          JOIN warehouse.dim_person p USING (person_key)
+                          WHERE e.event = 'applied' AND p.has_valid_id AND strftime(p.birth_date, '%m-%d') <> '02-29'
+                            AND e.person_no NOT IN (SELECT unnest(?))
+                          ORDER BY e.person_no LIMIT 2""", [sorted(found["applicant_under_18"])]).fetchall()
+    (young, born_young), (adult, born_adult) = rows
+    con.execute("UPDATE warehouse.fact_development_event SET event_date = ? WHERE person_no = ? AND event = 'applied'",
+                [born_young.replace(year=born_young.year + 18) - timedelta(days=1), young])
+    con.execute("UPDATE warehouse.fact_development_event SET event_date = ? WHERE person_no = ? AND event = 'applied'",
+                [born_adult.replace(year=born_adult.year + 18), adult])
+    assert _run(con, "applicant_under_18", as_of) == found["applicant_under_18"] | {young}
+
+
+def test_talk_is_due_within_a_month(copy_of, found, as_of):
+    con = copy_of()
+    (late, applied), (on_time, applied2) = con.execute("""
+        SELECT person_no, min(event_date) FILTER (WHERE event = 'applied') FROM warehouse.fact_development_event
+        WHERE person_no IN (SELECT person_no FROM warehouse.fact_development_event WHERE event = 'talked')
+        GROUP BY person_no ORDER BY person_no LIMIT 2""").fetchall()
+    for person, talked in ((late, add_months(applied, 1) + timedelta(days=1)), (on_time, add_months(applied2, 1))):
+        con.execute("UPDATE warehouse.fact_development_event SET event_date = ? WHERE person_no = ? AND event = 'talked'",
+                    [talked, person])
+    assert _run(con, "talk_later_than_one_month", as_of) == found["talk_later_than_one_month"] | {late}
+
+
+def test_a_year_as_activist_is_needed(copy_of, found, as_of):
+    con = copy_of()
+    (short, activist), (enough, activist2) = con.execute("""
+        SELECT person_no, min(event_date) FILTER (WHERE event = 'activist') FROM warehouse.fact_development_event
+        WHERE event IN ('activist', 'candidate') GROUP BY person_no HAVING count(*) = 2
+        ORDER BY person_no LIMIT 2""").fetchall()
+    for person, candidate in ((short, add_months(activist, 12) - timedelta(days=1)), (enough, add_months(activist2, 12))):
+        con.execute("UPDATE warehouse.fact_development_event SET event_date = ? WHERE person_no = ? "
+                    "AND event = 'candidate'", [candidate, person])
+    assert _run(con, "activist_under_one_year", as_of) == found["activist_under_one_year"] | {short}
+
+
+def test_development_milestones_in_order_and_not_after_as_of(copy_of, found, as_of):
+    con = copy_of()
+    (future, _), (backwards, applied), (today, _) = con.execute("""
+        SELECT person_no, min(event_date) FILTER (WHERE event = 'applied') FROM warehouse.fact_development_event
+        GROUP BY person_no HAVING count(*) FILTER (WHERE event IN ('applied', 'activist', 'candidate')) = 3
+           AND count(*) FILTER (WHERE event IN ('probationary', 'full')) = 0
+        ORDER BY person_no LIMIT 3""").fetchall()
+    event = "UPDATE warehouse.fact_development_event SET event_date = ? WHERE person_no = ? AND event = ?"
+    con.execute(event, [as_of + timedelta(days=1), future, "candidate"])
+    con.execute(event, [as_of, today, "candidate"])
+    con.execute(event, [applied - timedelta(days=1), backwards, "activist"])
+    assert _run(con, "development_dates_out_of_order", as_of) == found["development_dates_out_of_order"] | {
+        future, backwards}
+    detail = dict(con.execute("SELECT record_key, detail FROM quality.rule_violation "
+                              "WHERE rule = 'development_dates_out_of_order'").fetchall())
+    assert detail[future] == f"candidate {as_of + timedelta(days=1)} is after as_of {as_of}"
+    assert "activist" in detail[backwards] and "before an earlier stage" in detail[backwards]
+
+
+def test_probation_is_overdue_a_day_after_a_year_and_grace_is_configurable(copy_of, found, config, as_of):
+    con = copy_of()
+    over, on_time = [r[0] for r in con.execute("""
+        SELECT person_no FROM warehouse.dim_party_member
+        WHERE is_current AND register = 'member' AND status = '正常' AND stage = 'probationary'
+          AND person_no NOT IN (SELECT unnest(?)) ORDER BY person_no LIMIT 2""",
+        [sorted(found["probation_overdue"])]).fetchall()]
+    year_ago = add_months(as_of, -12)
+    for person, admitted in ((over, year_ago - timedelta(days=1)), (on_time, year_ago)):
+        con.execute("UPDATE warehouse.dim_party_member SET probationary_on = ? WHERE person_no = ? AND is_current",
+                    [admitted, person])
+    assert _run(con, "probation_overdue", as_of) == found["probation_overdue"] | {over}
+    rule = config.rules["probation_overdue"]
+    lenient = dataclasses.replace(config, rules={**config.rules, rule.name: dataclasses.replace(
+        rule, params={**rule.params, "grace_months": 6})})
+    assert _run(con, "probation_overdue", as_of, lenient) == set(), "6 months' grace: none overdue yet"
+
+
+def test_political_status_must_follow_the_stage_in_every_system(copy_of, found, as_of):
+    con = copy_of()
+    staff, = _one(con, """SELECT m.person_no FROM warehouse.dim_party_member m
+                          JOIN staging.stg_hr_staff h ON h.staff_no = m.person_no
+                          WHERE m.is_current AND m.register = 'member' AND m.stage = 'full' AND m.status = '正常'
+                          ORDER BY 1 LIMIT 1""")
+    student, = _one(con, """SELECT m.person_no FROM warehouse.dim_party_member m
+                            JOIN staging.stg_students s ON s.student_no = m.person_no
+                            WHERE m.is_current AND m.register = 'member' AND m.stage = 'probationary'
+                              AND m.status = '正常' ORDER BY 1 LIMIT 1""")
+    con.execute("UPDATE staging.stg_hr_staff SET political_status = '13' WHERE staff_no = ?", [staff])
+    con.execute("UPDATE staging.stg_students SET political_status = '01' WHERE student_no = ?", [student])
+    assert _run(con, "political_status_mismatch", as_of) == found["political_status_mismatch"] | {staff, student}
+    detail = dict(con.execute("SELECT record_key, detail FROM quality.rule_violation "
+                              "WHERE rule = 'political_status_mismatch'").fetchall())
+    assert "needs political status 01" in detail[staff] and "hr has 13" in detail[staff]
+    assert "needs political status 02" in detail[student] and "student has 01" in detail[student]
+
+
+def _two_branches(con) -> tuple[str, str]:
+    a, b = [r[0] for r in con.execute("SELECT org_code FROM warehouse.dim_party_org WHERE is_current "
+                                      "AND org_type = '党支部' ORDER BY org_code LIMIT 2").fetchall()]
+    return a, b
+
+
+def test_branch_size_rules_fire_at_their_thresholds(copy_of, found, as_of):
+    con = copy_of()
+    a, b = _two_branches(con)
+    sets = "UPDATE warehouse.dim_party_org SET full_members = ?, probationary_members = ?, committee_size = ? " \
+           "WHERE is_current AND org_code = ?"
+    con.execute(sets, [7, 0, 0, a])     # 7 full, no committee: a committee is due
+    con.execute(sets, [6, 0, 0, b])     # 6 full: a secretary is enough
+    assert _run(con, "committee_missing", as_of) == found["committee_missing"] | {a}
+    con.execute(sets, [40, 11, 5, a])   # 51 members
+    con.execute(sets, [40, 10, 5, b])   # 50 members: still within the norm
+    assert _run(con, "branch_over_50_members", as_of) == found["branch_over_50_members"] | {a}
+    assert _run(con, "branch_under_3_full", as_of) == found["branch_under_3_full"]
+    injected, = found["branch_under_3_full"]
+    con.execute("UPDATE warehouse.dim_party_org SET full_members = 3 WHERE is_current AND org_code = ?", [injected])
+    assert _run(con, "branch_under_3_full", as_of) == set(), "fixed: its row is gone on the next run"
+
+
+def test_terms_expire_and_warn_ninety_days_ahead(copy_of, found, as_of):
+    con = copy_of()
+    a, b = _two_branches(con)
+    sets = "UPDATE warehouse.dim_party_org SET term_end = ? WHERE is_current AND org_code = ?"
+    con.execute(sets, [as_of - timedelta(days=1), a])
+    con.execute(sets, [as_of, b])
+    assert _run(con, "org_term_expired", as_of) == found["org_term_expired"] | {a}
+    assert _run(con, "org_term_expiring", as_of) == found["org_term_expiring"] | {b}
+    con.execute(sets, [as_of + timedelta(days=90), a])
+    con.execute(sets, [as_of + timedelta(days=91), b])
+    assert _run(con, "org_term_expiring", as_of) == found["org_term_expiring"] | {a}
+
+
+@pytest.mark.parametrize("rule", sorted(MEETING_RULES))
+def test_a_missed_meeting_is_found(copy_of, found, as_of, rule):
+    meeting_type, months, applies_to = MEETING_RULES[rule]
+    con = copy_of()
+    kind = {"branch": "org_type = '党支部'", "branch_with_committee": "org_type = '党支部' AND committee_size > 0",
+            "group": "org_type = '党小组'"}[applies_to]
+    # The first organisation and complete period in which it did hold such a meeting (a compliant period).
+    org, day = _one(con, f"""
+        SELECT a.org_code, min(a.meeting_date) FROM warehouse.fact_org_activity a
+        JOIN warehouse.dim_party_org o ON o.org_code = a.org_code AND o.is_current AND o.{kind}
+        WHERE a.meeting_type = ? AND a.meeting_date >= DATE '2024-01-01' GROUP BY 1 ORDER BY 1 LIMIT 1""",
+                        [meeting_type])
+    start = date(day.year, (day.month - 1) // months * months + 1, 1)
+    label = {1: f"{start:%Y-%m}", 3: f"{start.year}-Q{(start.month - 1) // 3 + 1}", 12: str(start.year)}[months]
+    key = f"{org}|{meeting_type}|{label}"
+    assert key not in found[rule]
+    con.execute("DELETE FROM warehouse.fact_org_activity WHERE org_code = ? AND meeting_type = ? "
+                "AND meeting_date >= ? AND meeting_date < ?", [org, meeting_type, start, add_months(start, months)])
+    assert _run(con, rule, as_of) == found[rule] | {key}
+
+
+def test_excellent_share_may_reach_but_not_pass_one_third(copy_of, found, as_of):
+    con = copy_of()
+    groups = con.execute("SELECT org_code, year FROM warehouse.fact_assessment GROUP BY ALL HAVING count(*) >= 3 "
+                         "ORDER BY ALL LIMIT 2").fetchall()
+    (org_a, year_a), (org_b, year_b) = groups
+    for (org, year), excellent in (((org_a, year_a), 1), ((org_b, year_b), 2)):
+        # keep three assessments of the group, `excellent` of them 优秀
+        con.execute("""DELETE FROM warehouse.fact_assessment WHERE org_code = ? AND year = ? AND person_no NOT IN (
+                           SELECT person_no FROM warehouse.fact_assessment WHERE org_code = ? AND year = ?
+                           ORDER BY person_no LIMIT 3)""", [org, year, org, year])
+        con.execute("""UPDATE warehouse.fact_assessment SET grade = CASE WHEN person_no IN (
+                           SELECT person_no FROM warehouse.fact_assessment WHERE org_code = ? AND year = ?
+                           ORDER BY person_no LIMIT ?) THEN 'excellent' ELSE 'qualified' END
+                       WHERE org_code = ? AND year = ?""", [org, year, excellent, org, year])
+    assert _run(con, "excellent_share_over_third", as_of) == found["excellent_share_over_third"] | {f"{org_b}|{year_b}"}
+
+
+def test_six_months_unpaid_is_arrears_five_is_not(copy_of, found, as_of):
+    con = copy_of()
+    month = date(as_of.year, as_of.month, 1)
+    six, five = [r[0] for r in con.execute("""
+        SELECT d.person_no FROM warehouse.fact_dues_payment d
+        JOIN warehouse.dim_party_member m ON m.person_no = d.person_no AND m.is_current AND m.register = 'member'
+             AND m.status = '正常'
+        GROUP BY d.person_no HAVING max(d.month) = ? AND count(*) >= 12 ORDER BY 1 LIMIT 2""", [month]).fetchall()]
+    for person, unpaid in ((six, 6), (five, 5)):
+        con.execute("DELETE FROM warehouse.fact_dues_payment WHERE person_no = ? AND month > ?",
+                    [person, add_months(month, -unpaid)])
+    assert _run(con, "dues_arrears", as_of) == found["dues_arrears"] | {six}
+    detail, = _one(con, "SELECT detail FROM quality.rule_violation WHERE rule = 'dues_arrears' AND record_key = ?",
+                   [six])
+    assert detail.startswith(f"6 months unpaid, {add_months(month, -5):%Y-%m} to {month:%Y-%m}")
+
+
+def test_dues_below_rate_counts_payments_up_to_as_of(wh, config, found):
+    con, _ = wh
+    rule = config.rules["dues_below_rate"]
+    earliest = min(k.split("|")[1] for k in found["dues_below_rate"])
+    cut = date(int(earliest[:4]), int(earliest[5:]), 1)
+    assert {r[3] for r in evaluate(con, rule, cut)} == {k for k in found["dues_below_rate"] if k.endswith(earliest)}
+
+
+# ---------------------------------------------------------------------------------------------- Dagster
+
+
+def test_one_asset_check_per_rule_never_blocking(config):
+    import dagster as dg
+
+    from pipelines.rules import rule_checks
+
+    specs = {spec.key.name: spec for check in rule_checks for spec in check.check_specs}
+    assert set(specs) == set(config.rules)
+    for name, spec in specs.items():
+        rule = config.rules[name]
+        assert spec.asset_key == dg.AssetKey(rule.asset_path)
+        assert not spec.blocking, "rules judge records: error records are held back, the table is not"
+    assert specs["dues_arrears"].asset_key == dg.AssetKey(["warehouse", "fact_dues_payment"])
+    deps = {d.asset_key for d in specs["dues_arrears"].additional_deps}
+    assert deps == {dg.AssetKey(["warehouse", "dim_party_member"])}, "waits for the members it reads"
+
+
+def test_checks_run_in_dagster_and_report(pristine, tmp_path, config, as_of, monkeypatch):
+    """The checks on a copy of the warehouse through Dagster: stand-in assets for the warehouse tables
+    (already built), the rule checks, and an asset downstream of a table with a failing error rule."""
+    import dagster as dg
+
+    from hub.resources import WarehouseResource
+    from pipelines.rules import rule_checks
+
+    monkeypatch.setenv("HUB_AS_OF", as_of.isoformat())
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copy(pristine, path)
+    tables = sorted({spec.asset_key for check in rule_checks for spec in check.check_specs}, key=str)
+
+    def stand_in(key):
+        @dg.asset(key=key)
+        def _table() -> None:
+            return None
+        return _table
+
+    downstream_ran = []
+
+    @dg.asset(key=["publish", "development_records"], deps=[dg.AssetKey(["warehouse", "fact_development_event"])])
+    def development_records() -> None:
+        downstream_ran.append(True)
+
+    result = dg.materialize([*map(stand_in, tables), development_records, *rule_checks],
+                            resources={"warehouse": WarehouseResource(path=str(path))}, raise_on_error=False)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == set(config.rules)
+    con = connect(path, read_only=True)
+    try:
+        counts = dict(con.execute("SELECT rule, count(*) FROM quality.rule_violation GROUP BY ALL").fetchall())
+        recorded = {r[0]: r[1:] for r in con.execute(
+            "SELECT check_name, asset, severity, passed, unexpected FROM quality.check_result").fetchall()}
+    finally:
+        con.close()
+    for name, e in evaluations.items():
+        rule = config.rules[name]
+        n = counts.get(name, 0)
+        assert e.passed == (n == 0) and e.metadata["violations"].value == n
+        assert e.severity == (dg.AssetCheckSeverity.ERROR if rule.severity == "error" else dg.AssetCheckSeverity.WARN)
+        assert len(e.metadata["sample"].value) == min(n, 10)
+        assert recorded[name] == ("/".join(rule.asset_path), rule.severity, n == 0, n)
+    con = connect(path, read_only=True)
+    try:
+        from pipelines.common import failing_error_checks
+
+        assert failing_error_checks(con) == [], "record rules never hold back a whole table"
+    finally:
+        con.close()
+    assert not evaluations["applicant_under_18"].passed and evaluations["committee_missing"].passed
+    assert downstream_ran and result.success, "a failing rule reports; what is built on its table still builds"
