@@ -113,6 +113,46 @@ def serve_sources(data: Path | None, faults: float, slow_seconds: float, seed: i
 
 
 @main.command()
+@click.argument("query")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Rows to print.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print every row as CSV instead of a table.")
+@_friendly
+def sql(query: str, limit: int, as_csv: bool) -> None:
+    """Run a query against the latest analyst snapshot (read-only; never waits for a running job)."""
+    import duckdb
+
+    from hub.warehouse import open_warehouse
+
+    snapshot = Settings.from_env().snapshot_path
+    if not snapshot.exists():
+        raise FileNotFoundError(f"{snapshot}: no snapshot yet (run `make demo`, or materialise "
+                                "publish/analyst_snapshot in the UI)")
+    with open_warehouse(snapshot, read_only=True) as con:
+        try:
+            result = con.execute(query)
+            names = [d[0] for d in result.description or []]
+            rows = result.fetchall()
+        except duckdb.Error as exc:
+            raise ValueError(f"query failed: {str(exc).strip().splitlines()[0]}") from None
+    if as_csv:
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(names)
+        writer.writerows(rows)
+        return
+    from rich.table import Table
+
+    table = Table(caption=f"{len(rows):,} row(s){f', first {limit} shown' if len(rows) > limit else ''} — "
+                          f"snapshot {snapshot}")
+    for name in names:
+        table.add_column(name)
+    for row in rows[:limit]:
+        table.add_row(*["NULL" if v is None else str(v) for v in row])
+    console.print(table)
+
+
+@main.command()
 @click.argument("targets", nargs=-1, metavar="[SOURCE[.ENTITY]]...")
 @_friendly
 def load(targets: tuple[str, ...]) -> None:

@@ -10,6 +10,8 @@ from hub.settings import Settings
 from pipelines.jobs import build_automation
 from pipelines.publish import publish_assets
 from pipelines.raw import build_raw
+from pipelines.rules import rule_checks
+from pipelines.snapshot import analyst_snapshot_asset
 from pipelines.staging import staging_assets
 from pipelines.warehouse import mart_assets, warehouse_assets, warehouse_checks
 
@@ -19,16 +21,18 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     sources = load_sources(settings.sources_file)
     raw_assets, raw_checks = build_raw(sources)
     assets = [*raw_assets, *staging_assets, *warehouse_assets, *mart_assets, *publish_assets]
+    assets.append(analyst_snapshot_asset([a.key for a in [*warehouse_assets, *mart_assets]]))
     jobs, schedules, sensors = build_automation(sources, assets)
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*raw_checks, *warehouse_checks],
+        asset_checks=[*raw_checks, *warehouse_checks, *rule_checks],
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,
         executor=dg.in_process_executor,
         resources={
-            "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+            "warehouse": WarehouseResource(path=str(settings.warehouse_path),
+                                           snapshot_path=str(settings.snapshot_path)),
             "campus_sources": CampusSourcesResource(config_path=str(settings.sources_file),
                                                     raw_dir=str(settings.raw_dir)),
             "identity": IdentityResource(person_key_secret=dg.EnvVar("HUB_PERSON_KEY_SECRET")),

@@ -22,6 +22,7 @@ class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse file (one writer at a time: see WAREHOUSE_POOL)."""
 
     path: str
+    snapshot_path: str = ""
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

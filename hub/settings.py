@@ -22,6 +22,7 @@ class Settings:
     var_dir: Path
     campus_dir: Path
     warehouse_path: Path
+    snapshot_path: Path
     raw_dir: Path
     inbox_dir: Path
     published_root: Path
@@ -40,6 +41,8 @@ class Settings:
             var_dir=var,
             campus_dir=Path(env.get("HUB_CAMPUS_DIR", var / "campus")).resolve(),
             warehouse_path=Path(env.get("HUB_WAREHOUSE", var / "warehouse.duckdb")).resolve(),
+            # What analysts read while runs write: a copy taken after each run, replaced atomically.
+            snapshot_path=Path(env.get("HUB_SNAPSHOT", var / "snapshot" / "warehouse.duckdb")).resolve(),
             raw_dir=Path(env.get("HUB_RAW_DIR", var / "raw")).resolve(),
             inbox_dir=Path(env.get("HUB_INBOX_DIR", var / "inbox" / "party")).resolve(),
             published_root=Path(env.get("HUB_PUBLISHED_ROOT", var / "published")).resolve()
