@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pyarrow.parquet.encryption as pe
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 ENV_VAR = "HUB_KMS_MASTER_KEYS"
@@ -64,7 +65,12 @@ class LocalKmsClient(pe.KmsClient):
 
     def unwrap_key(self, wrapped_key: str, master_key_identifier: str) -> bytes:
         raw = base64.b64decode(wrapped_key)
-        return AESGCM(self._key(master_key_identifier)).decrypt(raw[:12], raw[12:], master_key_identifier.encode())
+        try:
+            return AESGCM(self._key(master_key_identifier)).decrypt(raw[:12], raw[12:],
+                                                                    master_key_identifier.encode())
+        except InvalidTag:
+            raise KeyConfigError(f"{ENV_VAR}: master key {master_key_identifier!r} does not open this file "
+                                 "(a different key wrote it)") from None
 
 
 def _factory(keys: dict[str, bytes]) -> pe.CryptoFactory:

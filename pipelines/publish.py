@@ -10,6 +10,9 @@ import dagster as dg
 from hub.publisher import Column, DatasetSpec, PublishError, notify_catalogue
 from hub.resources import WAREHOUSE_POOL, PublisherResource, WarehouseResource
 from pipelines.common import OWNER, failing_error_checks
+from pipelines.national import NATIONAL_DATASETS, NATIONAL_SOURCES, bind_national, national_problems
+from quality.business_rules import load_config as load_rules
+from quality.business_rules import run_rules
 
 DATASETS = (
     DatasetSpec(
@@ -85,19 +88,18 @@ RESTRICTED = (
         audience="restricted",
     ),
 )
-DATASETS = DATASETS + RESTRICTED
+DATASETS = DATASETS + RESTRICTED + NATIONAL_DATASETS
 
-SOURCES = {"person_directory": "dim_person", "party_organisations": "dim_party_org",
-           "person_registry_restricted": "dim_person"}
+SOURCES = {"person_directory": ["dim_person"], "party_organisations": ["dim_party_org"],
+           "person_registry_restricted": ["dim_person"], **NATIONAL_SOURCES}
 
 
 def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
-    upstream = SOURCES[spec.name]
 
     @dg.asset(
         key=["publish", spec.name], group_name="publish", kinds={"parquet", "duckdb"}, owners=[OWNER],
         pool=WAREHOUSE_POOL, tags={"layer": "publish", "audience": spec.audience},
-        deps=[dg.AssetKey(["warehouse", upstream])],
+        deps=[dg.AssetKey(["warehouse", table]) for table in SOURCES[spec.name]],
         description=f"{spec.description} Published as a versioned Parquet dataset ({spec.audience}).",
     )
     def _publish(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
@@ -113,6 +115,20 @@ def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                                 + ", ".join(f"{a}:{c}" for a, c in failing[:10])
                                 + " — the current version stays as it is",
                     metadata={"failing_checks": dg.MetadataValue.json([f"{a}:{c}" for a, c in failing])})
+            held_back = 0
+            if spec.name in NATIONAL_SOURCES:
+                # Records breaking an error-severity rule stay out; judge them now, not by an older run.
+                rules = load_rules()
+                run_rules(con, names=[n for n, r in rules.rules.items() if r.severity == "error"])
+                held_back = con.execute("SELECT count(DISTINCT record_key) FROM quality.rule_violation "
+                                        "WHERE severity = 'error'").fetchall()[0][0]
+                bind_national(con)  # xxdm and the zjsjwyxbs key, from HUB_SCHOOL_CODE / HUB_*_KEY_SECRET
+                problems = national_problems(con, spec.name)
+                if problems:
+                    raise dg.Failure(
+                        description=f"{spec.name} not published: {len(problems)} problem(s): "
+                                    + "; ".join(problems[:10]) + " — the current version stays as it is",
+                        metadata={"problems": dg.MetadataValue.json(problems)})
             lineage = [r[0] for r in con.execute(
                 "SELECT DISTINCT load_id FROM quality.load_audit WHERE status = 'ok'").fetchall()]
             ran = [f"{a}:{c}:{'passed' if p else 'failed'}:{sev}" for a, c, p, sev in con.execute(
@@ -121,7 +137,8 @@ def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                 "ORDER BY 1, 2").fetchall()]
             manifest = publisher.publisher().publish(
                 con, spec, lineage=lineage,
-                quality={"status": "passed", "error_checks_failing": 0, "checks": ran})
+                quality={"status": "passed", "error_checks_failing": 0, "records_held_back": held_back,
+                         "checks": ran})
         where = f"{publisher.root}/{spec.name}/{manifest['version']}"
         context.log.info(f"{spec.name} {manifest['version']} "
                          f"{'published' if manifest['changed'] else 'unchanged, still current'}: {where}")
