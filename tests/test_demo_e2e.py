@@ -132,6 +132,20 @@ def test_demo_twice_leaves_the_same_warehouse(tmp_path, campus_dir, monkeypatch)
         runs = instance.get_runs(RunsFilter(job_name="campus_main_job", statuses=[DagsterRunStatus.SUCCESS]))
         assert len(runs) == 2, "both runs are in the instance the UI reads"
 
+    # A record breaking an error-severity business rule is held back from the national development table.
+    con = connect(settings.warehouse_path, read_only=True)
+    try:
+        held = {r[0] for r in con.execute("SELECT DISTINCT record_key FROM quality.rule_violation "
+                                          "WHERE severity = 'error'").fetchall()}
+    finally:
+        con.close()
+    entry = catalog2["datasets"]["zt_dyfzsj"]
+    manifest = json.loads((settings.published_root / entry["manifest"]).read_text(encoding="utf-8"))
+    published = {r[0] for r in duckdb.sql(
+        f"SELECT rybh FROM read_parquet('{settings.published_root / 'zt_dyfzsj' / manifest['version']}/data/*.parquet')"
+    ).fetchall()}
+    assert held and not held & published and manifest["quality"]["records_held_back"] == len(held)
+
     tables = snap1["tables"]
     assert tables["raw.hr__staff"][0] == _jsonl_rows(settings.campus_dir / "hr" / "staff.jsonl")
     assert tables["warehouse.dim_person"][0] > 0 and tables["warehouse.dim_party_org"][0] > 0
