@@ -149,6 +149,12 @@ def demo(settings: Settings, *, scale: float = 1.0, seed: int = 20261, faults: f
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    if result.success:
+        from hub.report import build_report, report_dir
+
+        with open_warehouse(settings.warehouse_path, read_only=True) as con:
+            report = build_report(con, report_dir(settings))
+        console.print(f"Report: {report}  (open it in a browser; it works offline)")
     print_summary(settings, result, console)
     return result
 
@@ -238,7 +244,7 @@ def print_summary(settings: Settings, result: DemoResult, console: Console) -> N
 
     status = "[green]succeeded" if result.success else f"[red]failed ({', '.join(result.failed_steps)})"
     console.print(f"campus_main_job {status}[/] — run {result.run_id}")
-    console.print(f"Warehouse: {settings.warehouse_path}   (analysts: ATTACH '{settings.warehouse_path}' AS hub "
-                  "(READ_ONLY); USE hub;)", highlight=False)
+    console.print(f"Warehouse: {settings.warehouse_path}   Analysts: hub sql \"SELECT …\" reads the snapshot "
+                  f"{settings.snapshot_path}", highlight=False)
     console.print(f"Published: {settings.published_root}   Raw zone: {settings.raw_dir}")
     console.print("UI: make ui  → http://127.0.0.1:3000 (assets by layer, this run under Runs)")

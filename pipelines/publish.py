@@ -10,6 +10,7 @@ import dagster as dg
 from hub.publisher import Column, DatasetSpec, PublishError, notify_catalogue
 from hub.resources import WAREHOUSE_POOL, PublisherResource, WarehouseResource
 from pipelines.common import OWNER, failing_error_checks
+from pipelines.marts_publish import MART_DATASETS, MART_SOURCES
 from pipelines.national import NATIONAL_DATASETS, NATIONAL_SOURCES, bind_national, national_problems
 from quality.business_rules import load_config as load_rules
 from quality.business_rules import run_rules
@@ -88,7 +89,7 @@ RESTRICTED = (
         audience="restricted",
     ),
 )
-DATASETS = DATASETS + RESTRICTED + NATIONAL_DATASETS
+DATASETS = DATASETS + RESTRICTED + NATIONAL_DATASETS + MART_DATASETS
 
 SOURCES = {"person_directory": ["dim_person"], "party_organisations": ["dim_party_org"],
            "person_registry_restricted": ["dim_person"], **NATIONAL_SOURCES}
@@ -99,7 +100,8 @@ def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=["publish", spec.name], group_name="publish", kinds={"parquet", "duckdb"}, owners=[OWNER],
         pool=WAREHOUSE_POOL, tags={"layer": "publish", "audience": spec.audience},
-        deps=[dg.AssetKey(["warehouse", table]) for table in SOURCES[spec.name]],
+        deps=([dg.AssetKey(["marts", MART_SOURCES[spec.name]])] if spec.name in MART_SOURCES
+              else [dg.AssetKey(["warehouse", table]) for table in SOURCES[spec.name]]),
         description=f"{spec.description} Published as a versioned Parquet dataset ({spec.audience}).",
     )
     def _publish(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
