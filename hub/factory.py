@@ -7,6 +7,7 @@ import dagster as dg
 from connectors import load_sources
 from hub.resources import CampusSourcesResource, IdentityResource, PublisherResource, WarehouseResource
 from hub.settings import Settings
+from pipelines.expectations import expectation_checks
 from pipelines.jobs import build_automation
 from pipelines.publish import publish_assets
 from pipelines.raw import build_raw
@@ -25,7 +26,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     jobs, schedules, sensors = build_automation(sources, assets)
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*raw_checks, *warehouse_checks, *rule_checks],
+        asset_checks=[*raw_checks, *warehouse_checks, *rule_checks,
+                      *expectation_checks([a.key for a in assets])],
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,

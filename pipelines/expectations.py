@@ -1,0 +1,84 @@
+"""Expectation suites as Dagster asset checks: one check ``expectations`` per asset that has a suite.
+
+The check is blocking when any of its expectations has severity ``error``: a failing error stops what
+is downstream in the run, and its rows in ``quality.check_result`` hold back publishing; warnings are
+reported (check severity WARN). Suites are read when the definitions load (YAML only); Great
+Expectations is imported only when a check runs (``quality.expectations``).
+"""
+
+from collections.abc import Iterable
+
+import dagster as dg
+
+from hub.resources import WAREHOUSE_POOL, WarehouseResource
+from quality.expectations import SUITES_DIR, Suite, SuiteResult, suites_by_asset
+
+CHECK_NAME = "expectations"
+
+
+def _description(suites: list[Suite]) -> str:
+    parts = []
+    for s in suites:
+        errors = sum(e.severity == "error" for e in s.expectations)
+        parts.append(f"`{s.name}`: {len(s.expectations)} expectations ({errors} error, "
+                     f"{len(s.expectations) - errors} warning)")
+    return ("Great Expectations suite(s) from quality/expectations — " + "; ".join(parts)
+            + ". Results are kept in quality.check_result and rendered as Data Docs.")
+
+
+def _metadata(results: list[SuiteResult], index: str) -> dict:
+    failing = [{"suite": r.suite.name, "expectation": o.expectation.id, "severity": o.expectation.severity,
+                "unexpected": o.unexpected, "observed": o.result.get("observed_value"),
+                "samples": (o.result.get("partial_unexpected_list") or [])[:5], "error": o.error}
+               for r in results for o in r.failed]
+    page = next((r.docs_page for r in results if r.docs_page), None)
+    meta = {
+        "evaluated": sum(r.rows or 0 for r in results),
+        "unexpected": sum(o.unexpected or 0 for r in results for o in r.failed),
+        "expectations": sum(len(r.outcomes) for r in results),
+        "failed_expectations": len(failing),
+        "failed_errors": sum(f["severity"] == "error" for f in failing),
+        "failing": dg.MetadataValue.json(failing),
+        "engine": ", ".join(sorted({r.engine for r in results})),
+        "seconds": round(sum(r.seconds for r in results), 3),
+        "suites": ", ".join(r.suite.name for r in results),
+        "data_docs_index": dg.MetadataValue.path(index),
+    }
+    if page:
+        meta["data_docs"] = dg.MetadataValue.url(page.as_uri())
+    return meta
+
+
+def _expectation_check(asset: tuple[str, ...], suites: list[Suite]) -> dg.AssetChecksDefinition:
+    blocking = any(s.blocking for s in suites)
+
+    @dg.asset_check(asset=dg.AssetKey(list(asset)), name=CHECK_NAME, blocking=blocking, pool=WAREHOUSE_POOL,
+                    description=_description(suites),
+                    metadata={"suites": ", ".join(s.name for s in suites), "blocking": blocking})
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        from quality.expectations import docs_index, quality_dir, run_gate
+
+        with warehouse.connect() as con:
+            results = run_gate(con, suites, run_id=context.run.run_id)
+        failed = [o for r in results for o in r.failed]
+        errors = [o for o in failed if o.expectation.severity == "error"]
+        for o in failed:
+            context.log.warning(f"{o.expectation.severity}: {o.expectation.id} unexpected={o.unexpected} "
+                                f"{o.error or ''}".rstrip())
+        return dg.AssetCheckResult(
+            passed=not failed,
+            severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
+            metadata=_metadata(results, str(docs_index(quality_dir()))),
+            description=(f"{len(failed)} of {sum(len(r.outcomes) for r in results)} expectations failed "
+                         f"({len(errors)} error)") if failed else None)
+
+    return _check
+
+
+def expectation_checks(asset_keys: Iterable[dg.AssetKey] | None = None, *,
+                       directory=SUITES_DIR) -> list[dg.AssetChecksDefinition]:
+    """One asset check per asset that has a suite; with ``asset_keys``, only for those assets (so a raw
+    entity not declared in sources.yaml gets no check)."""
+    wanted = None if asset_keys is None else {tuple(k.path) for k in asset_keys}
+    return [_expectation_check(asset, suites) for asset, suites in sorted(suites_by_asset(directory).items())
+            if wanted is None or asset in wanted]
