@@ -156,11 +156,16 @@ def test_demo_twice_leaves_the_same_warehouse(tmp_path, campus_dir, monkeypatch)
 
 def test_cli_demo_with_faults_gets_every_row_once_and_publishes_no_clear_ids(tmp_path, campus_dir):
     env = {**os.environ, **_env(tmp_path, campus_dir)}
-    proc = subprocess.run([sys.executable, "-m", "hub.cli", "demo", "--scale", str(SMALL_SCALE), "--seed",
-                           str(SEED), "--faults", "0.2"], env=env, cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "campus_main_job succeeded" in proc.stdout
+    # Output to a file, not a pipe: Dagster's compute-log capture can leave `tail -F` helpers behind for a
+    # while, and a pipe they inherited would keep the test waiting after the demo itself has exited.
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        proc = subprocess.run([sys.executable, "-m", "hub.cli", "demo", "--scale", str(SMALL_SCALE), "--seed",
+                               str(SEED), "--faults", "0.2"], env=env, cwd=PROJECT_ROOT, stdout=out,
+                              stderr=subprocess.STDOUT, text=True, timeout=600)
+    output = log.read_text(encoding="utf-8")
+    assert proc.returncode == 0, output[-6000:]
+    assert "campus_main_job succeeded" in output
     settings = Settings.from_env(env)
     con = connect(settings.warehouse_path, read_only=True)
     try:
