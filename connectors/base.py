@@ -70,7 +70,7 @@ def type_family(t: pa.DataType) -> str | None:
     return str(t)
 
 
-def _text(value: Any) -> str | None:
+def value_as_text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -101,7 +101,7 @@ def _column_as_text(col: pa.ChunkedArray | pa.Array) -> pa.Array | pa.ChunkedArr
         return pc.if_else(integral, pc.cast(as_int, pa.string()), pc.cast(col, pa.string()))
     if pa.types.is_integer(t) or pa.types.is_decimal(t) or pa.types.is_temporal(t):
         return pc.cast(col, pa.string())
-    return pa.array([_text(v) for v in col.to_pylist()], pa.string())
+    return pa.array([value_as_text(v) for v in col.to_pylist()], pa.string())
 
 
 def table_as_text(table: pa.Table) -> pa.Table:
@@ -121,7 +121,7 @@ def records_to_table(records: list[dict[str, Any]], stats: ExtractStats | None =
         if stats is not None:
             for n in names:
                 stats.source_types[n] = "mixed" if n not in stats.source_types else stats.source_types[n]
-        return pa.table({n: pa.array([_text(r.get(n)) for r in records], pa.string()) for n in names})
+        return pa.table({n: pa.array([value_as_text(r.get(n)) for r in records], pa.string()) for n in names})
     if stats is not None:
         stats.note_types(typed)
     return table_as_text(typed)
@@ -132,5 +132,5 @@ def rows_to_table(columns: list[str], rows: list[list[Any]]) -> pa.Table:
     width = len(columns)
     padded = (list(r[:width]) + [None] * (width - len(r)) for r in rows)
     cols = list(zip(*padded, strict=True)) if rows else [()] * width
-    return pa.table({name: pa.array([None if v == "" else _text(v) for v in col], pa.string())
+    return pa.table({name: pa.array([None if v == "" else value_as_text(v) for v in col], pa.string())
                      for name, col in zip(columns, cols, strict=True)})

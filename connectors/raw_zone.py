@@ -31,6 +31,8 @@ import pyarrow.parquet as pq
 from connectors.base import ExtractStats, SourceError
 from connectors.config import Entity
 
+PART_NAME = "part-{:05d}.parquet"
+PART_NUMBER = r"part-(\d+)\.parquet$"  # the number back from a part's path, in SQL
 META_COLUMNS = ("_load_id", "_source", "_extracted_at", "_row_number", "_row_hash", "_file")
 
 
@@ -141,7 +143,7 @@ class RawZone:
         for table in pages:
             if table.num_rows == 0:
                 continue
-            path = folder / f"part-{len(parts):05d}.parquet"
+            path = folder / PART_NAME.format(len(parts))
             pq.write_table(table, path, compression="zstd")
             parts.append(path)
             result.rows_read += table.num_rows
@@ -209,12 +211,12 @@ class RawZone:
         pk_present = " AND ".join(f"nullif(trim({q(k)}), '') IS NOT NULL" for k in entity.primary_key)
         pk_match = " AND ".join(f"r.{q(k)} = s.{q(k)}" for k in entity.primary_key)
         # A view, not a table: the load is read from its Parquet parts as it streams through, never held
-        # whole. The row number is the position in the load (part order, then row in part): stable.
-        part_index = "CASE filename " + " ".join(f"WHEN {_sql_str(str(p))} THEN {i}" for i, p in enumerate(parts)) \
-                     + " END"
+        # whole. The row number is the position in the load (part number from the part's name, then row
+        # in part): stable.
+        part_index = f"CAST(regexp_extract(filename, {_sql_str(PART_NUMBER)}, 1) AS BIGINT)"
         con.execute(f"""CREATE OR REPLACE TEMP VIEW _incoming AS
             SELECT * EXCLUDE (filename, file_row_number),
-                   ({part_index}) * 4294967296 + file_row_number + 1 AS _row_number,
+                   {part_index} * 4294967296 + file_row_number + 1 AS _row_number,
                    {row_hash} AS _row_hash
             FROM {src}""")
         pk_key = " || '|' || ".join(f"coalesce({q(k)}, '')" for k in entity.primary_key)

@@ -8,17 +8,28 @@ Tables are reflected, so identifiers come from the database's own catalogue and 
 SQLAlchemy; the incremental bound is a bound parameter. Nothing from configuration or data is ever
 formatted into SQL text. Memory is bounded by ``chunk_rows``: the driver streams (server-side cursors
 where the dialect has them) and each chunk is handed on before the next is fetched.
+
+A chunk goes from the driver's row tuples to Arrow in one pass (``pa.array(rows, struct)``, then
+flattened), with the column types of the previous chunk; only a chunk that does not fit them (a
+column that was all NULL so far, a type that changed) is inferred column by column. Rows are taken
+as the driver returns them, without SQLAlchemy's per-row ``Row`` objects and result processors, so
+a value keeps the form the database sent (SQLite dates stay the text they are stored as). Python's
+cyclic garbage collector is paused while a chunk is fetched and converted: its 50k short-lived
+tuples would otherwise trigger collections that cost a third of the load's CPU (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import gc
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from connectors.base import ExtractStats, SourceError, table_as_text
+from connectors.base import ExtractStats, SourceError, table_as_text, value_as_text
 from connectors.config import Entity, Source
 
 
@@ -28,6 +39,57 @@ def _engine(url: str) -> sa.Engine:
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
         raise SourceError(f"database URL {sa.engine.make_url(url).render_as_string(hide_password=True)!r} "
                           f"is not usable: {exc}") from None
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic collector for a burst of allocation that creates no cycles (fetch + convert)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _fetcher(result: sa.CursorResult, size: int) -> Callable[[], Sequence[Any]]:
+    """A function returning the next ``size`` rows as the driver's tuples, [] at the end.
+
+    Through the result's own fetch strategy (``CursorResult._fetchmany_impl``, what ``fetchmany``
+    calls before it wraps each tuple in a ``Row``), which serves the rows SQLAlchemy has already
+    buffered before it reads the DBAPI cursor again: reading ``result.cursor`` directly loses them (a
+    test caught that). Where that is not available, SQLAlchemy's public ``fetchmany``."""
+    raw = getattr(result, "_fetchmany_impl", None)  # SQLAlchemy 2: the strategy's raw fetch
+    if raw is not None:
+        return lambda: raw(size)
+    return lambda: [tuple(r) for r in result.fetchmany(size)]
+
+
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError)
+
+
+def rows_to_arrow(rows: Sequence[Any], names: list[str], struct: pa.StructType | None,
+                  stats: ExtractStats | None = None) -> tuple[pa.Table, pa.StructType]:
+    """Row tuples to an Arrow table: one pass with the known struct type, else inferred per column.
+
+    A column whose values in this chunk have no common type (SQLite's loose typing: numbers and text
+    in one column) becomes text value by value and is recorded as ``mixed``."""
+    if struct is not None:
+        try:
+            return pa.Table.from_struct_array(pa.array(rows, type=struct)), struct
+        except _ARROW_ERRORS:
+            pass  # a type changed, or a column was all NULL until now: infer this chunk's types
+    arrays = {}
+    for name, values in zip(names, zip(*rows, strict=True), strict=True):
+        try:
+            arrays[name] = pa.array(values)
+        except _ARROW_ERRORS:
+            arrays[name] = pa.array([value_as_text(v) for v in values], pa.string())
+            if stats is not None:
+                stats.source_types[name] = "mixed"
+    table = pa.table(arrays)
+    return table, pa.struct(list(table.schema))
 
 
 class SqlExtractor:
@@ -73,12 +135,15 @@ class SqlExtractor:
                 result = conn.execution_options(stream_results=True, yield_per=self.chunk_rows).execute(
                     self._statement(conn, cursor))
                 names = list(result.keys())
-                # Through SQLAlchemy's own partitions: reading the DBAPI cursor directly skips the rows
-                # SQLAlchemy has already buffered (a test caught a lost row).
-                for chunk in result.partitions(self.chunk_rows):
+                fetch, struct = _fetcher(result, self.chunk_rows), None
+                while True:
+                    with gc_paused():
+                        rows = fetch()
+                        if not rows:
+                            break
+                        typed, struct = rows_to_arrow(rows, names, struct, stats)
+                        del rows
                     stats.pages += 1
-                    columns = list(zip(*chunk, strict=True))
-                    typed = pa.table({n: pa.array(c) for n, c in zip(names, columns, strict=True)})
                     stats.note_types(typed)
                     table = table_as_text(typed)
                     field = self.entity.cursor_field

@@ -247,3 +247,31 @@ def test_retry_waits_honour_retry_after_and_back_off_capped():
     assert wait(state(1, "3600")) == MAX_BACKOFF_S, "but is capped"
     assert [wait(state(n, None)) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
     assert wait(state(20, None)) == MAX_BACKOFF_S
+
+
+def test_chunks_whose_column_types_change_land_every_value_as_text(tmp_path, con):
+    """Chunks convert with the previous chunk's column types; a chunk that does not fit them (a column
+    NULL until now, an integer column turning text or float in SQLite's loose typing) is inferred on
+    its own, and every value still lands as the text the database holds."""
+    import sqlite3
+
+    from connectors.config import Entity
+
+    db = tmp_path / "loose.sqlite"
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, late TEXT, score, flag)")
+        rows = [(i, None if i <= 100 else f"v{i}", i if i <= 60 else (f"s{i}" if i <= 120 else i + 0.5),
+                 None if i % 7 else 1) for i in range(1, 201)]
+        c.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", rows)
+    src = _sql_source(f"sqlite:///{db}")
+    entity = Entity("academic", "loose", ("id",), {"table": "t"})
+    src = type(src)(src.name, src.kind, src.description, src.owner, src.options, {"loose": entity})
+    [load] = load_entity(con, tmp_path / "raw", src, entity)
+    assert load.rows_landed == 200 and load.pages == 5
+    got = {r[0]: r[1:] for r in con.execute("SELECT id, late, score, flag FROM raw.academic__loose").fetchall()}
+    want = {str(i): (late, None if score is None else (str(score) if not isinstance(score, float) else f"{score}"),
+                     None if flag is None else "1") for i, late, score, flag in rows}
+    assert got == want
+    types = dict(con.execute("SELECT column_name, source_type FROM meta.source_schema WHERE entity = 'loose'"
+                             ).fetchall())
+    assert types == {"id": "number", "late": "string", "score": "mixed", "flag": "number"}
