@@ -63,7 +63,7 @@ WORKLOADS = ("rest", "sql")
 RESULT_PREFIX = "BENCH_RESULT "
 # Hub settings a person may set to try them in the benchmark; every other HUB_* variable is dropped so
 # that sources.yaml points at the benchmark's campus only.
-PASSED_THROUGH = ("HUB_DUCKDB_MEMORY_LIMIT",)
+PASSED_THROUGH = ("HUB_DUCKDB_MEMORY_LIMIT", "HUB_RAW_MEMORY_LIMIT")
 MARK_START = "<!-- bench:results:start -->"
 MARK_END = "<!-- bench:results:end -->"
 
@@ -97,13 +97,15 @@ def child_hub(workload: str, work: Path) -> dict[str, Any]:
     from hub.settings import Settings
     from hub.warehouse import connect
 
-    sources = load_sources(Settings.from_env().sources_file)
+    settings = Settings.from_env()
+    sources = load_sources(settings.sources_file)
     started = time.perf_counter()
     con = connect(work / "warehouse.duckdb")
     loads = []
     for source_name, entity_name in HUB_ENTITIES[workload]:
         source = sources[source_name]
-        for r in load_entity(con, work / "raw", source, source.entities[entity_name]):
+        for r in load_entity(con, work / "raw", source, source.entities[entity_name],
+                             landing_memory=settings.raw_memory_limit):
             loads.append({"entity": f"{r.source}.{r.entity}", "status": r.status, "rows_landed": r.rows_landed,
                           "pages": r.pages, "retries": r.retries, "parquet_bytes": r.bytes,
                           "duration_s": round(r.duration_s, 3)})
@@ -355,6 +357,7 @@ def machine() -> dict[str, str]:
     return {
         "hub": _revision(),
         "hub DuckDB memory_limit": os.environ.get("HUB_DUCKDB_MEMORY_LIMIT", "2GB (default)"),
+        "hub landing memory_limit": os.environ.get("HUB_RAW_MEMORY_LIMIT", "128MB (default)"),
         "nproc": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()),
         "cpu": cpu,
         "ram": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",

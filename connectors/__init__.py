@@ -7,16 +7,18 @@ from pathlib import Path
 import duckdb
 
 from connectors.base import ExtractStats, SourceError
-from connectors.config import ConfigError, Entity, Source, load_sources
+from connectors.config import DEFAULT_LANDING_MEMORY, ConfigError, Entity, Source, load_sources
 from connectors.raw_zone import LoadResult, RawZone
 
-__all__ = ["ConfigError", "Entity", "LoadResult", "Source", "SourceError", "load_entity", "load_sources"]
+__all__ = ["DEFAULT_LANDING_MEMORY", "ConfigError", "Entity", "LoadResult", "Source", "SourceError", "load_entity", "load_sources"]
 
 
-def load_entity(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, source: Source, entity: Entity,
-                ) -> list[LoadResult]:
-    """Run one load of one source entity into the raw zone. File sources make one load per new file."""
-    zone = RawZone(con, raw_dir)
+def load_entity(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, source: Source, entity: Entity, *,
+                landing_memory: str | None = DEFAULT_LANDING_MEMORY) -> list[LoadResult]:
+    """Run one load of one source entity into the raw zone. File sources make one load per new file.
+
+    ``landing_memory`` is DuckDB's memory limit while a load lands (None: the warehouse's own)."""
+    zone = RawZone(con, raw_dir, landing_memory)
     if source.kind == "files":
         return _load_files(zone, source, entity)
     if source.kind == "rest":

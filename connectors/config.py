@@ -188,3 +188,20 @@ def _guess_format(pattern: str) -> str:
 
 def file_format(entity: Entity) -> str:
     return entity.options.get("format", _guess_format(entity.options["pattern"]))
+
+
+# What DuckDB may hold while a load lands, whatever the warehouse's own limit. Landing streams the
+# load's Parquet parts into the raw table; what DuckDB keeps beyond a few row groups is cache, so a low
+# limit keeps peak memory flat as sources grow, at no measured cost in time (docs/benchmarks.md).
+DEFAULT_LANDING_MEMORY = "128MB"
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)?\s*$", re.IGNORECASE)
+_UNIT = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+         "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def memory_bytes(text: str) -> int:
+    """A DuckDB memory size ('128MB', '2 GiB', '512KB') in bytes; ValueError names the bad value."""
+    m = _SIZE.match(str(text))
+    if not m:
+        raise ValueError(f"{text!r} is not a memory size (e.g. 128MB, 1GB, 2GiB)")
+    return int(float(m.group(1)) * _UNIT[(m.group(2) or "B").upper()])

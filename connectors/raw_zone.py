@@ -15,11 +15,15 @@ duplicate is the source's defect, found and quarantined in staging.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,9 +33,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors.base import ExtractStats, SourceError
-from connectors.config import Entity
+from connectors.config import DEFAULT_LANDING_MEMORY, Entity, memory_bytes
 
 PART_NAME = "part-{:05d}.parquet"
+PART_ROWS = 50_000  # pages are gathered into parts of at least this many rows (or the rest of the load)
 PART_NUMBER = r"part-(\d+)\.parquet$"  # the number back from a part's path, in SQL
 META_COLUMNS = ("_load_id", "_source", "_extracted_at", "_row_number", "_row_hash", "_file")
 
@@ -73,8 +78,41 @@ class LoadResult:
 
 
 class RawZone:
-    def __init__(self, con: duckdb.DuckDBPyConnection, raw_dir: str | Path):
+    def __init__(self, con: duckdb.DuckDBPyConnection, raw_dir: str | Path,
+                 landing_memory: str | None = DEFAULT_LANDING_MEMORY):
         self.con, self.raw_dir = con, Path(raw_dir)
+        self.landing_memory = landing_memory
+        if landing_memory is not None:
+            memory_bytes(landing_memory)
+
+    @contextmanager
+    def _landing_settings(self) -> Iterator[None]:
+        """DuckDB settings while a load lands, put back afterwards.
+
+        * ``memory_limit`` lowered to ``landing_memory`` (never raised), so peak memory stays flat as
+          sources grow. What is put back is what the warehouse configured (``hub.warehouse.connect``
+          keeps it in the ``hub_memory_limit`` variable): DuckDB reports its limit rounded down.
+        * ``preserve_insertion_order`` off: every row carries its position in ``_row_number``, and
+          under a low limit DuckDB's ordered parallel insert is twice as slow (docs/benchmarks.md)."""
+        con = self.con
+        configured, ordered = con.execute(
+            "SELECT coalesce(getvariable('hub_memory_limit'), current_setting('memory_limit')), "
+            "current_setting('preserve_insertion_order')").fetchall()[0]
+        lower = False
+        if self.landing_memory is not None:
+            try:
+                lower = memory_bytes(self.landing_memory) < memory_bytes(configured)
+            except ValueError:
+                lower = True
+        if lower:
+            con.execute(f"SET memory_limit = {_sql_str(self.landing_memory)}")
+        con.execute("SET preserve_insertion_order = false")
+        try:
+            yield
+        finally:
+            con.execute(f"SET preserve_insertion_order = {'true' if ordered else 'false'}")
+            if lower:
+                con.execute(f"SET memory_limit = {_sql_str(configured)}")
 
     # -- state ---------------------------------------------------------------------------------
     def cursor(self, entity: Entity) -> str | None:
@@ -138,20 +176,74 @@ class RawZone:
         result.cursor_after = stats.cursor_after if stats.cursor_after is not None else result.cursor_before
 
     def _write_parts(self, pages: Iterable[pa.Table], folder: Path, result: LoadResult) -> list[Path]:
+        """Write the load as zstd Parquet parts of about ``PART_ROWS`` rows, in a background thread.
+
+        Small pages (an API's 1,000 records) are gathered into one part: hundreds of small files would
+        cost DuckDB memory and time when the load lands. A page with keys the others lack still fits:
+        its part's missing columns are NULL. Compression releases the GIL, so a part is written while
+        the connector reads the next pages; at most one part waits for the writer, so memory stays at
+        about two parts."""
         folder.mkdir(parents=True, exist_ok=True)
-        parts = []
-        for table in pages:
-            if table.num_rows == 0:
-                continue
-            path = folder / PART_NAME.format(len(parts))
+        parts: list[Path] = []
+        pending: deque[Future[int]] = deque()
+        gathered: list[pa.Table] = []
+        gathered_rows = 0
+
+        def write(tables: list[pa.Table], path: Path) -> int:
+            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
             pq.write_table(table, path, compression="zstd")
-            parts.append(path)
-            result.rows_read += table.num_rows
-            result.bytes += path.stat().st_size
+            return path.stat().st_size
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-parquet") as writer:
+
+            def flush() -> None:
+                nonlocal gathered, gathered_rows
+                path = folder / PART_NAME.format(len(parts))
+                parts.append(path)
+                pending.append(writer.submit(write, gathered, path))
+                gathered, gathered_rows = [], 0
+                while len(pending) > 1:
+                    result.bytes += pending.popleft().result()
+
+            try:
+                for table in pages:
+                    if table.num_rows == 0:
+                        continue
+                    result.rows_read += table.num_rows
+                    gathered.append(table)
+                    gathered_rows += table.num_rows
+                    del table
+                    if gathered_rows >= PART_ROWS:
+                        flush()
+                if gathered:
+                    flush()
+                while pending:
+                    result.bytes += pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
         return parts
 
     def _commit(self, entity: Entity, folder: Path | None, stats: ExtractStats, result: LoadResult,
                 started_at: datetime, started: float, file_name: str | None, file_sha256: str | None) -> None:
+        before = copy.deepcopy(result)
+        try:
+            with self._landing_settings():
+                self._commit_load(entity, folder, stats, result, started_at, started, file_name, file_sha256)
+        except duckdb.OutOfMemoryException:
+            if self.landing_memory is None:
+                raise
+            # A very wide table can need more than the landing limit for its column buffers. The
+            # transaction rolled back whole: land again under the warehouse's own limit.
+            vars(result).update(vars(before))
+            result.message = (f"landed under the warehouse's memory limit: {self.landing_memory} "
+                              "(HUB_RAW_MEMORY_LIMIT) was too small for this table")
+            with RawZone(self.con, self.raw_dir, None)._landing_settings():
+                self._commit_load(entity, folder, stats, result, started_at, started, file_name, file_sha256)
+
+    def _commit_load(self, entity: Entity, folder: Path | None, stats: ExtractStats, result: LoadResult,
+                     started_at: datetime, started: float, file_name: str | None, file_sha256: str | None,
+                     ) -> None:
         con, table = self.con, f"raw.{q(entity.table)}"
         result.rows_read += len(stats.rejected)
         con.execute("BEGIN TRANSACTION")

@@ -176,7 +176,8 @@ def load(targets: tuple[str, ...]) -> None:
     with open_warehouse(settings.warehouse_path) as con:
         for source, entity in wanted:
             try:
-                results = load_entity(con, settings.raw_dir, source, entity)
+                results = load_entity(con, settings.raw_dir, source, entity,
+                                      landing_memory=settings.raw_memory_limit)
             except SourceError as exc:
                 failed += 1
                 console.print(f"[red]✗[/] {entity.table}: {exc}", highlight=False, soft_wrap=True)

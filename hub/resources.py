@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import dagster as dg
 import duckdb
 
-from connectors import Source, load_sources
+from connectors import DEFAULT_LANDING_MEMORY, Source, load_sources
 from hub.publisher import Publisher
 from hub.warehouse import open_warehouse
 
@@ -35,6 +35,8 @@ class CampusSourcesResource(dg.ConfigurableResource):
 
     config_path: str
     raw_dir: str
+    # DuckDB's memory limit while a load lands (HUB_RAW_MEMORY_LIMIT): peak memory stays flat as sources grow.
+    landing_memory: str = DEFAULT_LANDING_MEMORY
 
     def load(self) -> dict[str, Source]:
         return load_sources(self.config_path)

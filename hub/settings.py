@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from connectors.config import DEFAULT_LANDING_MEMORY, memory_bytes
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Ports the simulated campus is served on when the UI (or a person) runs ``hub serve-sources``.
@@ -32,6 +34,7 @@ class Settings:
     person_key_secret: str
     published_root_url: str
     catalogue_url: str
+    raw_memory_limit: str = DEFAULT_LANDING_MEMORY
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -56,6 +59,8 @@ class Settings:
             published_root_url=env.get("HUB_PUBLISHED_ROOT", str(var / "published")),
             # The national platform's catalogue, told of each new current version (empty: no notification).
             catalogue_url=env.get("HUB_CATALOGUE_URL", ""),
+            # DuckDB's memory limit while a raw load lands (the warehouse's own is HUB_DUCKDB_MEMORY_LIMIT).
+            raw_memory_limit=_memory_setting(env, "HUB_RAW_MEMORY_LIMIT", DEFAULT_LANDING_MEMORY),
         )
 
     def source_env(self, urls: dict[str, str] | None = None) -> dict[str, str]:
@@ -69,3 +74,12 @@ class Settings:
             "HUB_ACADEMIC_URL": f"sqlite:///{self.campus_dir / 'academic' / 'academic.sqlite'}",
             "HUB_INBOX_DIR": str(self.inbox_dir),
         }
+
+
+def _memory_setting(env: dict[str, str], name: str, default: str) -> str:
+    value = env.get(name, default)
+    try:
+        memory_bytes(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    return value

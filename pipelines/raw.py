@@ -51,7 +51,8 @@ def _raw_asset(source: Source, entity: Entity) -> dg.AssetsDefinition:
         live = campus_sources.load()[source.name]  # re-read at run time: the file may have changed
         with warehouse.connect() as con:
             try:
-                results = load_entity(con, campus_sources.raw_dir, live, live.entities[entity.name])
+                results = load_entity(con, campus_sources.raw_dir, live, live.entities[entity.name],
+                                      landing_memory=campus_sources.landing_memory)
             except SourceError as exc:
                 raise dg.Failure(description=str(exc)) from None
             rows_total = table_rows(con, f"raw.{q(entity.table)}") if con.execute(

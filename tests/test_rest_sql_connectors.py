@@ -275,3 +275,67 @@ def test_chunks_whose_column_types_change_land_every_value_as_text(tmp_path, con
     types = dict(con.execute("SELECT column_name, source_type FROM meta.source_schema WHERE entity = 'loose'"
                              ).fetchall())
     assert types == {"id": "number", "late": "string", "score": "mixed", "flag": "number"}
+
+
+def test_a_load_lands_under_the_landing_memory_limit_and_puts_the_warehouse_limit_back(tmp_path, con):
+    from connectors.raw_zone import RawZone
+
+    def limit() -> str:
+        return con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+    def ordered() -> bool:
+        return con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+
+    configured = limit()  # the warehouse's own (HUB_DUCKDB_MEMORY_LIMIT, 2GB unless set)
+    zone = RawZone(con, tmp_path / "raw", "64MB")
+    with zone._landing_settings():
+        assert limit() == "61.0 MiB" and not ordered()
+    assert limit() == configured and ordered()
+    # Repeated loads do not drift: the configured value is restored, not DuckDB's rounded report of it.
+    con.execute("SET VARIABLE hub_memory_limit = '1.9GB'")
+    con.execute("SET memory_limit = '1.9GB'")
+    for _ in range(3):
+        with zone._landing_settings():
+            pass
+    assert limit() == "1.7 GiB" and con.execute("SELECT getvariable('hub_memory_limit')").fetchall()[0][0] == "1.9GB"
+    # Never raised: a warehouse already below the landing limit keeps its own.
+    con.execute("SET VARIABLE hub_memory_limit = '32MB'")
+    con.execute("SET memory_limit = '32MB'")
+    with zone._landing_settings():
+        assert limit() == "30.5 MiB"
+    with pytest.raises(ValueError, match="'lots' is not a memory size"):
+        RawZone(con, tmp_path / "raw", "lots")
+
+
+def test_a_bad_landing_memory_setting_is_one_line_naming_the_variable():
+    with pytest.raises(ValueError) as err:
+        Settings.from_env({"HUB_RAW_MEMORY_LIMIT": "half of it"})
+    assert str(err.value) == ("HUB_RAW_MEMORY_LIMIT: 'half of it' is not a memory size (e.g. 128MB, 1GB, 2GiB)")
+    assert Settings.from_env({"HUB_RAW_MEMORY_LIMIT": "1 GiB"}).raw_memory_limit == "1 GiB"
+
+
+def test_a_table_too_wide_for_the_landing_limit_lands_under_the_warehouse_limit(tmp_path, con):
+    """DuckDB needs buffers per column while it lands: past what the landing limit allows it runs out
+    of memory; the load rolls back whole and lands again under the warehouse's own limit, audited."""
+    import sqlite3
+
+    from connectors.config import Entity
+
+    db = tmp_path / "wide.sqlite"
+    width = 120
+    with sqlite3.connect(db) as c:
+        c.execute(f"CREATE TABLE w (id INTEGER PRIMARY KEY, {', '.join(f'c{i} TEXT' for i in range(width))})")
+        c.executemany(f"INSERT INTO w VALUES ({', '.join('?' * (width + 1))})",
+                      [(r, *(f"r{r}c{i}-{'x' * (r % 17)}" for i in range(width))) for r in range(20_000)])
+    src = _sql_source(f"sqlite:///{db}")
+    entity = Entity("academic", "wide", ("id",), {"table": "w"})
+    src = type(src)(src.name, src.kind, src.description, src.owner, {**src.options, "chunk_rows": 5000},
+                    {"wide": entity})
+    [load] = load_entity(con, tmp_path / "raw", src, entity, landing_memory="4MB")
+    assert load.rows_landed == 20_000 and load.rows_read == 20_000 and load.rows_skipped == 0
+    assert "memory limit" in load.message
+    assert con.execute("SELECT count(*), count(DISTINCT id), any_value(c119) FILTER (id = '19999') "
+                       "FROM raw.academic__wide").fetchall() == [(20_000, 20_000, "r19999c119-" + "x" * (19999 % 17))]
+    audit = con.execute("SELECT rows_landed, message FROM quality.load_audit WHERE entity = 'wide'").fetchall()
+    assert len(audit) == 1 and audit[0][0] == 20_000 and "HUB_RAW_MEMORY_LIMIT" in audit[0][1]
+    assert con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] != "3.8 MiB"
