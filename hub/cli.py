@@ -185,7 +185,7 @@ def load(targets: tuple[str, ...]) -> None:
             for r in results:
                 console.print(f"[green]✓[/] {entity.table}: {r.status}, read {r.rows_read:,}, landed {r.rows_landed:,},"
                               f" skipped {r.rows_skipped:,}, rejected {r.rows_rejected:,}, retries {r.retries}"
-                              + (f" — {r.drift()}" if r.drift() else ""), highlight=False)
+                              + "".join(f" — {m}" for m in (r.message, r.drift()) if m), highlight=False)
             if not results:
                 console.print(f"· {entity.table}: nothing new", highlight=False)
     sys.exit(1 if failed else 0)

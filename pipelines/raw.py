@@ -27,6 +27,7 @@ def _summarise(results: list[LoadResult]) -> dict:
     return {**total,
             "loads": [r.load_id for r in ok],
             "files_rejected": [r.message for r in results if r.status == "rejected"],
+            "notes": [r.message for r in ok if r.message],
             "files_skipped": sum(1 for r in results if r.status == "skipped"),
             "cursor_before": results[0].cursor_before if results else None,
             "cursor_after": last.cursor_after if last else None,
@@ -61,6 +62,8 @@ def _raw_asset(source: Source, entity: Entity) -> dg.AssetsDefinition:
         s = _summarise(results)
         for msg in s["files_rejected"]:
             context.log.warning(f"file set aside: {msg}")
+        for msg in s["notes"]:  # e.g. a table too wide for the landing memory limit
+            context.log.warning(f"raw.{entity.table}: {msg}")
         if s["new_columns"]:
             context.log.warning(f"schema drift: new column(s) {s['new_columns']} added to raw.{entity.table}")
         if s["type_changes"]:

@@ -71,3 +71,24 @@ def test_serve_sources_loads_the_academic_database_by_url(campus_dir):
         proc.wait(timeout=20)
         with admin.connect() as c:
             c.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+def test_hub_load_says_when_a_table_was_too_wide_for_the_landing_memory_limit(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "wide.sqlite"
+    with sqlite3.connect(db) as c:
+        c.execute(f"CREATE TABLE w (id INTEGER PRIMARY KEY, {', '.join(f'c{i} TEXT' for i in range(120))})")
+        c.executemany(f"INSERT INTO w VALUES ({', '.join('?' * 121)})",
+                      [(r, *(f"r{r}c{i}" for i in range(120))) for r in range(20_000)])
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(f"sources:\n  ods:\n    kind: sql\n    url: sqlite:///{db}\n    chunk_rows: 5000\n"
+                       "    entities:\n      wide: {table: w, primary_key: id}\n", encoding="utf-8")
+    env = {"HUB_SOURCES_FILE": str(sources), "HUB_VAR_DIR": str(tmp_path / "var"), "HUB_RAW_MEMORY_LIMIT": "4MB"}
+    proc = _hub("load", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "landed 20,000" in proc.stdout and "HUB_RAW_MEMORY_LIMIT" in proc.stdout, proc.stdout
+
+    proc = _hub("load", env={**env, "HUB_RAW_MEMORY_LIMIT": "plenty"})
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "HUB_RAW_MEMORY_LIMIT" in lines[0] and "'plenty'" in lines[0]
