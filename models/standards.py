@@ -160,6 +160,17 @@ def load_standards(path: str | Path = STANDARDS_FILE) -> dict:
         raise StandardsError(f"{path}: {exc}") from None
 
 
+def bind_as_of(con: duckdb.DuckDBPyConnection, *, env: Mapping[str, str] | None = None) -> date | None:
+    """Set (or clear) the ``hub_as_of`` session variable from ``HUB_AS_OF``; the warehouse's own date
+    judgements (``fact_relation_transfer.receipt_overdue``) read it too. Returns the date, or None."""
+    as_of = as_of_setting(env)
+    if as_of is None:
+        con.execute(f"RESET VARIABLE {AS_OF_VARIABLE}")
+    else:
+        con.execute(f"SET VARIABLE {AS_OF_VARIABLE} = ?::DATE", [as_of.isoformat()])
+    return as_of
+
+
 def bind_mart_settings(con: duckdb.DuckDBPyConnection, *, env: Mapping[str, str] | None = None,
                        standards_path: str | Path = STANDARDS_FILE) -> dict[str, Any]:
     """Set the session variables the marts read (see the module docstring) and return what was set."""
@@ -171,10 +182,7 @@ def bind_mart_settings(con: duckdb.DuckDBPyConnection, *, env: Mapping[str, str]
         shown = str(path.resolve().relative_to(models_dir.parent))
     except ValueError:
         shown = str(path)
-    if as_of is None:
-        con.execute(f"RESET VARIABLE {AS_OF_VARIABLE}")
-    else:
-        con.execute(f"SET VARIABLE {AS_OF_VARIABLE} = ?::DATE", [as_of.isoformat()])
+    bind_as_of(con, env=env)
     con.execute(f"SET VARIABLE {STANDARDS_VARIABLE} = ?", [json.dumps(standards, ensure_ascii=False)])
     con.execute(f"SET VARIABLE {STANDARDS_SHA_VARIABLE} = ?", [sha])
     con.execute(f"SET VARIABLE {STANDARDS_PATH_VARIABLE} = ?", [shown])

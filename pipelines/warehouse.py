@@ -5,7 +5,7 @@ import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, IdentityResource, WarehouseResource
 from models.build import LAYERS, MART_MODELS, WAREHOUSE_MODELS, build_warehouse, model_of
-from models.standards import bind_mart_settings
+from models.standards import bind_as_of, bind_mart_settings
 from pipelines.common import OWNER, preview, record_check
 
 
@@ -21,6 +21,8 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
         with warehouse.connect() as con:
             if layer == "marts":
                 bind_mart_settings(con)  # as-of date and assessment standards, as session variables
+            else:
+                bind_as_of(con)  # the warehouse judges dates (a receipt overdue) against it too, never the clock
             rows = build_warehouse(con, name, secret=identity.person_key_secret, layer=layer)
             pv = preview(con, f"{layer}.{name}")
             findings = dict(con.execute("SELECT kind, count(*) FROM quality.reconciliation_issue WHERE model = ? "

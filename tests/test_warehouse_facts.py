@@ -293,7 +293,13 @@ def test_assessments_transfers_and_study_records_equal_the_truth(wh, truth):
         last = (date(y + (m == 12), m % 12 + 1, 1) - date(y, m, 1)).days
         return date(y, m, min(d.day, last))
 
-    assert got == sorted((*w, (w[5] or date.today()) > one_month_later(w[4])) for w in want)
+    # Judged at the as-of date (HUB_AS_OF unset: the later of the last meeting and the last dues payment),
+    # never today, so the flags do not change from one day to the next.
+    [(as_of,)] = wh.execute("SELECT greatest((SELECT max(meeting_date) FROM warehouse.fact_org_activity), "
+                            "(SELECT max(paid_on) FROM warehouse.fact_dues_payment))").fetchall()
+    assert as_of < date.today()
+    assert got == sorted((*w, (w[5] or as_of) > one_month_later(w[4])) for w in want)
+
 
     got = _rows(wh, "SELECT record_id, person_no, course_id, minutes, progress, quiz_score, completed, started_at "
                     "FROM warehouse.fact_study_record")
@@ -347,3 +353,36 @@ def test_departments_are_the_units_of_hr_and_the_student_system_with_their_count
 def test_every_fact_table_is_built(wh):
     for name in FACTS:
         assert wh.execute(f"SELECT count(*) FROM warehouse.{name}").fetchone()[0] > 0, name
+
+
+def test_a_pending_receipt_is_judged_at_the_as_of_date_never_today(wh):
+    """Two letters without a receipt: one due before the as-of date, one due after it but long before today.
+    Judged by the clock both would be overdue; judged at the as-of date (the latest date in the data, or
+    HUB_AS_OF) only the first is."""
+    from datetime import timedelta
+
+    from models.build import build_warehouse
+    from models.standards import bind_as_of
+
+    [(as_of,)] = wh.execute("SELECT greatest((SELECT max(meeting_date) FROM warehouse.fact_org_activity), "
+                            "(SELECT max(paid_on) FROM warehouse.fact_dues_payment))").fetchall()
+    letters = {"T-ASOF-LATE": as_of - timedelta(days=45), "T-ASOF-OPEN": as_of - timedelta(days=10)}
+    assert as_of + timedelta(days=25) < date.today(), "the open letter's deadline is past by the clock"
+    for letter, out_date in letters.items():
+        wh.execute("INSERT INTO staging.stg_party_transfers SELECT * REPLACE (?::VARCHAR AS letter_no, "
+                   "?::DATE AS out_date, NULL::DATE AS receipt_date) FROM staging.stg_party_transfers LIMIT 1",
+                   [letter, out_date])
+
+    def flags() -> dict:
+        build_warehouse(wh, "fact_relation_transfer", secret="test-secret")
+        return dict(wh.execute("SELECT letter_no, receipt_overdue FROM warehouse.fact_relation_transfer "
+                               "WHERE letter_no LIKE 'T-ASOF-%'").fetchall())
+
+    try:
+        assert flags() == {"T-ASOF-LATE": True, "T-ASOF-OPEN": False}
+        bind_as_of(wh, env={"HUB_AS_OF": str(as_of - timedelta(days=20))})  # before the first deadline
+        assert flags() == {"T-ASOF-LATE": False, "T-ASOF-OPEN": False}
+    finally:
+        bind_as_of(wh, env={})
+        wh.execute("DELETE FROM staging.stg_party_transfers WHERE letter_no LIKE 'T-ASOF-%'")
+        build_warehouse(wh, "fact_relation_transfer", secret="test-secret")

@@ -3,8 +3,10 @@
 -- materialize: script
 -- ---
 -- receipt_due_by = out_date + 1 month (the receiving committee returns the receipt within one month).
--- receipt_overdue: the receipt came after receipt_due_by, or has not come and receipt_due_by is past
--- (today, when the model is built). letter_valid_until = out_date + 3 months (省内) or 6 months (跨省).
+-- receipt_overdue: the receipt came after receipt_due_by, or has not come and receipt_due_by is before the
+-- as-of date: HUB_AS_OF when set, else the latest date in the data (the later of the last meeting and the
+-- last dues payment, the date the marts use), never the clock, so a rebuild gives the same flags on
+-- any day. letter_valid_until = out_date + 3 months (省内) or 6 months (跨省).
 CREATE OR REPLACE TEMP TABLE _fact_relation_transfer AS
 WITH known_person AS (
     SELECT staff_no AS person_no FROM staging.stg_hr_staff
@@ -19,6 +21,10 @@ WITH known_person AS (
     SELECT trim(record_key) FROM quality.quarantine WHERE stage = 'staging' AND source = 'party' AND entity = 'orgs'
 ), person_lookup AS (
     SELECT person_no, person_key FROM warehouse.person_number
+), as_of AS (
+    SELECT coalesce(getvariable('hub_as_of')::DATE,
+                    greatest((SELECT max(meeting_date) FROM warehouse.fact_org_activity),
+                             (SELECT max(paid_on) FROM warehouse.fact_dues_payment))) AS as_of
 )
 SELECT
     t.letter_no,
@@ -31,7 +37,7 @@ SELECT
     t.out_date,
     t.receipt_date,
     CAST(t.out_date + INTERVAL 1 MONTH AS DATE)        AS receipt_due_by,
-    coalesce(t.receipt_date, current_date) > CAST(t.out_date + INTERVAL 1 MONTH AS DATE) AS receipt_overdue,
+    coalesce(t.receipt_date, a.as_of) > CAST(t.out_date + INTERVAL 1 MONTH AS DATE) AS receipt_overdue,
     CAST(t.out_date + CASE t.kind WHEN 'cross_province' THEN INTERVAL 6 MONTH ELSE INTERVAL 3 MONTH END AS DATE)
                                                        AS letter_valid_until,
     t.source_file,
@@ -40,7 +46,8 @@ SELECT
 FROM staging.stg_party_transfers t
 LEFT JOIN known_person kp ON kp.person_no = t.person_no
 LEFT JOIN known_org ko ON ko.org_code = t.from_org_code
-LEFT JOIN person_lookup p ON p.person_no = t.person_no;
+LEFT JOIN person_lookup p ON p.person_no = t.person_no
+CROSS JOIN as_of a;
 
 CREATE OR REPLACE TABLE warehouse.fact_relation_transfer AS
 SELECT * EXCLUDE (_unknown_person, _unknown_org)
