@@ -43,16 +43,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from measure import machine_base, peak_rss_bytes, run_measured, warm_page_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "var" / "bench"
@@ -188,17 +188,6 @@ def child_dlt(workload: str, work: Path, loader_file_format: str | None = "parqu
             "normalized_rows": dict(normalize.row_counts) if normalize else {}}
 
 
-def peak_rss_bytes() -> int | None:
-    """This process's resident-memory high-water mark (Linux ``VmHWM``), or None where there is none."""
-    status = Path("/proc/self/status")
-    if not status.is_file():
-        return None
-    for line in status.read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return None
-
-
 def run_child(tool: str, workload: str, work: Path) -> None:
     if tool == "hub":
         result = child_hub(workload, work)
@@ -233,62 +222,21 @@ class Run:
         return self.rows / self.load_s if self.load_s else 0.0
 
 
-def _busy_cpu_s() -> float:
-    """CPU seconds the whole machine has spent busy (all cores; idle and I/O wait excluded)."""
-    import psutil
-
-    t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
-
-
 def measure(tool: str, workload: str, scale: float, repeat: int, env: dict[str, str], timeout: float) -> Run:
     """Run one child in a fresh temporary folder and measure it (see the module docstring)."""
-    import psutil
-
     with tempfile.TemporaryDirectory(prefix=f"hub-bench-{tool}-{workload}-") as tmp:
         work = Path(tmp)
-        out_path, err_path = work / "child.out", work / "child.err"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", tool, workload, str(work)]
-        me = psutil.Process()
-        busy_before, mine_before = _busy_cpu_s(), sum(me.cpu_times()[:2])
-        started = time.perf_counter()
-        with out_path.open("wb") as out, err_path.open("wb") as err:
-            proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        tree_peak = 0
-        timed_out = False
-        ps = psutil.Process(proc.pid)
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            try:  # the child and any process it started, summed (dlt may start workers)
-                tree = [ps, *ps.children(recursive=True)]
-                tree_peak = max(tree_peak, sum(p.memory_info().rss for p in tree))
-            except psutil.Error:
-                pass
-            if not timed_out and time.perf_counter() - started > timeout:
-                timed_out = True
-                proc.kill()
-            time.sleep(0.1)
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen
-        wall, cpu = time.perf_counter() - started, usage.ru_utime + usage.ru_stime
-        # CPU the rest of the machine used meanwhile (not the child, not this process and its servers)
-        others = _busy_cpu_s() - busy_before - cpu - (sum(me.cpu_times()[:2]) - mine_before)
-        run = Run(scale, workload, tool, repeat, ok=False, process_s=wall, cpu_s=cpu,
-                  tree_peak_rss_mb=tree_peak / 2**20, other_cores=max(0.0, others / wall))
-        lines = [ln for ln in out_path.read_text(errors="replace").splitlines() if ln.startswith(RESULT_PREFIX)]
-        if timed_out:
-            run.error = f"timed out after {timeout:.0f} s"
-        elif proc.returncode != 0 or not lines:
-            tail = err_path.read_text(errors="replace").strip().splitlines()[-5:]
-            run.error = f"exit {proc.returncode}: " + " | ".join(tail)
-        else:
-            result = json.loads(lines[-1].removeprefix(RESULT_PREFIX))
-            run.ok, run.load_s = True, result.pop("load_s")
-            hwm = result.pop("peak_rss_bytes")
-            run.peak_rss_mb = hwm / 2**20 if hwm else run.tree_peak_rss_mb
-            run.rows = sum(result["tables"].values())
-            run.detail = result
+        child = run_measured(cmd, cwd=work, env=env, prefix=RESULT_PREFIX, timeout=timeout)
+    run = Run(scale, workload, tool, repeat, ok=False, process_s=child.wall_s, cpu_s=child.cpu_s,
+              tree_peak_rss_mb=child.tree_peak_rss_mb, other_cores=child.other_cores, error=child.error)
+    if child.result is not None:
+        result = child.result
+        run.ok, run.load_s = True, result.pop("load_s")
+        hwm = result.pop("peak_rss_bytes")
+        run.peak_rss_mb = hwm / 2**20 if hwm else run.tree_peak_rss_mb
+        run.rows = sum(result["tables"].values())
+        run.detail = result
     return run
 
 
@@ -328,46 +276,15 @@ def child_env(source_env: dict[str, str], data_dir: Path) -> dict[str, str]:
     return env
 
 
-def warm_page_cache(path: Path) -> None:
-    """Read a file once so that every SQL run starts with it in the OS page cache, not only the later ones."""
-    with path.open("rb") as handle:
-        while handle.read(1 << 24):
-            pass
-
-
 # --------------------------------------------------------------------------- reporting
 
 
 def machine() -> dict[str, str]:
-    import psutil
-
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     return {
         "hub": _revision(),
         "hub DuckDB memory_limit": os.environ.get("HUB_DUCKDB_MEMORY_LIMIT", "2GB (default)"),
         "hub landing memory_limit": os.environ.get("HUB_RAW_MEMORY_LIMIT", "128MB (default)"),
-        "nproc": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()),
-        "cpu": cpu,
-        "ram": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "duckdb": version("duckdb"),
-        "dlt": version("dlt"),
-        "pyarrow": version("pyarrow"),
-        "sqlalchemy": version("sqlalchemy"),
-        "requests": version("requests"),
+        **machine_base(["duckdb", "dlt", "pyarrow", "sqlalchemy", "requests"]),
     }
 
 

@@ -37,15 +37,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from measure import machine_base, peak_rss_bytes, run_measured, warm_page_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -131,16 +130,6 @@ def build(scale: float, seed: int, only_biggest: bool) -> Path:
 # --------------------------------------------------------------------------- the child: one gate
 
 
-def peak_rss_bytes() -> int | None:
-    status = Path("/proc/self/status")
-    if not status.is_file():
-        return None
-    for line in status.read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return None
-
-
 def child(engine: str, db: Path, chunk_rows: int) -> None:
     from hub.warehouse import connect
     from quality.expectations import build_data_docs, load_suites, record_results, run_suite
@@ -208,99 +197,39 @@ class Run:
     error: str | None = None
 
 
-def _busy_cpu_s() -> float:
-    import psutil
-
-    t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
-
-
 def measure(scale: float, engine: str, chunk_rows: int, timeout: float, mem_cap_gb: float) -> Run:
-    import psutil
-
     db = warehouse_path(scale)
     run = Run(scale, engine, chunk_rows)
     with tempfile.TemporaryDirectory(prefix=f"hub-quality-{engine}-") as tmp:
-        out_path, err_path = Path(tmp) / "child.out", Path(tmp) / "child.err"
         cmd = [sys.executable, str(Path(__file__).resolve()), "_child", "--engine", engine, "--db", str(db),
                "--chunk-rows", str(chunk_rows)]
         env = {**os.environ, "GX_ANALYTICS_ENABLED": "False", "DAGSTER_DISABLE_TELEMETRY": "true",
                "HUB_VAR_DIR": tmp}
-        me = psutil.Process()
-        busy_before, mine_before = _busy_cpu_s(), sum(me.cpu_times()[:2])
-        started = time.perf_counter()
-        with out_path.open("wb") as out, err_path.open("wb") as err:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        ps = psutil.Process(proc.pid)
-        killed = None
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            try:
-                rss = sum(p.memory_info().rss for p in [ps, *ps.children(recursive=True)])
-                run.tree_peak_rss_mb = max(run.tree_peak_rss_mb, rss / 2**20)
-            except psutil.Error:
-                rss = 0
-            if killed is None and rss > mem_cap_gb * 2**30:
-                killed = f"killed at {rss / 2**30:.1f} GB resident (cap {mem_cap_gb:g} GB)"
-                proc.kill()
-            elif killed is None and time.perf_counter() - started > timeout:
-                killed = f"killed after {timeout:.0f} s (timeout)"
-                proc.kill()
-            time.sleep(0.1)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        run.process_s = time.perf_counter() - started
-        run.cpu_s = usage.ru_utime + usage.ru_stime
-        others = _busy_cpu_s() - busy_before - run.cpu_s - (sum(me.cpu_times()[:2]) - mine_before)
-        run.other_cores = max(0.0, others / run.process_s)
-        lines = [ln for ln in out_path.read_text(errors="replace").splitlines() if ln.startswith(RESULT_PREFIX)]
-        if killed:
-            doing = [ln for ln in err_path.read_text(errors="replace").splitlines() if ln.startswith("suite ")]
-            run.error = killed + (f" during {doing[-1].removeprefix('suite ')}" if doing else "")
-        elif proc.returncode != 0 or not lines:
-            tail = err_path.read_text(errors="replace").strip().splitlines()[-5:]
-            run.error = f"exit {proc.returncode}: " + " | ".join(tail)
-        else:
-            r = json.loads(lines[-1].removeprefix(RESULT_PREFIX))
-            run.ok = True
-            run.evaluate_s, run.import_s = r["evaluate_s"], r["import_s"]
-            run.docs_s, run.record_s = r["docs_s"], r["record_s"]
-            hwm = r["peak_rss_bytes"]
-            run.peak_rss_mb = hwm / 2**20 if hwm else run.tree_peak_rss_mb
-            run.rows, run.expectations, run.failed, run.per_suite = r["rows"], r["expectations"], r["failed"], \
-                r["per_suite"]
+        child = run_measured(cmd, cwd=ROOT, env=env, prefix=RESULT_PREFIX, timeout=timeout,
+                             mem_cap_bytes=mem_cap_gb * 2**30)
+    run.process_s, run.cpu_s, run.other_cores = child.wall_s, child.cpu_s, child.other_cores
+    run.tree_peak_rss_mb = child.tree_peak_rss_mb
+    if child.result is None:
+        doing = [ln for ln in child.stderr.splitlines() if ln.startswith("suite ")]
+        killed = child.error.startswith("killed")
+        run.error = child.error + (f" during {doing[-1].removeprefix('suite ')}" if killed and doing else "")
+    else:
+        r = child.result
+        run.ok = True
+        run.evaluate_s, run.import_s = r["evaluate_s"], r["import_s"]
+        run.docs_s, run.record_s = r["docs_s"], r["record_s"]
+        hwm = r["peak_rss_bytes"]
+        run.peak_rss_mb = hwm / 2**20 if hwm else run.tree_peak_rss_mb
+        run.rows, run.expectations, run.failed, run.per_suite = r["rows"], r["expectations"], r["failed"], \
+            r["per_suite"]
     return run
-
-
-def warm(db: Path) -> None:
-    """Read the warehouse file once so that every engine starts with it in the page cache."""
-    with db.open("rb") as handle:
-        while handle.read(1 << 24):
-            pass
 
 
 # --------------------------------------------------------------------------- reporting
 
 
 def machine() -> dict[str, str]:
-    import psutil
-
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                    if ln.startswith("model name")), cpu)
-    return {"nproc": str(os.cpu_count()), "cpu": cpu, "ram": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
-            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-            "great_expectations": version("great_expectations"), "pandas": version("pandas"),
-            "duckdb": version("duckdb"), "pyarrow": version("pyarrow"),
+    return {**machine_base(["great_expectations", "pandas", "duckdb", "pyarrow"]),
             "duckdb memory_limit": os.environ.get("HUB_DUCKDB_MEMORY_LIMIT", "2GB")}
 
 
@@ -415,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         if not db.is_file():
             raise SystemExit(f"no benchmark warehouse for scale {scale:g}: run `benchmarks/quality.py build "
                              f"--scale {scale:g}` first")
-        warm(db)
+        warm_page_cache(db)
         for engine in args.engines:
             for _ in range(args.repeat):
                 run = measure(scale, engine, args.chunk_rows, args.timeout, args.mem_cap_gb)

@@ -86,7 +86,7 @@ class RawZone:
             memory_bytes(landing_memory)
 
     @contextmanager
-    def _landing_settings(self) -> Iterator[None]:
+    def _landing_settings(self, lower_memory: bool = True) -> Iterator[None]:
         """DuckDB settings while a load lands, put back afterwards.
 
         * ``memory_limit`` lowered to ``landing_memory`` (never raised), so peak memory stays flat as
@@ -99,7 +99,7 @@ class RawZone:
             "SELECT coalesce(getvariable('hub_memory_limit'), current_setting('memory_limit')), "
             "current_setting('preserve_insertion_order')").fetchall()[0]
         lower = False
-        if self.landing_memory is not None:
+        if lower_memory and self.landing_memory is not None:
             try:
                 lower = memory_bytes(self.landing_memory) < memory_bytes(configured)
             except ValueError:
@@ -238,7 +238,7 @@ class RawZone:
             vars(result).update(vars(before))
             result.message = (f"landed under the warehouse's memory limit: {self.landing_memory} "
                               "(HUB_RAW_MEMORY_LIMIT) was too small for this table")
-            with RawZone(self.con, self.raw_dir, None)._landing_settings():
+            with self._landing_settings(lower_memory=False):
                 self._commit_load(entity, folder, stats, result, started_at, started, file_name, file_sha256)
 
     def _commit_load(self, entity: Entity, folder: Path | None, stats: ExtractStats, result: LoadResult,
