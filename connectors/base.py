@@ -31,6 +31,18 @@ class Rejected:
 
 
 @dataclass
+class Finding:
+    """Something a load noticed about a row it landed (e.g. a cursor value in the future): reported in
+    ``quality.load_finding`` with the load, never silently acted on."""
+
+    kind: str
+    detail: str
+    record_key: str | None = None
+    field: str | None = None
+    value: str | None = None
+
+
+@dataclass
 class ExtractStats:
     pages: int = 0
     files: int = 0
@@ -38,6 +50,7 @@ class ExtractStats:
     encoding: str | None = None
     cursor_after: str | None = None
     rejected: list[Rejected] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     # column -> type family the source sent it as (string, number, boolean, datetime, nested, mixed)
     source_types: dict[str, str] = field(default_factory=dict)
 

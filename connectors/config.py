@@ -7,6 +7,7 @@ one :class:`ConfigError` line naming the key path and what is wrong with it.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from dataclasses import dataclass, field
@@ -44,8 +45,9 @@ class Entity:
     options: dict[str, Any]
     cursor_field: str | None = None
     cursor_param: str | None = None
-    cursor_type: str = "string"  # string (ISO text compares in order) or int (epoch ms)
+    cursor_type: str = "string"  # string (ISO text in order), int (a sequence), epoch_ms, epoch_s
     required: tuple[str, ...] = ()
+    future_tolerance: dt.timedelta = dt.timedelta(days=1)  # cursor values beyond now + this never move it
 
     @property
     def table(self) -> str:
@@ -174,12 +176,23 @@ def _entity(where: str, source: str, kind: str, name: str, spec: Any) -> Entity:
     if inc is not None:
         _require(isinstance(inc, dict) and isinstance(inc.get("cursor_field"), str), f"{ewhere}.incremental.cursor_field",
                  "is required when incremental is set")
+        from connectors.cursor import CURSOR_TYPES, parse_tolerance
+
+        unknown = set(inc) - {"cursor_field", "param", "type", "future_tolerance"}
+        _require(not unknown, f"{ewhere}.incremental", f"unknown key(s) {sorted(unknown)}")
         cursor_field, cursor_param = inc["cursor_field"], inc.get("param")
         cursor_type = inc.get("type", "string")
-        _require(cursor_type in {"string", "int"}, f"{ewhere}.incremental.type", "must be string or int")
+        _require(cursor_type in CURSOR_TYPES, f"{ewhere}.incremental.type",
+                 f"must be one of {', '.join(CURSOR_TYPES)}, got {cursor_type!r}")
+        try:
+            tolerance = parse_tolerance(inc.get("future_tolerance", "1d"))
+        except ValueError as exc:
+            raise ConfigError(f"{ewhere}.incremental.future_tolerance: {exc}") from None
+    else:
+        tolerance = dt.timedelta(days=1)
     required = tuple(spec.get("required_columns", ()))
     return Entity(source, name, tuple(pk), opts, cursor_field, cursor_param, cursor_type,
-                  tuple(dict.fromkeys((*pk, *required))))
+                  tuple(dict.fromkeys((*pk, *required))), tolerance)
 
 
 def _guess_format(pattern: str) -> str:

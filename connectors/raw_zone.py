@@ -257,6 +257,17 @@ class RawZone:
                     [entity.source, entity.name, result.load_id, rej.rule, rej.record_key, rej.detail,
                      json.dumps(rej.original, ensure_ascii=False) if rej.original is not None else None])
             result.rows_rejected += len(stats.rejected)
+            if stats.findings:
+                con.executemany(
+                    "INSERT INTO quality.load_finding (load_id, source, entity, kind, record_key, field, value, "
+                    "detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [[result.load_id, entity.source, entity.name, f.kind, f.record_key, f.field, f.value, f.detail]
+                     for f in stats.findings])
+                kinds: dict[str, int] = {}
+                for f in stats.findings:
+                    kinds[f.kind] = kinds.get(f.kind, 0) + 1
+                note = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+                result.message = "; ".join(m for m in (result.message, f"findings: {note}") if m)
             result.rows_skipped = result.rows_read - result.rows_landed - result.rows_rejected
             if entity.cursor_field and result.cursor_after is not None:
                 con.execute(

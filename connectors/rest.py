@@ -14,12 +14,12 @@ from typing import Any
 from urllib.parse import urljoin
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from connectors.base import ExtractStats, SourceError, records_to_table
 from connectors.config import Entity, Source
+from connectors.cursor import CursorTracker
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 MAX_BACKOFF_S = 30.0
@@ -129,13 +129,14 @@ class RestExtractor:
         if cursor is not None and self.entity.cursor_param:
             params[self.entity.cursor_param] = cursor
         url = urljoin(self.base_url, opts["path"].lstrip("/"))
-        best = cursor
+        tracker = CursorTracker(self.entity, cursor, tolerance=self.entity.future_tolerance)
         for table in getattr(self, f"_pages_{pag['type']}")(url, params, pag, stats):
             stats.pages += 1
             if table.num_rows:
-                best = self._max_cursor(table, best)
+                tracker.observe(table)
                 yield table
-        stats.cursor_after = best
+        stats.cursor_after = tracker.result()
+        stats.findings.extend(tracker.findings)
 
     def _records(self, resp: requests.Response) -> tuple[Any, list[dict[str, Any]]]:
         try:
@@ -201,20 +202,6 @@ class RestExtractor:
             if not nxt:
                 return
             resp = self._get(urljoin(resp.url, nxt), None, stats)
-
-    def _max_cursor(self, table: pa.Table, best: str | None) -> str | None:
-        field = self.entity.cursor_field
-        if not field or field not in table.column_names:
-            return best
-        col = table.column(field)
-        if self.entity.cursor_type == "int":
-            top = pc.max(pc.cast(col, pa.int64()))
-            top_s = None if top.as_py() is None else str(top.as_py())
-            if top_s is None:
-                return best
-            return top_s if best is None or int(top_s) > int(best) else best
-        top_s = pc.max(col).as_py()
-        return top_s if best is None or (top_s is not None and top_s > best) else best
 
 
 def _server_message(resp: requests.Response) -> str:

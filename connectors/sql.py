@@ -26,11 +26,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from connectors.base import ExtractStats, SourceError, table_as_text, value_as_text
 from connectors.config import Entity, Source
+from connectors.cursor import CursorTracker
 
 
 def _engine(url: str) -> sa.Engine:
@@ -129,7 +129,7 @@ class SqlExtractor:
 
     def extract(self, cursor: str | None, stats: ExtractStats) -> Iterator[pa.Table]:
         engine = _engine(self.url)
-        best = cursor
+        tracker = CursorTracker(self.entity, cursor, tolerance=self.entity.future_tolerance)
         try:
             with engine.connect() as conn:
                 result = conn.execution_options(stream_results=True, yield_per=self.chunk_rows).execute(
@@ -145,16 +145,12 @@ class SqlExtractor:
                         del rows
                     stats.pages += 1
                     stats.note_types(typed)
-                    table = table_as_text(typed)
-                    field = self.entity.cursor_field
-                    if field and field in table.column_names:
-                        top = pc.max(table.column(field)).as_py()
-                        if top is not None and (best is None or top > best):
-                            best = top
-                    yield table
+                    tracker.observe(typed)  # compared as the column's own type, then landed as text
+                    yield table_as_text(typed)
         except sa.exc.OperationalError as exc:
             raise SourceError(f"{self.source.name}.{self.entity.name}: cannot read {self._safe_url()}: "
                               f"{str(exc.orig).strip().splitlines()[0]}") from None
         finally:
             engine.dispose()
-        stats.cursor_after = best
+        stats.cursor_after = tracker.result()
+        stats.findings.extend(tracker.findings)

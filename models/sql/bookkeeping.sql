@@ -59,6 +59,19 @@ CREATE TABLE IF NOT EXISTS quality.quarantine (
     quarantined_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
 );
 
+-- What a load noticed about rows it landed (a cursor value in the future, ...): written with the load.
+CREATE TABLE IF NOT EXISTS quality.load_finding (
+    load_id     VARCHAR NOT NULL,
+    source      VARCHAR NOT NULL,
+    entity      VARCHAR NOT NULL,
+    kind        VARCHAR NOT NULL,
+    record_key  VARCHAR,
+    field       VARCHAR,
+    value       VARCHAR,
+    detail      VARCHAR,
+    found_at    TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+);
+
 -- The type family each source column arrived as (raw keeps text, so a change is reported, never coerced).
 CREATE TABLE IF NOT EXISTS meta.source_schema (
     source         VARCHAR NOT NULL,
