@@ -92,6 +92,12 @@ def load_sources(path: str | Path) -> dict[str, Source]:
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     _require(isinstance(doc, dict) and isinstance(doc.get("sources"), dict), f"{path}", "needs a 'sources' mapping")
+    from connectors.schema import SourcesFile, ValidationError, validation_message
+
+    try:
+        SourcesFile.model_validate(doc)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {validation_message(exc)}") from None
     sources = {}
     for name, spec in doc["sources"].items():
         sources[name] = _source(path, name, spec)
@@ -105,71 +111,20 @@ def _source(path: Path, name: str, spec: Any) -> Source:
     _require(kind in _KINDS, f"{where}.kind", f"must be one of {sorted(_KINDS)}, got {kind!r}")
     _require(isinstance(spec.get("entities"), dict) and spec["entities"], f"{where}.entities", "needs at least one entity")
     options = {k: v for k, v in spec.items() if k not in _SOURCE_KEYS}
-    _validate_options(kind, options, where)
     entities = {e: _entity(where, name, kind, e, espec) for e, espec in spec["entities"].items()}
     return Source(name, kind, str(spec.get("description", "")), str(spec.get("owner", "team:data-platform")),
                   options, entities)
-
-
-_KIND_OPTIONS = {
-    "rest": {"base_url", "auth", "timeout", "verify_tls", "max_retries", "headers"},
-    "sql": {"url", "chunk_rows"},
-    "files": {"inbox", "archive", "rejected"},
-}
-_ENTITY_OPTIONS = {
-    "rest": {"path", "params", "records_path", "paginator"},
-    "sql": {"table", "query"},
-    "files": {"pattern", "format", "sheet"},
-}
-_PAGINATORS = {
-    "page_number": {"type", "page_param", "size_param", "page_size", "total_pages_path", "start"},
-    "offset": {"type", "offset_param", "limit_param", "limit", "next_url_path", "total_path"},
-    "cursor": {"type", "cursor_param", "limit_param", "limit", "next_cursor_path"},
-    "link_header": {"type", "page_param", "size_param", "page_size"},
-}
-
-
-def _validate_options(kind: str, options: dict[str, Any], where: str) -> None:
-    unknown = set(options) - _KIND_OPTIONS[kind]
-    _require(not unknown, where, f"unknown key(s) {sorted(unknown)} for a {kind} source")
-    if kind == "rest":
-        _require(isinstance(options.get("base_url"), str), f"{where}.base_url", "is required")
-        auth = options.get("auth", {"type": "none"})
-        _require(isinstance(auth, dict) and auth.get("type") in {"none", "bearer", "api_key", "basic"},
-                 f"{where}.auth.type", "must be one of none, bearer, api_key, basic")
-    elif kind == "sql":
-        _require(isinstance(options.get("url"), str), f"{where}.url", "is required")
-    else:
-        _require(isinstance(options.get("inbox"), str), f"{where}.inbox", "is required")
 
 
 def _entity(where: str, source: str, kind: str, name: str, spec: Any) -> Entity:
     ewhere = f"{where}.entities.{name}"
     _require(isinstance(spec, dict), ewhere, "must be a mapping")
     opts = {k: v for k, v in spec.items() if k not in _ENTITY_KEYS}
-    unknown = set(opts) - _ENTITY_OPTIONS[kind]
-    _require(not unknown, ewhere, f"unknown key(s) {sorted(unknown)} for a {kind} entity")
     pk = spec.get("primary_key")
     if isinstance(pk, str):
         pk = [pk]
     _require(isinstance(pk, list) and pk and all(isinstance(c, str) for c in pk), f"{ewhere}.primary_key",
              "is required: a column name or a list of them")
-    if kind == "rest":
-        _require(isinstance(opts.get("path"), str), f"{ewhere}.path", "is required")
-        pag = opts.get("paginator")
-        _require(isinstance(pag, dict) and pag.get("type") in _PAGINATORS, f"{ewhere}.paginator.type",
-                 f"must be one of {sorted(_PAGINATORS)}")
-        bad = set(pag) - _PAGINATORS[pag["type"]]
-        _require(not bad, f"{ewhere}.paginator", f"unknown key(s) {sorted(bad)} for {pag['type']}")
-    elif kind == "sql":
-        _require(("table" in opts) != ("query" in opts), ewhere, "needs exactly one of 'table' or 'query'")
-    else:
-        _require(isinstance(opts.get("pattern"), str), f"{ewhere}.pattern", "is required")
-        pattern = opts["pattern"]
-        _require(not Path(pattern).is_absolute() and ".." not in Path(pattern).parts, f"{ewhere}.pattern",
-                 f"{pattern!r} would leave the inbox")
-        _require(opts.get("format", _guess_format(pattern)) in {"csv", "xlsx"}, f"{ewhere}.format",
-                 "must be csv or xlsx")
     inc = spec.get("incremental")
     cursor_field = cursor_param = None
     cursor_type = "string"
@@ -178,8 +133,6 @@ def _entity(where: str, source: str, kind: str, name: str, spec: Any) -> Entity:
                  "is required when incremental is set")
         from connectors.cursor import CURSOR_TYPES, parse_tolerance
 
-        unknown = set(inc) - {"cursor_field", "param", "type", "future_tolerance"}
-        _require(not unknown, f"{ewhere}.incremental", f"unknown key(s) {sorted(unknown)}")
         cursor_field, cursor_param = inc["cursor_field"], inc.get("param")
         cursor_type = inc.get("type", "string")
         _require(cursor_type in CURSOR_TYPES, f"{ewhere}.incremental.type",

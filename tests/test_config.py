@@ -46,3 +46,39 @@ def test_interpolation_reads_the_environment_when_used():
     assert interpolate("${A:-x}/${B}", {"B": "b"}) == "x/b"
     with pytest.raises(ConfigError, match="SECRET_TOKEN is not set"):
         interpolate("${SECRET_TOKEN}", {}, where="sources.hr.auth.token")
+
+
+def test_committed_json_schema_is_current_and_accepts_the_shipped_file():
+    import json
+
+    import jsonschema
+    import yaml
+
+    from connectors.schema import schema_text
+
+    committed = (PROJECT_ROOT / "docs" / "sources.schema.json").read_text(encoding="utf-8")
+    assert committed == schema_text(), "regenerate: python -m connectors.schema > docs/sources.schema.json"
+    doc = yaml.safe_load((PROJECT_ROOT / "sources.yaml").read_text(encoding="utf-8"))
+    jsonschema.validate(doc, json.loads(committed))
+    doc["sources"]["hr"]["entities"]["staff"]["paginator"]["page_size"] = "two hundred"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, json.loads(committed))
+
+
+@pytest.mark.parametrize("fragment,needle", [
+    ("timeout: abc", "sources.hr.timeout: must be a number (or ${VAR}), got 'abc'"),
+    ("timeout: ${HUB_HTTP_TIMEOUT:-30}", None),
+    ("auth: {type: oauth2_client_credentials, token_url: http://t/token}", "sources.hr.auth.client_id: is required"),
+    ("auth: {type: api_key, key: k, location: query}", "name is required when location is query"),
+    ("auth: {type: kerberos}", "sources.hr.auth.type"),
+])
+def test_typed_options_fail_with_one_line(tmp_path, fragment, needle):
+    text = (f"sources:\n  hr:\n    kind: rest\n    base_url: http://x\n    {fragment}\n    entities:\n"
+            "      staff:\n        path: /s\n        primary_key: id\n"
+            "        paginator: {type: page_number, page_param: p, size_param: s}\n")
+    if needle is None:
+        assert load_sources(_write(tmp_path, text))["hr"].options["timeout"] == "${HUB_HTTP_TIMEOUT:-30}"
+        return
+    with pytest.raises(ConfigError) as err:
+        load_sources(_write(tmp_path, text))
+    assert needle in str(err.value) and "\n" not in str(err.value)

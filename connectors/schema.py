@@ -1,0 +1,276 @@
+"""The typed model of ``sources.yaml``: every option, its type and its default, in one place.
+
+``load_sources`` validates a file against :class:`SourcesFile` before anything runs, and turns the first
+problems into one line naming the key path (``sources.hr.entities.staff.paginator.page_size: …``). The
+same model writes the JSON Schema that editors use to check the file as it is typed
+(``docs/sources.schema.json``; regenerate with ``python -m connectors.schema > docs/sources.schema.json``,
+a test fails when it is stale).
+
+Any scalar may be written as ``${VAR}`` or ``${VAR:-default}``: it is resolved from the environment when
+the source is used, so a number or a flag can come from the environment too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+ENV_REF = r".*\$\{[A-Z0-9_]+(?::-[^}]*)?\}.*"
+EnvRef = Annotated[str, StringConstraints(pattern=ENV_REF)]
+Int = int | EnvRef
+Float = float | EnvRef
+Bool = bool | EnvRef
+Duration = Annotated[str, StringConstraints(pattern=r"^\s*\d+(\.\d+)?\s*[smhd]\s*$")] | int | EnvRef
+Columns = str | list[str]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# -- shared ---------------------------------------------------------------------------------------
+class Incremental(_Model):
+    """Read only what changed since the last load: ``cursor_field >= stored cursor``."""
+
+    cursor_field: str = Field(description="The record field (or column) whose highest value is the cursor.")
+    param: str | None = Field(None, description="REST: the query parameter that takes the stored cursor.")
+    type: Literal["string", "int", "epoch_ms", "epoch_s"] = Field(
+        "string", description="How text cursor values compare: ISO text in order, an integer sequence, or "
+                              "epoch milliseconds/seconds. Typed database columns compare as their own type.")
+    future_tolerance: Duration = Field(
+        "1d", description="A value beyond now plus this (30s, 15m, 6h, 1d) is reported as a finding and "
+                          "never moves the cursor.")
+
+
+class _Entity(_Model):
+    primary_key: Columns = Field(description="The column (or columns) that identify a record.")
+    incremental: Incremental | None = None
+    required_columns: list[str] = Field(default_factory=list,
+                                        description="Columns a load must carry besides the key, else it fails.")
+
+
+class _Source(_Model):
+    description: str = ""
+    owner: str = Field("team:data-platform", description="The Dagster owner of the source's assets.")
+
+
+# -- REST -----------------------------------------------------------------------------------------
+class NoAuth(_Model):
+    type: Literal["none"]
+
+
+class BearerAuth(_Model):
+    type: Literal["bearer"]
+    token: str
+
+
+class ApiKeyAuth(_Model):
+    type: Literal["api_key"]
+    key: str = Field(description="The key; use ${VAR}.")
+    location: Literal["header", "query"] = "header"
+    header: str = Field("X-API-Key", description="The header that carries the key (location: header).")
+    name: str | None = Field(None, description="The query parameter that carries the key (location: query).")
+
+    @model_validator(mode="after")
+    def _named(self) -> ApiKeyAuth:
+        if self.location == "query" and not self.name:
+            raise ValueError("name is required when location is query")
+        return self
+
+
+class BasicAuth(_Model):
+    type: Literal["basic"]
+    username: str
+    password: str
+
+
+class OAuth2ClientCredentials(_Model):
+    type: Literal["oauth2_client_credentials"]
+    token_url: str
+    client_id: str
+    client_secret: str
+    scope: str | None = None
+
+
+Auth = Annotated[NoAuth | BearerAuth | ApiKeyAuth | BasicAuth | OAuth2ClientCredentials, Field(discriminator="type")]
+
+
+class _Paginator(_Model):
+    max_pages: Int | None = Field(None, description="Fail the load rather than read more pages than this.")
+
+
+class PageNumber(_Paginator):
+    type: Literal["page_number"]
+    page_param: str
+    size_param: str
+    page_size: Int = 500
+    start: Int = 1
+    total_pages_path: str | None = None
+    total_path: str | None = None
+    has_more_path: str | None = None
+
+
+class Offset(_Paginator):
+    type: Literal["offset"]
+    offset_param: str
+    limit_param: str
+    limit: Int = 500
+    next_url_path: str | None = None
+    total_path: str | None = None
+    has_more_path: str | None = None
+
+
+class CursorPaginator(_Paginator):
+    type: Literal["cursor"]
+    cursor_param: str
+    limit_param: str
+    limit: Int = 500
+    next_cursor_path: str
+    total_path: str | None = None
+
+
+class LinkHeader(_Paginator):
+    type: Literal["link_header"]
+    page_param: str
+    size_param: str
+    page_size: Int = 500
+    total_path: str | None = None
+
+
+Paginator = Annotated[PageNumber | Offset | CursorPaginator | LinkHeader, Field(discriminator="type")]
+
+
+class RestEntity(_Entity):
+    path: str = Field(description="The endpoint, relative to base_url.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Fixed query parameters.")
+    records_path: str | None = Field(None, description="Dotted path to the list of records; the body itself if absent.")
+    paginator: Paginator
+
+
+class RestSource(_Source):
+    kind: Literal["rest"]
+    base_url: str
+    auth: Auth = Field(default_factory=lambda: NoAuth(type="none"))
+    timeout: Float = Field(30, description="Seconds per request.")
+    verify_tls: Bool = True
+    max_retries: Int = Field(8, description="Retries of 429, 5xx, timeouts and dropped connections.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent with every request.")
+    entities: dict[str, RestEntity] = Field(min_length=1)
+
+
+# -- SQL ------------------------------------------------------------------------------------------
+class SqlEntity(_Entity):
+    table: str | None = Field(None, description="A table (or view) to read whole; `schema.table` allowed.")
+    query: str | None = Field(None, description="A SELECT to read instead of a table.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SqlEntity:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("needs exactly one of 'table' or 'query'")
+        return self
+
+
+class SqlSource(_Source):
+    kind: Literal["sql"]
+    url: str = Field(description="A SQLAlchemy database URL; put the password in ${VAR}.")
+    chunk_rows: Int = Field(50_000, description="Rows fetched and landed at a time (bounds memory).")
+    entities: dict[str, SqlEntity] = Field(min_length=1)
+
+
+# -- files ----------------------------------------------------------------------------------------
+class FilesEntity(_Entity):
+    pattern: str = Field(description="A glob inside the inbox, e.g. 党员信息*.xlsx.")
+    format: Literal["csv", "xlsx"] | None = Field(None, description="csv or xlsx; from the pattern's suffix if absent.")
+    sheet: str | None = Field(None, description="XLSX: the sheet to read; the first if absent.")
+
+    @model_validator(mode="after")
+    def _inside(self) -> FilesEntity:
+        p = Path(self.pattern)
+        if p.is_absolute() or ".." in p.parts:
+            raise ValueError(f"pattern {self.pattern!r} would leave the inbox")
+        return self
+
+
+class FilesSource(_Source):
+    kind: Literal["files"]
+    inbox: str = Field(description="The folder exports are dropped into.")
+    archive: str | None = Field(None, description="Where loaded files go; <inbox>/../_archive/<name> if absent.")
+    rejected: str | None = Field(None, description="Where unreadable files go, with a .reason.txt.")
+    entities: dict[str, FilesEntity] = Field(min_length=1)
+
+
+AnySource = Annotated[RestSource | SqlSource | FilesSource, Field(discriminator="kind")]
+
+
+class SourcesFile(_Model):
+    """sources.yaml: the campus systems the hub reads."""
+
+    model_config = ConfigDict(extra="forbid", title="Campus Data Hub sources.yaml")
+    sources: dict[str, AnySource] = Field(min_length=1)
+
+
+# -- errors as one line ---------------------------------------------------------------------------
+_TAGGED = {"paginator", "auth"}
+_KINDS = {"rest", "sql", "files"}
+_MEMBERS = {"float": "a number", "int": "an integer", "bool": "true or false", "str": "text",
+            "constrained-str": None, "list[str]": "a list of names", "none": None}
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    """The key path of an error, without pydantic's union tags and validator names."""
+    out: list[str] = []
+    for i, part in enumerate(loc):
+        part = str(part)
+        if i == 2 and loc[0] == "sources" and part in _KINDS:
+            continue
+        if out and out[-1] in _TAGGED and i > 0 and str(loc[i - 1]) in _TAGGED:
+            continue
+        if part.startswith(("function-", "union[", "tagged-union[")) or part in _MEMBERS:
+            continue
+        out.append(part)
+    return ".".join(out)
+
+
+def validation_message(exc: ValidationError) -> str:
+    """The first problem of a validation, as ``key.path: what is wrong``; unknown keys grouped."""
+    errors = exc.errors(include_url=False)
+    extra = [e for e in errors if e["type"] == "extra_forbidden"]
+    if extra:
+        parent = _path(extra[0]["loc"][:-1])
+        keys = sorted(str(e["loc"][-1]) for e in extra if _path(e["loc"][:-1]) == parent)
+        return f"{parent}: unknown key(s) {keys}"
+    e = errors[0]
+    path = _path(e["loc"])
+    member = str(e["loc"][-1]) if e["loc"] else ""
+    if member in _MEMBERS and e["type"] != "missing":
+        expected = [_MEMBERS[str(x["loc"][-1])] for x in errors
+                    if _path(x["loc"]) == path and _MEMBERS.get(str(x["loc"][-1]))]
+        wanted = " or ".join(dict.fromkeys(expected)) or "a value"
+        return f"{path}: must be {wanted} (or ${{VAR}}), got {e.get('input')!r}"[:300]
+    if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        path = f"{path}.{str(e.get('ctx', {}).get('discriminator', 'type')).strip(chr(39))}"
+    message = e["msg"].removeprefix("Value error, ")
+    if e["type"] not in ("missing", "union_tag_invalid", "union_tag_not_found", "value_error") and "input" in e:
+        message += f", got {e['input']!r}"[:120]
+    if e["type"] == "missing":
+        message = "is required"
+    return f"{path}: {message}"
+
+
+def json_schema() -> dict[str, Any]:
+    schema = SourcesFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # python -m connectors.schema > docs/sources.schema.json
+    print(schema_text(), end="")
+
+__all__ = ["SourcesFile", "ValidationError", "json_schema", "schema_text", "validation_message"]
