@@ -16,7 +16,16 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 ENV_REF = r".*\$\{[A-Z0-9_]+(?::-[^}]*)?\}.*"
 EnvRef = Annotated[str, StringConstraints(pattern=ENV_REF)]
@@ -162,9 +171,22 @@ class RestSource(_Source):
 
 
 # -- SQL ------------------------------------------------------------------------------------------
+NonEmpty = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
+PositiveInt = Annotated[int, Field(gt=0)] | EnvRef
+
+
 class SqlEntity(_Entity):
-    table: str | None = Field(None, description="A table (or view) to read whole; `schema.table` allowed.")
-    query: str | None = Field(None, description="A SELECT to read instead of a table.")
+    table: NonEmpty | None = Field(None, description="A table (or view) to read whole; `schema.table` allowed.")
+    query: NonEmpty | None = Field(None, description="A SELECT to read instead of a table.")
+    schema_: NonEmpty | None = Field(None, alias="schema",
+                                     description="The table's schema (on MariaDB/MySQL: its database).")
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema_for_tables(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("table") is None:
+            raise ValueError("applies to 'table' only (a query names its own schemas)")
+        return value
 
     @model_validator(mode="after")
     def _one_of(self) -> SqlEntity:
@@ -176,7 +198,7 @@ class SqlEntity(_Entity):
 class SqlSource(_Source):
     kind: Literal["sql"]
     url: str = Field(description="A SQLAlchemy database URL; put the password in ${VAR}.")
-    chunk_rows: Int = Field(50_000, description="Rows fetched and landed at a time (bounds memory).")
+    chunk_rows: PositiveInt = Field(50_000, description="Rows fetched and landed at a time (bounds memory).")
     entities: dict[str, SqlEntity] = Field(min_length=1)
 
 
@@ -216,7 +238,7 @@ class SourcesFile(_Model):
 _TAGGED = {"paginator", "auth"}
 _KINDS = {"rest", "sql", "files"}
 _MEMBERS = {"float": "a number", "int": "an integer", "bool": "true or false", "str": "text",
-            "constrained-str": None, "list[str]": "a list of names", "none": None}
+            "constrained-str": None, "constrained-int": "a positive integer", "list[str]": "a list of names", "none": None}
 
 
 def _path(loc: tuple[Any, ...]) -> str:
@@ -228,6 +250,8 @@ def _path(loc: tuple[Any, ...]) -> str:
             continue
         if out and out[-1] in _TAGGED and i > 0 and str(loc[i - 1]) in _TAGGED:
             continue
+        if part == "schema_":
+            part = "schema"
         if part.startswith(("function-", "union[", "tagged-union[")) or part in _MEMBERS:
             continue
         out.append(part)
@@ -245,14 +269,19 @@ def validation_message(exc: ValidationError) -> str:
     e = errors[0]
     path = _path(e["loc"])
     member = str(e["loc"][-1]) if e["loc"] else ""
+    if e["type"] == "string_type" and _path(e["loc"]).endswith((".table", ".query", ".schema")):
+        return f"{_path(e['loc'])}: must be a non-empty string, got {e.get('input')!r}"
     if member in _MEMBERS and e["type"] != "missing":
         expected = [_MEMBERS[str(x["loc"][-1])] for x in errors
                     if _path(x["loc"]) == path and _MEMBERS.get(str(x["loc"][-1]))]
         wanted = " or ".join(dict.fromkeys(expected)) or "a value"
-        return f"{path}: must be {wanted} (or ${{VAR}}), got {e.get('input')!r}"[:300]
+        return f"{path}: must be {wanted}, got {e.get('input')!r}"[:300]
     if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
         path = f"{path}.{str(e.get('ctx', {}).get('discriminator', 'type')).strip(chr(39))}"
     message = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "string_too_short" or (e["type"] == "string_pattern_mismatch"
+                                           and e.get("ctx", {}).get("pattern") == r"\S"):
+        message = "must be a non-empty string"
     if e["type"] not in ("missing", "union_tag_invalid", "union_tag_not_found", "value_error") and "input" in e:
         message += f", got {e['input']!r}"[:120]
     if e["type"] == "missing":
