@@ -118,7 +118,7 @@ _KIND_OPTIONS = {
 }
 _ENTITY_OPTIONS = {
     "rest": {"path", "params", "records_path", "paginator"},
-    "sql": {"table", "query"},
+    "sql": {"table", "query", "schema"},
     "files": {"pattern", "format", "sheet"},
 }
 _PAGINATORS = {
@@ -163,6 +163,11 @@ def _entity(where: str, source: str, kind: str, name: str, spec: Any) -> Entity:
         _require(not bad, f"{ewhere}.paginator", f"unknown key(s) {sorted(bad)} for {pag['type']}")
     elif kind == "sql":
         _require(("table" in opts) != ("query" in opts), ewhere, "needs exactly one of 'table' or 'query'")
+        for key in ("table", "query", "schema"):
+            _require(key not in opts or (isinstance(opts[key], str) and opts[key].strip()), f"{ewhere}.{key}",
+                     f"must be a non-empty string, got {opts.get(key)!r}")
+        _require("schema" not in opts or "table" in opts, f"{ewhere}.schema",
+                 "applies to 'table' only (a query names its own schemas)")
     else:
         _require(isinstance(opts.get("pattern"), str), f"{ewhere}.pattern", "is required")
         pattern = opts["pattern"]
