@@ -202,8 +202,16 @@ class SqlExtractor:
                               "entity's row in meta.source_cursor") from None
         return sa.bindparam("cursor", value, type_=sql_type)
 
-    def _query_bound(self, conn: sa.Connection, query: str, cursor: str | None) -> sa.BindParameter | None:
-        """Check the cursor column is in the query's result and type the bound from the result's column.
+    @property
+    def _numbers_in_text(self) -> bool:
+        """The cursor is declared a number (``incremental.type``): a text column is compared as BIGINT
+        (as text, '100' < '99' and rows would be lost)."""
+        return self.entity.cursor_type in ("int", "epoch_ms", "epoch_s")
+
+    def _query_bound(self, conn: sa.Connection, query: str, cursor: str | None,
+                     ) -> tuple[sa.BindParameter | None, bool]:
+        """Check the cursor column is in the query's result and type the bound from the result's column;
+        also say whether the column is text to be compared as an integer.
 
         A probe (the query under ``WHERE 1=0``) returns no rows but describes the columns: their DB-API
         type codes say time, number or text (PEP 249's type objects)."""
@@ -218,7 +226,7 @@ class SqlExtractor:
             raise SourceError(f"{self.where}: cursor column {field!r} is not in the query's result "
                               f"(it has {names[:12]}{'…' if len(names) > 12 else ''})")
         if cursor is None:
-            return None
+            return None, False
         code = next((d[1] for d in description if d[0] == field), None)
         dbapi = conn.dialect.dbapi
         family = "text"
@@ -227,14 +235,27 @@ class SqlExtractor:
                 family = "time"
             elif getattr(dbapi, "NUMBER", None) == code:
                 family = "number"
-        elif code is None:
-            return sa.bindparam("cursor", cursor)  # the driver describes no types (SQLite): as stored
+        if family == "text" and self._numbers_in_text:
+            return self._bound(cursor, int, None, sa.BigInteger(), "text declared a number"), True
+        if code is None:
+            return sa.bindparam("cursor", cursor), False  # the driver describes no types (SQLite): as stored
         try:
             python_type, aware = _shape_type(cursor, family)
         except ValueError:
             python_type, aware = str, None
         sql_type = sa.DateTime(timezone=bool(aware)) if python_type is dt.datetime else _BIND_TYPES[python_type]
-        return self._bound(cursor, python_type, aware, sql_type, f"a {family} column of the query")
+        return self._bound(cursor, python_type, aware, sql_type, f"a {family} column of the query"), False
+
+    def _table_condition(self, conn: sa.Connection, table: sa.Table, column: sa.Column,
+                         python_type: type | None, cursor: str) -> sa.ColumnElement[bool]:
+        if python_type in (str, None) and self._numbers_in_text:
+            return sa.cast(column, sa.BigInteger) >= self._bound(cursor, int, None, sa.BigInteger(),
+                                                                 f"{column.type} declared a number")
+        if conn.dialect.name == "sqlite":
+            # SQLite hands values over as stored (its dates are text): the cursor is that text.
+            return column >= sa.bindparam("cursor", cursor)
+        aware = getattr(column.type, "timezone", None) if python_type is dt.datetime else None
+        return column >= self._bound(cursor, python_type, aware, column.type, f"{column.type} in {table.fullname}")
 
     def _statement(self, conn: sa.Connection, cursor: str | None) -> sa.Select | sa.TextClause:
         opts, field = self.entity.options, self.entity.cursor_field
@@ -243,29 +264,27 @@ class SqlExtractor:
             # is quoted by the dialect and the bound is a parameter of the column's type.
             if not field:
                 return sa.text(opts["query"])
-            bound = self._query_bound(conn, opts["query"], cursor)
-            col = conn.dialect.identifier_preparer.quote(field)
+            bound, as_int = self._query_bound(conn, opts["query"], cursor)
             if bound is None:
                 return sa.text(f"SELECT * FROM ({opts['query']}) q")
-            return sa.text(f"SELECT * FROM ({opts['query']}) q WHERE q.{col} >= :cursor").bindparams(bound)
+            lhs = sa.literal_column("q." + conn.dialect.identifier_preparer.quote(field))
+            if as_int:  # the dialect's own CAST (MySQL: SIGNED INTEGER); identifiers and a type, no data
+                lhs = sa.cast(lhs, sa.BigInteger)
+            lhs_sql = str(lhs.compile(dialect=conn.dialect))
+            return sa.text(f"SELECT * FROM ({opts['query']}) q WHERE {lhs_sql} >= :cursor").bindparams(bound)
         table = self._table(conn)
         stmt = sa.select(table)
         if field:
             if field not in table.c:
                 raise SourceError(f"{self.where}: cursor column {field!r} not in table {table.fullname!r} "
                                   f"(it has {list(table.c.keys())[:12]})")
-            if cursor is not None and conn.dialect.name == "sqlite":
-                # SQLite hands values over as stored (its dates are text): the cursor is that text.
-                stmt = stmt.where(table.c[field] >= sa.bindparam("cursor", cursor))
-            elif cursor is not None:
-                column = table.c[field]
-                try:
-                    python_type = column.type.python_type
-                except NotImplementedError:
-                    python_type = None
-                aware = getattr(column.type, "timezone", None) if python_type is dt.datetime else None
-                stmt = stmt.where(column >= self._bound(cursor, python_type, aware, column.type,
-                                                        f"{column.type} in {table.fullname}"))
+            column = table.c[field]
+            try:
+                python_type = column.type.python_type
+            except NotImplementedError:
+                python_type = None
+            if cursor is not None:
+                stmt = stmt.where(self._table_condition(conn, table, column, python_type, cursor))
         # No ORDER BY: the load commits whole, and the new watermark is the highest value read.
         return stmt
 

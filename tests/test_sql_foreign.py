@@ -249,6 +249,28 @@ def test_integer_date_and_numeric_cursors_bind_as_their_type(tmp_path, con, db, 
     _check_audit(con, "vendor", "readings", 2)
 
 
+def test_a_text_column_declared_a_number_is_compared_as_one(tmp_path, con, db):
+    """A vendor keeps its change counter in a varchar. As text, '100' < '99': rows after the cursor
+    would never be read again. Declared ``type: int``, it is compared as BIGINT (table and query)."""
+    db.run(f"CREATE TABLE {db.name}.events (id integer PRIMARY KEY, version varchar(12) NOT NULL)")
+    insert = f"INSERT INTO {db.name}.events VALUES (:i, :v)"
+    db.run(insert, params=[{"i": i, "v": v} for i, v in enumerate(["8", "9", "10", "99", "99"])])
+    sources = _sources(tmp_path, db.url,
+                       f"      events:\n        table: events\n        schema: {db.name}\n        primary_key: id\n"
+                       "        incremental: {cursor_field: version, type: int}\n"
+                       f"      events_q:\n        query: SELECT id, version FROM {db.name}.events\n"
+                       "        primary_key: id\n        incremental: {cursor_field: version, type: int}\n")
+    for entity in ("events", "events_q"):
+        assert _load(con, tmp_path, sources, entity).cursor_after == "99"
+    db.run(insert, params=[{"i": 10, "v": "100"}, {"i": 11, "v": "1000"}])
+    for entity in ("events", "events_q"):
+        again = _load(con, tmp_path, sources, entity)
+        assert (again.rows_read, again.rows_landed, again.cursor_after) == (4, 2, "1000"), entity
+        _check_raw(con, f"vendor__{entity}", db.rows(f"SELECT id, version FROM {db.name}.events"),
+                   ["id", "version"], ["id"])
+        _check_audit(con, "vendor", entity, 2)
+
+
 # -- a query entity with a cursor ------------------------------------------------------------------
 
 def test_query_entity_binds_its_cursor_as_the_result_columns_type(tmp_path, con, db):
@@ -390,3 +412,36 @@ def test_hub_load_goes_on_after_failing_sources_and_exits_1(tmp_path):
         status, message = audit[key]
         assert status == "failed" and message.startswith(f"{key[0]}.{key[1]}:") and needle in message, message
         assert "\n" not in message and message in proc.stdout, (message, proc.stdout)
+
+
+def test_in_dagster_a_failed_entity_fails_its_own_raw_asset_only(tmp_path):
+    import sqlite3
+
+    import dagster as dg
+
+    from hub.resources import CampusSourcesResource, WarehouseResource
+    from hub.warehouse import open_warehouse
+    from pipelines.raw import build_raw
+
+    db = tmp_path / "vendor.sqlite"
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        c.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"v{i}") for i in range(12)])
+    path = tmp_path / "sources.yaml"
+    path.write_text(f"sources:\n  vendor:\n    kind: sql\n    url: sqlite:///{db}\n    entities:\n"
+                    "      gone: {table: nowhere, primary_key: id}\n      t: {table: t, primary_key: id}\n",
+                    encoding="utf-8")
+    assets, checks = build_raw(load_sources(path))
+    warehouse = tmp_path / "warehouse.duckdb"
+    result = dg.materialize([*assets, *checks], raise_on_error=False, resources={
+        "warehouse": WarehouseResource(path=str(warehouse)),
+        "campus_sources": CampusSourcesResource(config_path=str(path), raw_dir=str(tmp_path / "raw"))})
+    assert not result.success
+    failures = result.get_step_failure_events()
+    assert len(failures) == 1 and "vendor__gone" in failures[0].step_key
+    assert "vendor.gone: table 'nowhere' not found" in failures[0].step_failure_data.error.message
+    landed = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert landed == {"vendor__t"}
+    with open_warehouse(warehouse, read_only=True) as con:
+        audit = dict(con.execute("SELECT entity, status FROM quality.load_audit").fetchall())
+    assert audit == {"gone": "failed", "t": "ok"}
