@@ -124,8 +124,11 @@ def _decimal_as_text(col: pa.ChunkedArray | pa.Array) -> pa.Array | pa.ChunkedAr
     """Decimals as the database writes them, to their scale: 0.0000000001, never Arrow's 1E-10.
 
     Arrow writes a value whose adjusted exponent is below -6 in scientific notation (a numeric(30,10)
-    zero is "0E-10"); only those values are rewritten, one by one."""
+    zero is "0E-10"), which only a scale above 6 (or below 0) allows; only those values are rewritten,
+    one by one."""
     text = pc.cast(col, pa.string())
+    if 0 <= col.type.scale <= 6:
+        return text
     sci = pc.fill_null(pc.match_substring(text, "E"), False)
     if not pc.any(sci).as_py():
         return text
