@@ -213,7 +213,12 @@ def test_timestamp_cursor_with_ties_at_the_boundary_lands_every_change_once(tmp_
 # -- integer, date and numeric cursors; a table named with `schema:` -----------------------------
 
 CURSORS = {  # column type per server, values in load order (ties included)
-    "integer": ("bigint", "bigint", [10, 20, 20, 30], 30, 40),
+    "integer": ("integer", "int", [10, 20, 20, 30], 30, 40),
+    "bigint": ("bigint", "bigint", [2**40, 2**41, 2**41], 2**41, 2**41 + 1),
+    "timestamp": ("timestamp(3)", "datetime(6)",
+                  [dt.datetime(2025, 9, 1, 7, 0, 0, 1000), dt.datetime(2025, 9, 1, 7, 0, 0, 2000),
+                   dt.datetime(2025, 9, 1, 7, 0, 0, 2000)],
+                  dt.datetime(2025, 9, 1, 7, 0, 0, 2000), dt.datetime(2025, 9, 1, 7, 0, 0, 3000)),
     "date": ("date", "date", [dt.date(2025, 9, 1), dt.date(2025, 9, 2), dt.date(2025, 9, 2)],
              dt.date(2025, 9, 2), dt.date(2025, 9, 3)),
     "numeric": ("numeric(12,3)", "decimal(12,3)", [Decimal("1.250"), Decimal("7.125"), Decimal("7.125")],
@@ -235,7 +240,8 @@ def test_integer_date_and_numeric_cursors_bind_as_their_type(tmp_path, con, db, 
                                          "        incremental: {cursor_field: mark}\n")
     one = _load(con, tmp_path, sources, "readings")
     assert one.rows_landed == len(rows) and one.cursor_after == (
-        format(boundary, "f") if isinstance(boundary, Decimal) else str(boundary))
+        format(boundary, "f") if isinstance(boundary, Decimal) else
+        boundary.isoformat() if isinstance(boundary, dt.date) else str(boundary))
     at_boundary = sum(1 for r in rows if r["k"] == boundary)
     db.run(insert, params=[{"m": "M9", "n": 100, "r": None, "k": boundary},
                            {"m": "M9", "n": 101, "r": Decimal("0.01"), "k": later}])
@@ -269,6 +275,26 @@ def test_a_text_column_declared_a_number_is_compared_as_one(tmp_path, con, db):
         _check_raw(con, f"vendor__{entity}", db.rows(f"SELECT id, version FROM {db.name}.events"),
                    ["id", "version"], ["id"])
         _check_audit(con, "vendor", entity, 2)
+
+
+@pytest.mark.postgres
+def test_a_stored_cursor_the_column_cannot_hold_is_one_clear_failure(tmp_path, con, pg):
+    """The column's type changed under the hub (a varchar became a date): one line naming the column,
+    the stored value and how to reset it; a failed audit row; the stored cursor left as it was."""
+    pg.run(f"CREATE TABLE {pg.name}.t (id integer PRIMARY KEY, d date NOT NULL)",
+           f"INSERT INTO {pg.name}.t VALUES (1, DATE '2025-01-01')")
+    sources = _sources(tmp_path, PG, f"      t:\n        table: {pg.name}.t\n        primary_key: id\n"
+                                     "        incremental: {cursor_field: d}\n")
+    con.execute("INSERT INTO meta.source_cursor VALUES ('vendor', 't', '第三学期', 'x', current_timestamp)")
+    with pytest.raises(SourceError) as err:
+        _load(con, tmp_path, sources, "t")
+    message = str(err.value)
+    assert message.startswith("vendor.t:") and "'第三学期'" in message and "'d'" in message, message
+    assert "meta.source_cursor" in message and "\n" not in message
+    [(status, before, after)] = con.execute(
+        "SELECT status, cursor_before, cursor_after FROM quality.load_audit").fetchall()
+    assert (status, before, after) == ("failed", "第三学期", "第三学期")
+    assert con.execute("SELECT cursor_value FROM meta.source_cursor").fetchone()[0] == "第三学期"
 
 
 # -- a query entity with a cursor ------------------------------------------------------------------
