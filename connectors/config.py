@@ -139,6 +139,10 @@ def _validate_options(kind: str, options: dict[str, Any], where: str) -> None:
                  f"{where}.auth.type", "must be one of none, bearer, api_key, basic")
     elif kind == "sql":
         _require(isinstance(options.get("url"), str), f"{where}.url", "is required")
+        rows = options.get("chunk_rows", 1)
+        _require((isinstance(rows, int) and not isinstance(rows, bool) and rows > 0)
+                 or (isinstance(rows, str) and _VAR.search(rows) is not None), f"{where}.chunk_rows",
+                 f"must be a positive integer, got {rows!r}")
     else:
         _require(isinstance(options.get("inbox"), str), f"{where}.inbox", "is required")
 

@@ -170,7 +170,14 @@ class SqlExtractor:
     def __init__(self, source: Source, entity: Entity):
         self.source, self.entity = source, entity
         self.url = source.setting("url")
-        self.chunk_rows = int(source.setting("chunk_rows", 50_000))
+        rows = source.setting("chunk_rows", 50_000)
+        try:
+            self.chunk_rows = int(rows)
+        except (TypeError, ValueError):
+            self.chunk_rows = 0
+        if self.chunk_rows <= 0:
+            raise SourceError(f"{self.where}: sources.{source.name}.chunk_rows must be a positive integer, "
+                              f"got {rows!r}")
 
     @property
     def where(self) -> str:

@@ -471,3 +471,35 @@ def test_in_dagster_a_failed_entity_fails_its_own_raw_asset_only(tmp_path):
     with open_warehouse(warehouse, read_only=True) as con:
         audit = dict(con.execute("SELECT entity, status FROM quality.load_audit").fetchall())
     assert audit == {"gone": "failed", "t": "ok"}
+
+
+@pytest.mark.parametrize(("entity", "key", "needle"), [
+    ("{query: SELECT 1 AS id, schema: s, primary_key: id}", "entities.t.schema", "applies to 'table' only"),
+    ("{table: '', primary_key: id}", "entities.t.table", "non-empty string"),
+    ("{table: t, schema: [a], primary_key: id}", "entities.t.schema", "non-empty string"),
+])
+def test_sql_entity_options_are_checked_in_one_line(tmp_path, entity, key, needle):
+    from connectors import ConfigError
+
+    path = tmp_path / "sources.yaml"
+    path.write_text(f"sources:\n  vendor:\n    kind: sql\n    url: sqlite://\n    entities:\n      t: {entity}\n",
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_sources(path)
+    assert f"sources.vendor.{key}:" in str(err.value) and needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_chunk_rows_must_be_a_positive_integer(tmp_path, con, monkeypatch):
+    from connectors import ConfigError
+
+    path = tmp_path / "sources.yaml"
+    path.write_text("sources:\n  vendor:\n    kind: sql\n    url: sqlite://\n    chunk_rows: 0\n"
+                    "    entities:\n      t: {table: t, primary_key: id}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"sources\.vendor\.chunk_rows: must be a positive integer, got 0"):
+        load_sources(path)
+    # from the environment: checked when the load runs, a failed audit row naming the setting
+    path.write_text(path.read_text().replace("chunk_rows: 0", "chunk_rows: ${HUB_TEST_CHUNK}"), encoding="utf-8")
+    monkeypatch.setenv("HUB_TEST_CHUNK", "lots")
+    with pytest.raises(SourceError, match=r"^vendor\.t: sources\.vendor\.chunk_rows must be a positive integer, got 'lots'$"):
+        _load(con, tmp_path, load_sources(path), "t")
+    assert con.execute("SELECT status FROM quality.load_audit").fetchall() == [("failed",)]
