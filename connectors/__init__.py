@@ -8,7 +8,7 @@ import duckdb
 
 from connectors.base import ExtractStats, SourceError
 from connectors.config import DEFAULT_LANDING_MEMORY, ConfigError, Entity, Source, load_sources
-from connectors.raw_zone import LoadResult, RawZone
+from connectors.raw_zone import AuditedFailure, LoadResult, RawZone, failure_reason
 
 __all__ = ["DEFAULT_LANDING_MEMORY", "ConfigError", "Entity", "LoadResult", "Source", "SourceError", "load_entity", "load_sources"]
 
@@ -17,8 +17,28 @@ def load_entity(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, source: Sou
                 landing_memory: str | None = DEFAULT_LANDING_MEMORY) -> list[LoadResult]:
     """Run one load of one source entity into the raw zone. File sources make one load per new file.
 
-    ``landing_memory`` is DuckDB's memory limit while a load lands (None: the warehouse's own)."""
+    ``landing_memory`` is DuckDB's memory limit while a load lands (None: the warehouse's own).
+
+    Whatever fails (configuration, connection, the source, landing; any error type) writes a ``failed``
+    row in ``quality.load_audit`` with a one-line reason naming source and entity, and is raised as a
+    :class:`SourceError` with that line: a caller loading several entities reports it and goes on."""
     zone = RawZone(con, raw_dir, landing_memory)
+    try:
+        return _load(zone, source, entity)
+    except AuditedFailure:
+        raise  # the load's own failed audit row is written
+    except Exception as exc:
+        # Failed before landing began: a bad URL, a missing variable, an error building the extractor.
+        reason = failure_reason(source.name, entity.name, exc)
+    try:
+        cursor = zone.cursor(entity) if entity.cursor_field else None
+    except duckdb.Error:
+        cursor = None
+    zone.record_failure(entity, reason, cursor_before=cursor)
+    raise SourceError(reason) from None
+
+
+def _load(zone: RawZone, source: Source, entity: Entity) -> list[LoadResult]:
     if source.kind == "files":
         return _load_files(zone, source, entity)
     if source.kind == "rest":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -112,9 +113,29 @@ def _column_as_text(col: pa.ChunkedArray | pa.Array) -> pa.Array | pa.ChunkedArr
         as_int = pc.cast(col, pa.int64(), safe=False)
         integral = pc.equal(pc.cast(as_int, t), col)
         return pc.if_else(integral, pc.cast(as_int, pa.string()), pc.cast(col, pa.string()))
-    if pa.types.is_integer(t) or pa.types.is_decimal(t) or pa.types.is_temporal(t):
+    if pa.types.is_decimal(t):
+        return _decimal_as_text(col)
+    if pa.types.is_integer(t) or pa.types.is_temporal(t):
         return pc.cast(col, pa.string())
     return pa.array([value_as_text(v) for v in col.to_pylist()], pa.string())
+
+
+def _decimal_as_text(col: pa.ChunkedArray | pa.Array) -> pa.Array | pa.ChunkedArray:
+    """Decimals as the database writes them, to their scale: 0.0000000001, never Arrow's 1E-10.
+
+    Arrow writes a value whose adjusted exponent is below -6 in scientific notation (a numeric(30,10)
+    zero is "0E-10"), which only a scale above 6 (or below 0) allows; only those values are rewritten,
+    one by one."""
+    text = pc.cast(col, pa.string())
+    if 0 <= col.type.scale <= 6:
+        return text
+    sci = pc.fill_null(pc.match_substring(text, "E"), False)
+    if not pc.any(sci).as_py():
+        return text
+    if isinstance(text, pa.ChunkedArray):
+        text, sci = text.combine_chunks(), sci.combine_chunks()
+    plain = [format(Decimal(v), "f") for v in pc.filter(text, sci).to_pylist()]
+    return pc.replace_with_mask(text, sci, pa.array(plain, pa.string()))
 
 
 def table_as_text(table: pa.Table) -> pa.Table:

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors.base import ExtractStats, SourceError
-from connectors.config import DEFAULT_LANDING_MEMORY, Entity, memory_bytes
+from connectors.config import DEFAULT_LANDING_MEMORY, ConfigError, Entity, memory_bytes
 
 PART_NAME = "part-{:05d}.parquet"
 PART_ROWS = 50_000  # pages are gathered into parts of at least this many rows (or the rest of the load)
@@ -159,14 +159,14 @@ class RawZone:
                 shutil.rmtree(incoming, ignore_errors=True)
             self._commit(entity, final if parts else None, stats, result, started_at, started,
                          file_name, file_sha256)
-        except (SourceError, duckdb.Error, OSError) as exc:
+        except Exception as exc:  # whatever failed (a driver's own error type too): audited, one line
             shutil.rmtree(incoming, ignore_errors=True)
             shutil.rmtree(final, ignore_errors=True)
             self._copy_stats(stats, result)
-            result.status, result.message = "failed", _one_line(exc)
+            result.status, result.message = "failed", failure_reason(entity.source, entity.name, exc)
             result.duration_s = time.monotonic() - started
             self._audit(result, started_at)
-            raise SourceError(result.message) from None
+            raise AuditedFailure(result.message, result.load_id) from None
         return result
 
     @staticmethod
@@ -365,6 +365,15 @@ class RawZone:
         self._audit(result, started_at)
         return result
 
+    def record_failure(self, entity: Entity, reason: str, cursor_before: str | None = None) -> LoadResult:
+        """Audit a load that failed before it could land (bad URL or configuration, a missing variable)."""
+        started_at = datetime.now(UTC)
+        result = LoadResult(f"{started_at:%Y%m%dT%H%M%S}-{entity.source}-{entity.name}-{uuid.uuid4().hex[:8]}",
+                            entity.source, entity.name, status="failed", message=reason,
+                            cursor_before=cursor_before, cursor_after=cursor_before)
+        self._audit(result, started_at)
+        return result
+
     def _audit(self, r: LoadResult, started_at: datetime) -> None:
         self.con.execute(
             "INSERT OR REPLACE INTO quality.load_audit VALUES (?, ?, ?, ?, current_timestamp, ?, ?, ?, ?, ?, ?, ?, "
@@ -372,6 +381,24 @@ class RawZone:
             [r.load_id, r.source, r.entity, started_at, r.duration_s, r.status, r.rows_read, r.rows_landed,
              r.rows_skipped, r.rows_rejected, r.pages, r.files, r.retries, r.cursor_before, r.cursor_after,
              r.encoding, "; ".join(m for m in (r.message, r.drift()) if m) or None])
+
+
+class AuditedFailure(SourceError):
+    """A load that failed and already has its ``failed`` row in ``quality.load_audit``."""
+
+    def __init__(self, message: str, load_id: str):
+        super().__init__(message)
+        self.load_id = load_id
+
+
+def failure_reason(source: str, entity: str, exc: BaseException) -> str:
+    """One line naming the source and entity: a SourceError's own message (it names them), else the
+    error's type and first line (a driver's or library's error says nothing of where it happened)."""
+    line = _one_line(exc)
+    if not isinstance(exc, SourceError | ConfigError):
+        line = f"{type(exc).__name__}: {line}"
+    prefix = f"{source}.{entity}"
+    return line if line.startswith(prefix) else f"{prefix}: {line}"
 
 
 def _sql_str(s: str) -> str:

@@ -158,7 +158,8 @@ def sql(query: str, limit: int, as_csv: bool) -> None:
 def load(targets: tuple[str, ...]) -> None:
     """Load sources into the raw zone now, without Dagster (all of sources.yaml if none named).
 
-    A failing source is reported and the others still load; the exit status is 1 if any failed.
+    A failing source or entity is reported in one line (and has its ``failed`` row in
+    quality.load_audit) and the others still load; the exit status is 1 if any failed.
     """
     from connectors import SourceError, load_entity, load_sources
     from hub.warehouse import open_warehouse
@@ -178,9 +179,12 @@ def load(targets: tuple[str, ...]) -> None:
             try:
                 results = load_entity(con, settings.raw_dir, source, entity,
                                       landing_memory=settings.raw_memory_limit)
-            except SourceError as exc:
+            except Exception as exc:  # load_entity audits every failure and raises it as a SourceError
                 failed += 1
-                console.print(f"[red]✗[/] {entity.table}: {exc}", highlight=False, soft_wrap=True)
+                line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                if not isinstance(exc, SourceError):
+                    line = f"{type(exc).__name__}: {line}"
+                console.print(f"[red]✗[/] {entity.table}: {line}", highlight=False, soft_wrap=True)
                 continue
             for r in results:
                 console.print(f"[green]✓[/] {entity.table}: {r.status}, read {r.rows_read:,}, landed {r.rows_landed:,},"
@@ -188,6 +192,9 @@ def load(targets: tuple[str, ...]) -> None:
                               + "".join(f" — {m}" for m in (r.message, r.drift()) if m), highlight=False)
             if not results:
                 console.print(f"· {entity.table}: nothing new", highlight=False)
+    if failed:
+        console.print(f"[red]{failed} of {len(wanted)} load(s) failed[/] (reasons in quality.load_audit)",
+                      highlight=False)
     sys.exit(1 if failed else 0)
 
 
