@@ -137,7 +137,15 @@ def records_to_table(records: list[dict[str, Any]], stats: ExtractStats | None =
         return pa.table({n: pa.array([value_as_text(r.get(n)) for r in records], pa.string()) for n in names})
     if stats is not None:
         stats.note_types(typed)
-    return table_as_text(typed)
+    nested = [f.name for f in typed.schema if pa.types.is_nested(f.type)]
+    if not nested:
+        return table_as_text(typed)
+    # Arrow merged the shapes of the page's objects (a key one record lacks came back as null): a nested
+    # value lands as the record's own JSON instead, its keys as sent. Only these columns pay the
+    # per-record cost.
+    return pa.table({name: (pa.array([value_as_text(r.get(name)) for r in records], pa.string())
+                            if name in nested else _column_as_text(typed.column(name)))
+                     for name in typed.column_names})
 
 
 def rows_to_table(columns: list[str], rows: list[list[Any]]) -> pa.Table:

@@ -112,21 +112,44 @@ def _source(path: Path, name: str, spec: Any) -> Source:
 
 
 _KIND_OPTIONS = {
-    "rest": {"base_url", "auth", "timeout", "verify_tls", "max_retries", "headers"},
+    "rest": {"base_url", "auth", "timeout", "verify_tls", "max_retries", "headers", "envelope"},
     "sql": {"url", "chunk_rows"},
     "files": {"inbox", "archive", "rejected"},
 }
 _ENTITY_OPTIONS = {
-    "rest": {"path", "params", "records_path", "paginator"},
+    "rest": {"path", "params", "records_path", "paginator", "envelope"},
     "sql": {"table", "query"},
     "files": {"pattern", "format", "sheet"},
 }
+_PAGE_END = {"total_path", "total_header", "has_more_path", "max_pages"}  # what every paginator may use
 _PAGINATORS = {
-    "page_number": {"type", "page_param", "size_param", "page_size", "total_pages_path", "start"},
-    "offset": {"type", "offset_param", "limit_param", "limit", "next_url_path", "total_path"},
-    "cursor": {"type", "cursor_param", "limit_param", "limit", "next_cursor_path"},
-    "link_header": {"type", "page_param", "size_param", "page_size"},
+    "page_number": {"type", "page_param", "size_param", "page_size", "total_pages_path", "start", *_PAGE_END},
+    "offset": {"type", "offset_param", "limit_param", "limit", "next_url_path", *_PAGE_END},
+    "cursor": {"type", "cursor_param", "limit_param", "limit", "next_cursor_path", *_PAGE_END},
+    "link_header": {"type", "page_param", "size_param", "page_size", *_PAGE_END},
 }
+_PAGINATOR_REQUIRED = {"page_number": ("page_param", "size_param"), "offset": ("offset_param", "limit_param"),
+                       "cursor": ("cursor_param", "limit_param", "next_cursor_path"),
+                       "link_header": ("page_param", "size_param")}
+# auth type -> (required keys, optional keys)
+_AUTH = {
+    "none": (set(), set()),
+    "bearer": ({"token"}, set()),
+    "api_key": ({"key"}, {"header", "name", "location"}),
+    "basic": ({"username", "password"}, set()),
+    "oauth2_client_credentials": ({"token_url", "client_id", "client_secret"}, {"scope", "client_auth"}),
+}
+_ENVELOPE = {"success_path", "code_path", "ok_codes", "error_path", "message_path"}
+
+
+def _validate_envelope(env: Any, where: str) -> None:
+    if env is False or env == "none":
+        return
+    _require(isinstance(env, dict), where, "must be a mapping of success_path, code_path, ok_codes, error_path, "
+             "message_path (or false)")
+    unknown = set(env) - _ENVELOPE
+    _require(not unknown, where, f"unknown key(s) {sorted(unknown)}; known: {sorted(_ENVELOPE)}")
+    _require(isinstance(env.get("ok_codes", []), list), f"{where}.ok_codes", "must be a list")
 
 
 def _validate_options(kind: str, options: dict[str, Any], where: str) -> None:
@@ -135,8 +158,20 @@ def _validate_options(kind: str, options: dict[str, Any], where: str) -> None:
     if kind == "rest":
         _require(isinstance(options.get("base_url"), str), f"{where}.base_url", "is required")
         auth = options.get("auth", {"type": "none"})
-        _require(isinstance(auth, dict) and auth.get("type") in {"none", "bearer", "api_key", "basic"},
-                 f"{where}.auth.type", "must be one of none, bearer, api_key, basic")
+        _require(isinstance(auth, dict) and auth.get("type") in _AUTH, f"{where}.auth.type",
+                 f"must be one of {', '.join(_AUTH)}")
+        required, optional = _AUTH[auth["type"]]
+        missing = sorted(required - set(auth))
+        _require(not missing, f"{where}.auth", f"{', '.join(missing)} required for type {auth['type']}")
+        unknown = set(auth) - required - optional - {"type"}
+        _require(not unknown, f"{where}.auth", f"unknown key(s) {sorted(unknown)} for type {auth['type']}")
+        _require(auth.get("location", "header") in {"header", "query"}, f"{where}.auth.location",
+                 "must be header or query")
+        _require(auth.get("client_auth", "basic") in {"basic", "body"}, f"{where}.auth.client_auth",
+                 "must be basic or body")
+        _require(isinstance(options.get("headers", {}), dict), f"{where}.headers", "must be a mapping")
+        if "envelope" in options:
+            _validate_envelope(options["envelope"], f"{where}.envelope")
     elif kind == "sql":
         _require(isinstance(options.get("url"), str), f"{where}.url", "is required")
     else:
@@ -161,6 +196,14 @@ def _entity(where: str, source: str, kind: str, name: str, spec: Any) -> Entity:
                  f"must be one of {sorted(_PAGINATORS)}")
         bad = set(pag) - _PAGINATORS[pag["type"]]
         _require(not bad, f"{ewhere}.paginator", f"unknown key(s) {sorted(bad)} for {pag['type']}")
+        for key in _PAGINATOR_REQUIRED[pag["type"]]:
+            _require(isinstance(pag.get(key), str), f"{ewhere}.paginator.{key}", f"is required for {pag['type']}")
+        for key in ("page_size", "limit", "max_pages", "start"):
+            _require(key not in pag or (isinstance(pag[key], int) and not isinstance(pag[key], bool)
+                                        and pag[key] >= (0 if key == "start" else 1)),
+                     f"{ewhere}.paginator.{key}", f"must be a positive integer, got {pag.get(key)!r}")
+        if "envelope" in opts:
+            _validate_envelope(opts["envelope"], f"{ewhere}.envelope")
     elif kind == "sql":
         _require(("table" in opts) != ("query" in opts), ewhere, "needs exactly one of 'table' or 'query'")
     else:
