@@ -311,10 +311,7 @@ class RestExtractor:
                 tracker.observe(table)
                 yield table
         if self._total is not None and self._total != self._read:
-            raise SourceError(
-                f"{self.where}: the server reported a total of {self._total:,} record(s) ({self._total_from}) but "
-                f"{self._read:,} were read over {self._fetched:,} page(s); not committed, the cursor stays at "
-                f"{cursor!r}")
+            raise SourceError(self._mismatch())
         stats.cursor_after = tracker.result()
         stats.findings.extend(tracker.findings)
 
@@ -505,10 +502,17 @@ class RestExtractor:
             resp, doc, records = self._page(nxt, None, stats, "next link")
 
     def _empty_but_more(self, more: bool | None, where: str) -> None:
-        if more:
-            said = f"a total of {self._total:,}" if self._total is not None else "has_more = true"
-            raise SourceError(f"{self.where}: the page at {where} is empty while the server says more records "
-                              f"follow ({said}, {self._read:,} read over {self._fetched:,} page(s))")
+        if not more:
+            return
+        if self._total is not None:
+            raise SourceError(self._mismatch() + f"; the page at {where} came back empty")
+        raise SourceError(f"{self.where}: the page at {where} is empty while has_more says more records follow "
+                          f"({self._read:,} read over {self._fetched:,} page(s))")
+
+    def _mismatch(self) -> str:
+        return (f"{self.where}: the server reported a total of {self._total:,} record(s) ({self._total_from}) but "
+                f"{self._read:,} were read over {self._fetched:,} page(s); not committed, the cursor stays where "
+                "it was")
 
     def _check_repeat(self, records: list, previous: list | None, where: str) -> None:
         """A page that repeats the one before (same size, first and last record) means the server ignores
