@@ -477,7 +477,11 @@ class RestExtractor:
             _, doc, records = self._page(url, query, stats)
             yield records_to_table(records, stats)
             nxt = _dig(doc, pag["next_cursor_path"])
-            if nxt in (None, "") or self._more(doc, pag, self._fetched) is False:
+            more = self._more(doc, pag, self._fetched)
+            if nxt in (None, "") and more and self._total is None:
+                raise SourceError(f"{self.where}: has_more says more records follow but the answer has no "
+                                  f"{pag['next_cursor_path']} ({self._read:,} read over {self._fetched:,} page(s))")
+            if nxt in (None, "") or more is False:
                 return
             token = str(nxt)
             if token in seen:
