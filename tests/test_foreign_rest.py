@@ -116,31 +116,31 @@ def _shuffled(value, rng: random.Random):
 # -- 1. capped page sizes: the silent loss this issue is about --------------------------------------
 
 
-def _capped_offset_vendor(data: list[dict], cap: int, *, report_total: int | None = None):
+def _capped_offset_vendor(data: list[dict], cap: int):
     def cards(seen: Seen) -> Reply:
         start, rows = int(seen.query.get("start", 0)), min(int(seen.query.get("rows", 20)), cap)
-        total = len(data) if report_total is None else report_total
-        return Reply(body={"total": total, "rows": data[start:start + rows]})
+        return Reply(body={"total": len(data), "more": start + rows < len(data), "rows": data[start:start + rows]})
 
     return Vendor({"/openapi/v3/cards": cards})
 
 
-@pytest.mark.parametrize("total_path", ["total", None])
-def test_capped_offset_server_lands_every_row(tmp_path, con, total_path):
+@pytest.mark.parametrize("signal", ["total_path", "has_more_path", None])
+def test_capped_offset_server_lands_every_row(tmp_path, con, signal):
     """Asked for 500 a page, the server sends 100. Before this change the offset paginator took the short
     first page for the last: an ok load with 100 of 1,200 rows and the cursor moved."""
     data = _members(1200)
     with _capped_offset_vendor(data, cap=100) as vendor:
         paginator = {"type": "offset", "offset_param": "start", "limit_param": "rows", "limit": 500}
-        if total_path:
-            paginator["total_path"] = total_path
+        if signal:
+            paginator[signal] = {"total_path": "total", "has_more_path": "more"}[signal]
         sources = _sources(tmp_path, {"card": {"kind": "rest", "base_url": vendor.url, "entities": {"cards": {
             "path": "/openapi/v3/cards", "records_path": "rows", "paginator": paginator, "primary_key": "cardNo"}}}})
         result = _load(con, tmp_path, sources, "card", "cards")
         starts = [int(s.query["start"]) for s in vendor.seen]
     assert result.status == "ok" and result.rows_landed == 1200
-    # Steps by the records received, not the limit asked; a total ends the load, without one an empty page.
-    assert starts == list(range(0, 1200 if total_path else 1300, 100))
+    # Steps by the records received, not the limit asked; the server's signal ends the load, without one
+    # an empty page.
+    assert starts == list(range(0, 1200 if signal else 1300, 100))
     _assert_raw_is(con, "card__cards", data, "cardNo")
     _audit(con)
 
@@ -412,6 +412,12 @@ def test_html_error_pages_are_decoded_and_quoted_briefly(tmp_path, con):
     with _envelope_vendor([Reply(200, portal.encode("gb18030"), content_type="text/html; charset=GB2312")]) as vendor:
         message = _fails(con, tmp_path, _sources(tmp_path, _one_source(vendor)), "v", "e")
     assert "did not answer JSON (HTTP 200, text/html; charset=GB2312): '统一身份认证 — 请登录'" in message
+    # No charset declared anywhere: detected.
+    bare = ("<html><head><title>服务器内部错误</title></head><body><p>系统正在维护，请稍后再试。"
+            "如有疑问请联系信息中心。</p></body></html>")
+    with _envelope_vendor([Reply(404, bare.encode("gbk"), content_type="text/html")]) as vendor:
+        message = _fails(con, tmp_path, _sources(tmp_path, _one_source(vendor)), "v", "e")
+    assert "HTTP 404: '服务器内部错误 — 系统正在维护，请稍后再试。" in message
 
 
 def test_a_wrong_records_path_lists_the_keys_that_were_found(tmp_path, con):
