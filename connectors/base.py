@@ -58,12 +58,15 @@ class ExtractStats:
     def note_types(self, table: pa.Table) -> None:
         """Record the type family of each column of a page or chunk, before it becomes text."""
         for f in table.schema:
-            family = type_family(f.type)
-            if family is None:
-                continue
-            known = self.source_types.setdefault(f.name, family)
-            if known != family:
-                self.source_types[f.name] = "mixed"
+            self.note_type(f.name, f.type)
+
+    def note_type(self, name: str, t: pa.DataType) -> None:
+        family = type_family(t)
+        if family is None:
+            return
+        known = self.source_types.setdefault(name, family)
+        if known != family:
+            self.source_types[name] = "mixed"
 
 
 def type_family(t: pa.DataType) -> str | None:
@@ -144,21 +147,38 @@ def table_as_text(table: pa.Table) -> pa.Table:
 
 
 def records_to_table(records: list[dict[str, Any]], stats: ExtractStats | None = None) -> pa.Table:
-    """JSON objects to an Arrow table of text columns; the union of keys, in first-seen order."""
+    """JSON objects to an Arrow table of text columns; the union of keys, in first-seen order.
+
+    Each column is inferred on its own: a column whose values mix types (a number here, a string there)
+    becomes text per value without touching the others. A nested object or list lands as the record's
+    own JSON text (keys sorted, so a re-read of the same record gives the same text): Arrow would merge
+    the shapes of a page's objects, giving a key one record lacks back as null."""
     if not records:
         return pa.table({})
     try:
-        typed = pa.Table.from_pylist(records)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-        # Mixed types in one field (a number here, a string there): fall back to text per value.
-        names = list(dict.fromkeys(k for r in records for k in r))
+        keys = set().union(*records)
+        names = list(records[0]) if len(keys) == len(records[0]) else \
+            list(dict.fromkeys(k for r in records for k in r))
+        columns = {name: [r.get(name) for r in records] for name in names}
+    except (TypeError, AttributeError):
+        bad = next(r for r in records if not isinstance(r, dict))
+        raise SourceError(f"a record is not a JSON object: {str(bad)[:80]!r}") from None
+    out = {}
+    for name, values in columns.items():
+        try:
+            typed = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            if stats is not None:
+                stats.source_types[name] = "mixed"
+            out[name] = pa.array([value_as_text(v) for v in values], pa.string())
+            continue
         if stats is not None:
-            for n in names:
-                stats.source_types[n] = "mixed" if n not in stats.source_types else stats.source_types[n]
-        return pa.table({n: pa.array([value_as_text(r.get(n)) for r in records], pa.string()) for n in names})
-    if stats is not None:
-        stats.note_types(typed)
-    return table_as_text(typed)
+            stats.note_type(name, typed.type)
+        if pa.types.is_nested(typed.type):
+            out[name] = pa.array([value_as_text(v) for v in values], pa.string())
+        else:
+            out[name] = _column_as_text(typed)
+    return pa.table(out)
 
 
 def rows_to_table(columns: list[str], rows: list[list[Any]]) -> pa.Table:

@@ -102,54 +102,72 @@ class OAuth2ClientCredentials(_Model):
     client_id: str
     client_secret: str
     scope: str | None = None
+    client_auth: Literal["basic", "body"] = Field(
+        "basic", description="How the client credentials reach the token URL: HTTP Basic, or in the form body.")
 
 
 Auth = Annotated[NoAuth | BearerAuth | ApiKeyAuth | BasicAuth | OAuth2ClientCredentials, Field(discriminator="type")]
 
 
+PosInt = Annotated[int, Field(gt=0)] | EnvRef
+
+
 class _Paginator(_Model):
-    max_pages: Int | None = Field(None, description="Fail the load rather than read more pages than this.")
+    """What ends a load, common to every paginator: the server's own signal, never a short page."""
+
+    total_path: str | None = Field(None, description="Dotted path to the total count of records; the load "
+                                                     "fails if it reads a different number.")
+    total_header: str | None = Field(None, description="A response header holding the total count (e.g. X-Total-Count).")
+    has_more_path: str | None = Field(None, description="Dotted path to a boolean saying more pages follow.")
+    max_pages: PosInt | None = Field(None, description="Fail the load rather than read more pages (default 100000).")
 
 
 class PageNumber(_Paginator):
     type: Literal["page_number"]
     page_param: str
     size_param: str
-    page_size: Int = 500
-    start: Int = 1
+    page_size: PosInt = 500
+    start: Annotated[int, Field(ge=0)] | EnvRef = 1
     total_pages_path: str | None = None
-    total_path: str | None = None
-    has_more_path: str | None = None
 
 
 class Offset(_Paginator):
     type: Literal["offset"]
     offset_param: str
     limit_param: str
-    limit: Int = 500
-    next_url_path: str | None = None
-    total_path: str | None = None
-    has_more_path: str | None = None
+    limit: PosInt = 500
+    next_url_path: str | None = Field(None, description="Dotted path to the next page's URL, if the server gives one.")
 
 
 class CursorPaginator(_Paginator):
     type: Literal["cursor"]
     cursor_param: str
     limit_param: str
-    limit: Int = 500
+    limit: PosInt = 500
     next_cursor_path: str
-    total_path: str | None = None
 
 
 class LinkHeader(_Paginator):
     type: Literal["link_header"]
     page_param: str
     size_param: str
-    page_size: Int = 500
-    total_path: str | None = None
+    page_size: PosInt = 500
 
 
 Paginator = Annotated[PageNumber | Offset | CursorPaginator | LinkHeader, Field(discriminator="type")]
+
+
+class Envelope(_Model):
+    """Where a vendor's JSON envelope says a request failed although the HTTP status is 200."""
+
+    success_path: str | None = Field(None, description="A boolean that is false on failure.")
+    code_path: str | None = Field(None, description="A status code in the body.")
+    ok_codes: list[int | str] = Field(default_factory=list, description="Codes that mean success (default 0 and 200).")
+    error_path: str | None = Field(None, description="A non-empty value here is an error.")
+    message_path: str | None = Field(None, description="The server's message to quote.")
+
+
+EnvelopeOption = Envelope | Literal[False, "none"]
 
 
 class RestEntity(_Entity):
@@ -157,6 +175,7 @@ class RestEntity(_Entity):
     params: dict[str, Any] = Field(default_factory=dict, description="Fixed query parameters.")
     records_path: str | None = Field(None, description="Dotted path to the list of records; the body itself if absent.")
     paginator: Paginator
+    envelope: EnvelopeOption | None = Field(None, description="Overrides the source's envelope rules; false: none.")
 
 
 class RestSource(_Source):
@@ -167,6 +186,9 @@ class RestSource(_Source):
     verify_tls: Bool = True
     max_retries: Int = Field(8, description="Retries of 429, 5xx, timeouts and dropped connections.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent with every request.")
+    envelope: EnvelopeOption | None = Field(
+        None, description="How error envelopes are recognised; by default success: false, a code other than 0/200 "
+                          "(code, errcode, error_code) or a non-empty error fail the load.")
     entities: dict[str, RestEntity] = Field(min_length=1)
 
 
@@ -241,6 +263,9 @@ _MEMBERS = {"float": "a number", "int": "an integer", "bool": "true or false", "
             "constrained-str": None, "constrained-int": "a positive integer", "list[str]": "a list of names", "none": None}
 
 
+_MODEL_NAMES = {"Envelope", "literal[False,'none']"}
+
+
 def _path(loc: tuple[Any, ...]) -> str:
     """The key path of an error, without pydantic's union tags and validator names."""
     out: list[str] = []
@@ -249,6 +274,8 @@ def _path(loc: tuple[Any, ...]) -> str:
         if i == 2 and loc[0] == "sources" and part in _KINDS:
             continue
         if out and out[-1] in _TAGGED and i > 0 and str(loc[i - 1]) in _TAGGED:
+            continue
+        if part in _MODEL_NAMES and i > 0 and str(loc[i - 1]) in ("envelope",):
             continue
         if part == "schema_":
             part = "schema"

@@ -218,12 +218,18 @@ def test_offset_limit_paging_without_a_next_link(tmp_path, data_dir, con, monkey
         sources = _point_sources_at(monkeypatch, servers, data_dir)
         src = sources["activity"]
         meetings = src.entities["meetings"]
+        paging = {"type": "offset", "offset_param": "offset", "limit_param": "limit", "limit": 7}
+        counted = type(meetings)(meetings.source, meetings.name, meetings.primary_key,
+                                 {**meetings.options, "paginator": {**paging, "total_path": "count"}})
+        [result] = load_entity(con, tmp_path / "raw", src, counted)
+        # With no total and no next link, a short page is no end (servers cap page sizes): an empty one is.
         plain = type(meetings)(meetings.source, meetings.name, meetings.primary_key,
-                               {**meetings.options, "paginator": {"type": "offset", "offset_param": "offset",
-                                                                   "limit_param": "limit", "limit": 7}})
-        [result] = load_entity(con, tmp_path / "raw", src, plain)
+                               {**meetings.options, "paginator": paging})
+        [again] = load_entity(con, tmp_path / "raw2", src, plain)
     expected = len(_lines(data_dir / "activity" / "meetings.jsonl"))
+    assert expected % 7, "the last page must be a short one for this test to mean anything"
     assert result.rows_landed == expected and result.pages == expected // 7 + 1
+    assert again.rows_read == expected and again.pages == expected // 7 + 2
 
 
 def test_retry_waits_honour_retry_after_and_back_off_capped():
