@@ -119,7 +119,8 @@ _KIND_OPTIONS = {
 _ENTITY_OPTIONS = {
     "rest": {"path", "params", "records_path", "paginator"},
     "sql": {"table", "query"},
-    "files": {"pattern", "format", "sheet"},
+    "files": {"pattern", "format", "sheet", "header_row", "skip_rows", "header_rows", "header_separator",
+              "footer"},
 }
 _PAGINATORS = {
     "page_number": {"type", "page_param", "size_param", "page_size", "total_pages_path", "start"},
@@ -170,6 +171,7 @@ def _entity(where: str, source: str, kind: str, name: str, spec: Any) -> Entity:
                  f"{pattern!r} would leave the inbox")
         _require(opts.get("format", _guess_format(pattern)) in {"csv", "xlsx"}, f"{ewhere}.format",
                  "must be csv or xlsx")
+        _validate_file_layout(opts, ewhere)
     inc = spec.get("incremental")
     cursor_field = cursor_param = None
     cursor_type = "string"
@@ -193,6 +195,37 @@ def _entity(where: str, source: str, kind: str, name: str, spec: Any) -> Entity:
     required = tuple(spec.get("required_columns", ()))
     return Entity(source, name, tuple(pk), opts, cursor_field, cursor_param, cursor_type,
                   tuple(dict.fromkeys((*pk, *required))), tolerance)
+
+
+def _validate_file_layout(opts: dict[str, Any], ewhere: str) -> None:
+    """header_row / skip_rows, header_rows, header_separator and footer of a files entity."""
+    def count(key: str, least: int) -> None:
+        if key in opts:
+            v = opts[key]
+            _require(isinstance(v, int) and not isinstance(v, bool) and v >= least, f"{ewhere}.{key}",
+                     f"must be a whole number >= {least}, got {v!r}")
+
+    count("header_row", 1)
+    count("skip_rows", 0)
+    count("header_rows", 1)
+    _require(not ("header_row" in opts and "skip_rows" in opts), ewhere,
+             "give header_row or skip_rows, not both (header_row = skip_rows + 1)")
+    _require(isinstance(opts.get("header_separator", "_"), str), f"{ewhere}.header_separator", "must be text")
+    if "footer" not in opts:
+        return
+    footer = opts["footer"]
+    if footer is False or footer == "none":
+        return
+    _require(isinstance(footer, dict), f"{ewhere}.footer",
+             f"must be none or a mapping with first_cell and/or last_rows, got {footer!r}")
+    unknown = set(footer) - {"first_cell", "last_rows"}
+    _require(not unknown, f"{ewhere}.footer", f"unknown key(s) {sorted(unknown)}")
+    cells = footer.get("first_cell", [])
+    _require(isinstance(cells, list) and all(isinstance(c, str) and c.strip() for c in cells),
+             f"{ewhere}.footer.first_cell", f"must be a list of words, got {cells!r}")
+    last = footer.get("last_rows", 0)
+    _require(isinstance(last, int) and not isinstance(last, bool) and last >= 0, f"{ewhere}.footer.last_rows",
+             f"must be a whole number >= 0, got {last!r}")
 
 
 def _guess_format(pattern: str) -> str:
