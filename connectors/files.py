@@ -43,7 +43,7 @@ ENCODINGS = ("utf-8-sig", "gb18030")  # gb18030 is a superset of GBK and GB2312
 FOOTER_FIRST_CELLS = ("合计", "总计", "小计", "共计", "累计", "总数", "制表人", "制表", "制表日期", "制表时间",
                       "制表单位", "审核人", "审核", "审批人", "填表人", "填表", "填表日期", "填报人", "填报日期",
                       "填报单位", "备注", "说明", "注")
-_SPACE = r"[\s\p{Z}]+"  # RE2: ASCII white space and every Unicode space (U+3000 ideographic, U+00A0)
+_SPACE_RE2 = r"[\s\p{Z}]*"  # RE2 (Arrow): ASCII white space and every Unicode space (U+3000, U+00A0)
 _BLANK = "\x00blank:"  # a provisional name for a column without a header (see _finish_columns)
 
 
@@ -72,12 +72,16 @@ class Layout:
         return cls(int(header_row) if header_row is not None else None, int(options.get("header_rows", 1)),
                    str(options.get("header_separator", "_")), cells, last)
 
-    @property
-    def footer_pattern(self) -> str | None:
-        """One regular expression (RE2 and Python alike) for a squeezed first cell that is a footer."""
-        words = [re.sub(r"\s+", "", c).rstrip(":：") for c in self.footer_cells]
-        words = sorted({w for w in words if w}, key=len, reverse=True)
-        return f"^(?:{'|'.join(re.escape(w) for w in words)})(?:$|[:：(（])" if words else None
+    def footer_pattern(self, space: str = _SPACE_RE2) -> str | None:
+        """One regular expression for a trimmed first cell that is a footer: a word, spaces allowed
+        between its characters ("合 计"), then the end, a colon or a bracket. ``space`` is the pattern of
+        any run of spaces: RE2's for Arrow, ``\\s*`` for Python's ``re`` (which knows no ``\\p{Z}``)."""
+        words = sorted({w for w in (re.sub(r"\s+", "", c).rstrip(":：") for c in self.footer_cells) if w},
+                       key=len, reverse=True)
+        if not words:
+            return None
+        alternatives = "|".join(space.join(re.escape(ch) for ch in w) for w in words)
+        return f"^(?:{alternatives}){space}(?:$|[:：(（])"
 
 
 @dataclass(frozen=True)
@@ -227,14 +231,14 @@ class FileExtractor:
             starts = known["starts"]
             return starts, len(starts) == table.num_rows + len(invalid)  # else: a stray quote misled us
 
-        footer_re = re.compile(layout.footer_pattern) if layout.footer_pattern else None
+        footer_re = re.compile(layout.footer_pattern(r"\s*")) if layout.footer_pattern() else None
         for number, actual, raw in invalid:
             starts, exact = record_starts()
             line = int(file_line(starts[number - 1:number])[0]) if exact and number else None
             where = f"line {line}" if line else f"record {number} after the header"
             cells = next(csv.reader([raw]), [])
             first = next((c for c in cells if c.strip()), "")
-            if footer_re and footer_re.match(re.sub(r"\s+", "", first)):
+            if footer_re and footer_re.match(first.strip()):
                 stats.rejected.append(Rejected(
                     rule="footer_row", detail=f"{path.name} {where}: footer row {first.strip()!r}",
                     original={"file": path.name, "line": line, "text": raw}))
@@ -289,7 +293,7 @@ class FileExtractor:
     def _set_footer_aside(self, table: pa.Table, path: Path, stats: ExtractStats,
                           positions: Callable[[], np.ndarray | None], unit: str) -> pa.Table:
         """Quarantine the footer rows (rule ``footer_row``, with the row as read) and return the rest."""
-        if table.num_rows == 0 or (self.layout.footer_pattern is None and not self.layout.footer_last_rows):
+        if table.num_rows == 0 or (self.layout.footer_pattern() is None and not self.layout.footer_last_rows):
             return table
         mask = _footer_mask(table, self.layout)
         if not mask.any():
@@ -467,7 +471,7 @@ def _record_starts(body: pa.Buffer | bytes) -> np.ndarray:
 
 # -- footers ------------------------------------------------------------------------------------
 def _first_cells(table: pa.Table) -> pa.Array:
-    """Each row's first non-blank cell, spaces taken out (None for a blank row)."""
+    """Each row's first non-blank cell, trimmed (None for a blank row)."""
     first = pa.nulls(table.num_rows, pa.string())
     for name in table.column_names:
         col = pc.utf8_trim_whitespace(table.column(name))
@@ -477,14 +481,26 @@ def _first_cells(table: pa.Table) -> pa.Array:
             break
     if isinstance(first, pa.ChunkedArray):
         first = first.combine_chunks()
-    return pc.replace_substring_regex(first, _SPACE, "")
+    return first
 
 
 def _footer_mask(table: pa.Table, layout: Layout) -> np.ndarray:
-    mask = np.zeros(table.num_rows, dtype=bool)
-    if layout.footer_pattern:
-        hit = pc.match_substring_regex(_first_cells(table), layout.footer_pattern)
-        mask |= pc.fill_null(hit, False).to_numpy(zero_copy_only=False)
+    """Which rows are footer rows. The first column decides for most rows in one pass; only rows whose
+    cell there is blank are looked at in the next column, and so on (no per-column copies of the table)."""
+    n = table.num_rows
+    mask = np.zeros(n, dtype=bool)
+    pattern = layout.footer_pattern()
+    if pattern:
+        pattern = "^" + _SPACE_RE2 + pattern.removeprefix("^")  # cells are matched untrimmed
+        rows = None  # None: all rows
+        for name in table.column_names:
+            col = table.column(name) if rows is None else table.column(name).take(pa.array(rows))
+            hit = pc.indices_nonzero(pc.match_substring_regex(col, pattern)).to_numpy()  # nulls: no hit
+            mask[hit if rows is None else rows[hit]] = True
+            blank = pc.indices_nonzero(pc.or_kleene(pc.is_null(col), pc.or_(pc.utf8_is_space(col), pc.equal(col, ""))))
+            rows = blank.to_numpy() if rows is None else rows[blank.to_numpy()]
+            if not len(rows):
+                break
     if layout.footer_last_rows:
         mask[-layout.footer_last_rows:] = True
     return mask
