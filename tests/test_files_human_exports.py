@@ -310,3 +310,67 @@ def test_layout_options_are_validated_in_one_line(tmp_path, option, message):
         _sources(tmp_path, tmp_path, 'pattern: "x*.csv"\nprimary_key: id\n' + option)
     assert message in str(err.value) and "sources.party.entities.e" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_xlsx_header_without_merges_offset_table_and_unnamed_columns(tmp_path, con):
+    """A header "centred across selection" (no merge, blanks to the right), the table starting in B4,
+    a column with values but no header, and a header repeating a name in another file."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws["B1"] = "组织关系转接登记"
+    ws["B3"], ws["C3"], ws["D3"] = "介绍信编号", "转出", None  # 转出 spans 转出 组织 and 日期 unmerged
+    ws["C4"], ws["D4"] = "组织", "日期"
+    rows = [("JS-001", "第一支部", "2024-01-05", "补"), ("JS-002", "第二支部", "2024-02-11", None)]
+    for r, (key, org, day, extra) in enumerate(rows, start=5):
+        ws[f"B{r}"], ws[f"C{r}"], ws[f"D{r}"], ws[f"F{r}"] = key, org, day, extra
+    ws["B7"] = "小计：2"
+    wb.save(inbox / "转接_1.xlsx")
+    dup = openpyxl.Workbook()
+    for row in (["标题"], [], ["介绍信编号", "姓名", "姓名"], [], ["JS-003", "甲", "乙"]):
+        dup.active.append(row)
+    dup.save(inbox / "转接_2.xlsx")
+    source, entity = _sources(tmp_path, inbox, """
+pattern: "转接_*.xlsx"
+primary_key: 介绍信编号
+header_row: 3
+header_rows: 2
+header_separator: "·"
+""")
+    first, second = load_entity(con, tmp_path / "raw", source, entity)
+    assert first.status == "ok", first.message
+    assert [c for c in con.execute("SELECT * FROM raw.party__e LIMIT 0").fetchdf().columns
+            if not c.startswith("_")] == ["介绍信编号", "转出·组织", "转出·日期", "column_6"]
+    assert _raw(con, ["介绍信编号", "转出·组织", "转出·日期", "column_6"]) == [
+        ("JS-001", "第一支部", "2024-01-05", "补"), ("JS-002", "第二支部", "2024-02-11", None)]
+    [(_, detail, original)] = _quarantine(con, "footer_row")
+    assert original["row"] == 7 and original["values"] == {"介绍信编号": "小计：2"}
+    assert second.status == "rejected" and "header names more than one column ['姓名']" in second.message
+    assert (second.rows_read, second.rows_rejected) == (0, 0)  # not read: nothing counted
+    _conserved(con)
+
+
+def test_a_stray_quote_keeps_rows_but_says_it_cannot_place_the_line(tmp_path, con):
+    """Quote parity cannot find lines when a quote sits inside an unquoted value; the quarantined row
+    then names its record number after the header instead of a wrong line."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "名单_q.csv").write_text('编号,姓名\n1,张"三\n2\n3,李四\n', encoding="utf-8")
+    source, entity = _sources(tmp_path, inbox, 'pattern: "名单_*.csv"\nprimary_key: 编号')
+    [result] = load_entity(con, tmp_path / "raw", source, entity)
+    assert _raw(con, ["编号", "姓名"]) == [("1", '张"三'), ("3", "李四")]
+    [(_, detail, original)] = _quarantine(con, "wrong_field_count")
+    assert original["text"] == "2" and original["line"] is None and "record 2 after the header" in detail
+    assert (result.rows_read, result.rows_landed, result.rows_rejected) == (3, 2, 1)
+    _conserved(con)
+
+
+def test_a_header_row_beyond_the_file_is_set_aside_with_its_reason(tmp_path, con):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "名单_short.csv").write_text("标题\n", encoding="utf-8")
+    source, entity = _sources(tmp_path, inbox, 'pattern: "名单_*.csv"\nprimary_key: 编号\nheader_row: 3')
+    [result] = load_entity(con, tmp_path / "raw", source, entity)
+    assert result.status == "rejected" and "ends before row 3" in result.message
+    _conserved(con)
