@@ -232,13 +232,17 @@ class FileExtractor:
             return starts, len(starts) == table.num_rows + len(invalid)  # else: a stray quote misled us
 
         footer_re = re.compile(layout.footer_pattern(r"\s*")) if layout.footer_pattern() else None
+        # ``last_rows`` counts records, broken ones too (a lone 制表人 line is the last record): Arrow
+        # numbers every record it reads, 1-based, blank lines not counted.
+        records = table.num_rows + len(invalid)
+        last_from = records - layout.footer_last_rows + 1 if layout.footer_last_rows else None
         for number, actual, raw in invalid:
             starts, exact = record_starts()
             line = int(file_line(starts[number - 1:number])[0]) if exact and number else None
             where = f"line {line}" if line else f"record {number} after the header"
             cells = next(csv.reader([raw]), [])
             first = next((c for c in cells if c.strip()), "")
-            if footer_re and footer_re.match(first.strip()):
+            if (footer_re and footer_re.match(first.strip())) or (last_from and number and number >= last_from):
                 stats.rejected.append(Rejected(
                     rule="footer_row", detail=f"{path.name} {where}: footer row {first.strip()!r}",
                     original={"file": path.name, "line": line, "text": raw}))
@@ -254,7 +258,11 @@ class FileExtractor:
                 return None
             return file_line(np.delete(starts, [n - 1 for n, _, _ in invalid if n]))
 
-        return self._set_footer_aside(table, path, stats, row_lines, "line")
+        last = None
+        if last_from and all(n for n, _, _ in invalid):
+            numbers = np.delete(np.arange(1, records + 1), [n - 1 for n, _, _ in invalid])
+            last = numbers >= last_from
+        return self._set_footer_aside(table, path, stats, row_lines, "line", last)
 
     # -- XLSX ---------------------------------------------------------------------------------
     def _read_xlsx(self, path: Path, stats: ExtractStats) -> pa.Table:
@@ -291,11 +299,14 @@ class FileExtractor:
 
     # -- footers --------------------------------------------------------------------------------
     def _set_footer_aside(self, table: pa.Table, path: Path, stats: ExtractStats,
-                          positions: Callable[[], np.ndarray | None], unit: str) -> pa.Table:
-        """Quarantine the footer rows (rule ``footer_row``, with the row as read) and return the rest."""
+                          positions: Callable[[], np.ndarray | None], unit: str,
+                          last: np.ndarray | None = None) -> pa.Table:
+        """Quarantine the footer rows (rule ``footer_row``, with the row as read) and return the rest.
+
+        ``last`` marks the rows among the last ``footer.last_rows`` records, when rows alone do not tell."""
         if table.num_rows == 0 or (self.layout.footer_pattern() is None and not self.layout.footer_last_rows):
             return table
-        mask = _footer_mask(table, self.layout)
+        mask = _footer_mask(table, self.layout, last)
         if not mask.any():
             return table
         at = np.flatnonzero(mask)
@@ -305,7 +316,8 @@ class FileExtractor:
         for k, (i, row) in enumerate(zip(at, footer, strict=True)):
             place = f"{unit} {int(where[i])}" if where is not None else f"data row {int(i) + 1}"
             stats.rejected.append(Rejected(
-                rule="footer_row", detail=f"{path.name} {place}: footer row {first_cells[k]!r}",
+                rule="footer_row", detail=f"{path.name} {place}: footer row "
+                                          f"{repr(first_cells[k]) if first_cells[k] else '(one of the last rows)'}",
                 original={"file": path.name, unit: int(where[i]) if where is not None else None,
                           "values": {c: v for c, v in row.items() if v is not None}}))
         return table.filter(pa.array(~mask))
@@ -484,7 +496,7 @@ def _first_cells(table: pa.Table) -> pa.Array:
     return first
 
 
-def _footer_mask(table: pa.Table, layout: Layout) -> np.ndarray:
+def _footer_mask(table: pa.Table, layout: Layout, last: np.ndarray | None = None) -> np.ndarray:
     """Which rows are footer rows. The first column decides for most rows in one pass; only rows whose
     cell there is blank are looked at in the next column, and so on (no per-column copies of the table)."""
     n = table.num_rows
@@ -501,6 +513,8 @@ def _footer_mask(table: pa.Table, layout: Layout) -> np.ndarray:
             rows = blank.to_numpy() if rows is None else rows[blank.to_numpy()]
             if not len(rows):
                 break
-    if layout.footer_last_rows:
+    if last is not None:
+        mask |= last
+    elif layout.footer_last_rows:
         mask[-layout.footer_last_rows:] = True
     return mask

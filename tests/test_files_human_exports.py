@@ -374,3 +374,20 @@ def test_a_header_row_beyond_the_file_is_set_aside_with_its_reason(tmp_path, con
     [result] = load_entity(con, tmp_path / "raw", source, entity)
     assert result.status == "rejected" and "ends before row 3" in result.message
     _conserved(con)
+
+
+def test_last_rows_counts_a_broken_last_line_as_a_row(tmp_path, con):
+    """`last_rows: 2` with a signature line of one field at the end: the total and the signature are
+    the footer, the last member is not."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "名单.csv").write_text("人员编号,姓名\n1,甲\n2,乙\n共 2 人,\n王芳 2024-12-01\n", encoding="utf-8")
+    source, entity = _sources(tmp_path, inbox,
+                              'pattern: "名单*.csv"\nprimary_key: 人员编号\nfooter: {first_cell: [], last_rows: 2}')
+    [result] = load_entity(con, tmp_path / "raw", source, entity)
+    assert _raw(con, ["人员编号", "姓名"]) == [("1", "甲"), ("2", "乙")]
+    footers = sorted((o["line"], o.get("values"), o.get("text")) for _, _, o in _quarantine(con, "footer_row"))
+    assert footers == [(4, {"人员编号": "共 2 人"}, None), (5, None, "王芳 2024-12-01")]
+    assert not _quarantine(con, "wrong_field_count")
+    assert (result.rows_read, result.rows_landed, result.rows_rejected) == (4, 2, 2)
+    _conserved(con)
