@@ -55,11 +55,18 @@ def _load(zone: RawZone, source: Source, entity: Entity) -> list[LoadResult]:
 
 
 def _load_files(zone: RawZone, source: Source, entity: Entity) -> list[LoadResult]:
+    """One load per new file. A file that cannot load is set aside; the entity's other files still load."""
     from connectors.files import FileExtractor
 
     extractor = FileExtractor(source, entity)
     results = []
-    for item in extractor.pending():
+    pending = extractor.pending()
+    for link, reason in extractor.refused:
+        # A link out of the inbox: the link itself goes to _rejected/, what it points to is never read.
+        moved = extractor.reject_link(link, reason)
+        where = f"moved to {moved}" if moved else "left in place: it lies outside the inbox"
+        results.append(zone.record_file_outcome(entity, link.name, "rejected", f"{reason} ({where})"))
+    for item in pending:
         if zone.is_file_loaded(item.sha256):
             # The same content came before (perhaps under another name): audited, archived, not loaded.
             results.append(zone.record_file_outcome(entity, item.path.name, "skipped",
@@ -67,14 +74,19 @@ def _load_files(zone: RawZone, source: Source, entity: Entity) -> list[LoadResul
             extractor.archive_file(item)
             continue
         stats = ExtractStats()
+        rows = 0
         try:
             table = extractor.read(item, stats)
+            rows = table.num_rows + len(stats.rejected)
+            extractor.check_columns(item, table)
+            result = zone.land(entity, [table], stats, file_name=item.path.name, file_sha256=item.sha256)
         except SourceError as exc:
-            # Unreadable as a whole: set aside with its reason; the entity's other files still load.
+            # Unreadable, a required column missing, or failing at landing: set aside with its reason,
+            # every row it had counted as rejected (a failed landing's audit row becomes this one).
             moved = extractor.reject_file(item, str(exc))
-            results.append(zone.record_file_outcome(entity, item.path.name, "rejected",
-                                                    f"{exc} (moved to {moved})"))
+            results.append(zone.record_file_outcome(entity, item.path.name, "rejected", f"{exc} (moved to {moved})",
+                                                    rows=rows, load_id=getattr(exc, "load_id", None)))
             continue
-        results.append(zone.land(entity, [table], stats, file_name=item.path.name, file_sha256=item.sha256))
+        results.append(result)
         extractor.archive_file(item)
     return results

@@ -1,27 +1,87 @@
 """File drops: an inbox folder, glob patterns per entity, CSV (UTF-8, UTF-8 with BOM, GB18030/GBK) and XLSX.
 
 A file is known by the sha256 of its content, so the same export dropped twice (or under another name)
-is loaded once. Names that resolve outside the inbox (links, ``..``) are refused. A file that cannot be
-read at all is moved aside with a ``.reason.txt`` beside it; lines that cannot be decoded are rejected
-one by one, with their line number, while the rest of the file loads.
+is loaded once. Exports made by people are read as people make them (docs/connectors-files.md):
+
+* a title above the header (``header_row`` or ``skip_rows``), one or more header rows (``header_rows``)
+  whose names are joined, a merged top cell spreading over the columns it covers;
+* footer rows (合计, 总计, 制表人：… by default; ``footer``) are set aside into quarantine with the rule
+  ``footer_row``: counted in the audit, never landed as data;
+* a CSV row with the wrong number of fields is quarantined with its line number and raw text
+  (``wrong_field_count``) and the rest of the file lands; lines that cannot be decoded are quarantined
+  the same way (``undecodable_bytes``).
+
+A file that cannot be loaded at all (unreadable, a required column missing, failing at landing) and a
+link that points out of the inbox are moved to ``_rejected/`` with a ``.reason.txt`` beside them; the
+entity's other files still load.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import io
+import re
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from connectors.base import ExtractStats, Rejected, SourceError, rows_to_table
+from connectors.base import ExtractStats, Rejected, SourceError, rows_to_table, value_as_text
 from connectors.config import Entity, Source, file_format
 
 ENCODINGS = ("utf-8-sig", "gb18030")  # gb18030 is a superset of GBK and GB2312
+
+# A row whose first non-empty cell is one of these (spaces ignored; alone, or followed by ：/: or a
+# bracket, e.g. "合 计", "合计（人）", "制表人：王芳") is a footer row, not data.
+FOOTER_FIRST_CELLS = ("合计", "总计", "小计", "共计", "累计", "总数", "制表人", "制表", "制表日期", "制表时间",
+                      "制表单位", "审核人", "审核", "审批人", "填表人", "填表", "填表日期", "填报人", "填报日期",
+                      "填报单位", "备注", "说明", "注")
+_SPACE_RE2 = r"[\s\p{Z}]*"  # RE2 (Arrow): ASCII white space and every Unicode space (U+3000, U+00A0)
+_BLANK = "\x00blank:"  # a provisional name for a column without a header (see _finish_columns)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the header is and what counts as a footer, from the entity's options."""
+
+    header_row: int | None = None  # 1-based row of the first header row; None: the first non-blank row
+    header_rows: int = 1
+    separator: str = "_"
+    footer_cells: tuple[str, ...] = FOOTER_FIRST_CELLS
+    footer_last_rows: int = 0
+
+    @classmethod
+    def of(cls, options: dict[str, Any]) -> Layout:
+        header_row = options.get("header_row")
+        if header_row is None and options.get("skip_rows") is not None:
+            header_row = int(options["skip_rows"]) + 1
+        footer = options.get("footer")
+        cells, last = FOOTER_FIRST_CELLS, 0
+        if footer is False or (isinstance(footer, str) and footer.lower() == "none"):
+            cells = ()
+        elif isinstance(footer, dict):
+            cells = tuple(str(c) for c in footer.get("first_cell", FOOTER_FIRST_CELLS))
+            last = int(footer.get("last_rows", 0))
+        return cls(int(header_row) if header_row is not None else None, int(options.get("header_rows", 1)),
+                   str(options.get("header_separator", "_")), cells, last)
+
+    def footer_pattern(self, space: str = _SPACE_RE2) -> str | None:
+        """One regular expression for a trimmed first cell that is a footer: a word, spaces allowed
+        between its characters ("合 计"), then the end, a colon or a bracket. ``space`` is the pattern of
+        any run of spaces: RE2's for Arrow, ``\\s*`` for Python's ``re`` (which knows no ``\\p{Z}``)."""
+        words = sorted({w for w in (re.sub(r"\s+", "", c).rstrip(":：") for c in self.footer_cells) if w},
+                       key=len, reverse=True)
+        if not words:
+            return None
+        alternatives = "|".join(space.join(re.escape(ch) for ch in w) for w in words)
+        return f"^(?:{alternatives}){space}(?:$|[:：(（])"
 
 
 @dataclass(frozen=True)
@@ -42,31 +102,51 @@ def sha256_of(path: Path) -> str:
 class FileExtractor:
     def __init__(self, source: Source, entity: Entity):
         self.source, self.entity = source, entity
+        self.layout = Layout.of(entity.options)
         self.inbox = Path(source.setting("inbox")).resolve()
         self.archive = Path(source.setting("archive", str(self.inbox.parent / "_archive" / self.inbox.name)))
         self.rejected = Path(source.setting("rejected", str(self.inbox.parent / "_rejected" / self.inbox.name)))
+        self.refused: list[tuple[Path, str]] = []  # names in the inbox not read, with the reason
 
     def pending(self) -> list[InboxFile]:
-        """Files in the inbox matching the entity's pattern, oldest name first; partial drops skipped."""
+        """Files in the inbox matching the entity's pattern, oldest name first; partial drops skipped.
+
+        A name that resolves outside the inbox (a link) is never read: it goes to ``self.refused``."""
+        self.refused = []
         if not self.inbox.is_dir():
             return []
         found = []
         for path in sorted(self.inbox.glob(self.entity.options["pattern"])):
-            if path.name.startswith(".") or not path.is_file():
+            if path.name.startswith("."):
                 continue
             real = path.resolve()
             if not real.is_relative_to(self.inbox):
-                raise SourceError(f"{self.source.name}.{self.entity.name}: {path.name!r} resolves outside the "
-                                  f"inbox {self.inbox} — refused")
+                if path.is_symlink() or path.exists():
+                    self.refused.append((path, f"{path.name} resolves to {real}, outside the inbox "
+                                               f"{self.inbox}: refused, not read"))
+                continue
+            if not path.is_file():
+                continue
             found.append(InboxFile(path, sha256_of(path), path.stat().st_size))
         return found
 
     def read(self, item: InboxFile, stats: ExtractStats) -> pa.Table:
         stats.files += 1
-        if file_format(self.entity) == "xlsx":
-            stats.encoding = "xlsx"
-            return self._read_xlsx(item.path)
-        return self._read_csv(item.path, stats)
+        try:
+            if file_format(self.entity) == "xlsx":
+                stats.encoding = "xlsx"
+                return self._read_xlsx(item.path, stats)
+            return self._read_csv(item.path, stats)
+        except pa.ArrowException as exc:
+            raise SourceError(f"{item.path.name}: {_first_line(exc)}") from None
+
+    def check_columns(self, item: InboxFile, table: pa.Table) -> None:
+        """A file without a required column (the primary key or ``required_columns``) cannot load."""
+        missing = [c for c in self.entity.required if c not in table.column_names]
+        if missing:
+            cols = table.column_names
+            raise SourceError(f"{item.path.name}: required column(s) {missing} missing (its header has "
+                              f"{cols[:12]}{'…' if len(cols) > 12 else ''})")
 
     # -- CSV ---------------------------------------------------------------------------------
     def _read_csv(self, path: Path, stats: ExtractStats) -> pa.Table:
@@ -77,7 +157,7 @@ class FileExtractor:
             except UnicodeDecodeError:
                 continue
             stats.encoding = "utf-8" if enc == "utf-8-sig" and not data.startswith(b"\xef\xbb\xbf") else enc
-            return _parse_csv(text.encode("utf-8"), path)
+            return self._parse_csv(text, path, stats, None)
         return self._read_csv_damaged(path, data, stats)
 
     def _read_csv_damaged(self, path: Path, data: bytes, stats: ExtractStats) -> pa.Table:
@@ -95,8 +175,10 @@ class FileExtractor:
             return bad
 
         enc, bad = min(((e, failures(e)) for e in ENCODINGS), key=lambda pair: len(pair[1]))
-        if 0 in bad:
-            raise SourceError(f"{path.name}: the header line cannot be decoded as UTF-8 or GB18030")
+        header_end = (self.layout.header_row or 1) + self.layout.header_rows - 1
+        if bad and bad[0] < header_end:
+            raise SourceError(f"{path.name}: line {bad[0] + 1} (title or header) cannot be decoded as UTF-8 "
+                              "or GB18030")
         stats.encoding = "utf-8" if enc == "utf-8-sig" else enc
         bad_set = set(bad)
         for i in bad:
@@ -105,25 +187,140 @@ class FileExtractor:
                 detail=f"{path.name} line {i + 1}: bytes not valid {stats.encoding}",
                 original={"file": path.name, "line": i + 1,
                           "text": lines[i].decode(enc, errors="replace").rstrip("\r")}))
-        good = b"\n".join(line.decode(enc).encode("utf-8") for i, line in enumerate(lines) if i not in bad_set)
-        return _parse_csv(good, path)
+        kept = np.delete(np.arange(len(lines)), bad)
+        text = "\n".join(line.decode(enc) for i, line in enumerate(lines) if i not in bad_set)
+        return self._parse_csv(text, path, stats, kept)
+
+    def _parse_csv(self, text: str, path: Path, stats: ExtractStats, kept: np.ndarray | None) -> pa.Table:
+        """Parse with Arrow's CSV reader, every column as text as written (leading zeros, codes like 01).
+
+        The title and header rows are taken off first; Arrow reads the rest. ``kept`` maps a line of
+        ``text`` to its line in the file (0-based), when undecodable lines were taken out."""
+        layout = self.layout
+        header, lines_used, chars_used = _take_header_rows(text, layout, path)
+        names = _header_names(header, layout.separator, carry=True, path=path)
+        skip = len(text[:chars_used].encode("utf-8"))
+        body = pa.py_buffer(text.encode("utf-8")).slice(skip)  # after the header, without a copy
+        del text
+
+        def file_line(data_lines: np.ndarray) -> np.ndarray:  # a 0-based line of ``body`` -> file line, 1-based
+            at = data_lines + lines_used
+            return (kept[at] if kept is not None else at) + 1
+
+        invalid: list[tuple[int | None, int, str]] = []
+
+        def on_invalid(row: pacsv.InvalidRow) -> str:
+            invalid.append((row.number, row.actual_columns, row.text))
+            return "skip"
+
+        table = pacsv.read_csv(
+            pa.BufferReader(body),
+            read_options=pacsv.ReadOptions(use_threads=False, column_names=names),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True,
+                null_values=[""], auto_dict_encode=False),
+        )
+        table = _finish_columns(table, path)
+        known: dict[str, np.ndarray] = {}
+
+        def record_starts() -> tuple[np.ndarray, bool]:
+            """Where each record starts, worked out only when a row is set aside (quotes minded)."""
+            if "starts" not in known:
+                known["starts"] = _record_starts(body)
+            starts = known["starts"]
+            return starts, len(starts) == table.num_rows + len(invalid)  # else: a stray quote misled us
+
+        footer_re = re.compile(layout.footer_pattern(r"\s*")) if layout.footer_pattern() else None
+        # ``last_rows`` counts records, broken ones too (a lone 制表人 line is the last record): Arrow
+        # numbers every record it reads, 1-based, blank lines not counted.
+        records = table.num_rows + len(invalid)
+        last_from = records - layout.footer_last_rows + 1 if layout.footer_last_rows else None
+        for number, actual, raw in invalid:
+            starts, exact = record_starts()
+            line = int(file_line(starts[number - 1:number])[0]) if exact and number else None
+            where = f"line {line}" if line else f"record {number} after the header"
+            cells = next(csv.reader([raw]), [])
+            first = next((c for c in cells if c.strip()), "")
+            if (footer_re and footer_re.match(first.strip())) or (last_from and number and number >= last_from):
+                stats.rejected.append(Rejected(
+                    rule="footer_row", detail=f"{path.name} {where}: footer row {first.strip()!r}",
+                    original={"file": path.name, "line": line, "text": raw}))
+            else:
+                stats.rejected.append(Rejected(
+                    rule="wrong_field_count",
+                    detail=f"{path.name} {where}: {actual} field(s), the header has {len(names)}",
+                    original={"file": path.name, "line": line, "text": raw}))
+
+        def row_lines() -> np.ndarray | None:
+            starts, exact = record_starts()
+            if not exact:
+                return None
+            return file_line(np.delete(starts, [n - 1 for n, _, _ in invalid if n]))
+
+        last = None
+        if last_from and all(n for n, _, _ in invalid):
+            numbers = np.delete(np.arange(1, records + 1), [n - 1 for n, _, _ in invalid])
+            last = numbers >= last_from
+        return self._set_footer_aside(table, path, stats, row_lines, "line", last)
 
     # -- XLSX ---------------------------------------------------------------------------------
-    def _read_xlsx(self, path: Path) -> pa.Table:
+    def _read_xlsx(self, path: Path, stats: ExtractStats) -> pa.Table:
         from python_calamine import CalamineWorkbook
 
         try:
             book = CalamineWorkbook.from_path(str(path))
-            sheet = self.entity.options.get("sheet")
-            rows = (book.get_sheet_by_name(sheet) if sheet else book.get_sheet_by_index(0)).to_python(
-                skip_empty_area=True)
+            sheet_name = self.entity.options.get("sheet")
+            sheet = book.get_sheet_by_name(sheet_name) if sheet_name else book.get_sheet_by_index(0)
+            rows = sheet.to_python(skip_empty_area=False)  # rows and columns as numbered in the sheet
+            merged = list(getattr(sheet, "merged_cell_ranges", None) or [])
         except Exception as exc:  # calamine raises its own error types for broken workbooks
-            raise SourceError(f"{path.name}: not a readable XLSX workbook ({exc})") from None
-        if not rows:
-            raise SourceError(f"{path.name}: the first sheet is empty")
-        header = [str(h).strip() for h in rows[0]]
-        body = [list(r) for r in rows[1:] if any(v not in (None, "") for v in r)]
-        return rows_to_table(header, body)
+            raise SourceError(f"{path.name}: not a readable XLSX workbook ({_first_line(exc)})") from None
+        layout = self.layout
+        filled = [i for i, r in enumerate(rows) if any(v not in (None, "") for v in r)]
+        if not filled:
+            raise SourceError(f"{path.name}: the sheet is empty")
+        top = layout.header_row - 1 if layout.header_row else filled[0]
+        if top + layout.header_rows > len(rows):
+            raise SourceError(f"{path.name}: the header (row {top + 1}, {layout.header_rows} row(s)) lies "
+                              f"beyond the sheet's last row {len(rows)}")
+        header = [list(r) for r in rows[top:top + layout.header_rows]]
+        # A merged cell holds its value in its first cell only: spread it over the columns it covers.
+        # Known merges are exact; the guess from blanks is used only when the header has none.
+        in_header = [((r1, c1), (r2, c2)) for (r1, c1), (r2, c2) in merged if top <= r1 < top + layout.header_rows]
+        for (r1, c1), (_r2, c2) in in_header:
+            for c in range(c1 + 1, min(c2 + 1, len(header[r1 - top]))):
+                header[r1 - top][c] = header[r1 - top][c1]
+        names = _header_names(header, layout.separator, carry=not in_header, path=path)
+        body_at = [i for i in filled if i >= top + layout.header_rows]
+        table = _finish_columns(rows_to_table(names, [rows[i] for i in body_at]), path)
+        sheet_rows = np.asarray(body_at, dtype=np.int64) + 1
+        return self._set_footer_aside(table, path, stats, lambda: sheet_rows, "row")
+
+    # -- footers --------------------------------------------------------------------------------
+    def _set_footer_aside(self, table: pa.Table, path: Path, stats: ExtractStats,
+                          positions: Callable[[], np.ndarray | None], unit: str,
+                          last: np.ndarray | None = None) -> pa.Table:
+        """Quarantine the footer rows (rule ``footer_row``, with the row as read) and return the rest.
+
+        ``last`` marks the rows among the last ``footer.last_rows`` records, when rows alone do not tell."""
+        if table.num_rows == 0 or (self.layout.footer_pattern() is None and not self.layout.footer_last_rows):
+            return table
+        mask = _footer_mask(table, self.layout, last)
+        if not mask.any():
+            return table
+        at = np.flatnonzero(mask)
+        where = positions()
+        footer = table.take(pa.array(at)).to_pylist()
+        first_cells = _first_cells(table.take(pa.array(at))).to_pylist()
+        for k, (i, row) in enumerate(zip(at, footer, strict=True)):
+            place = f"{unit} {int(where[i])}" if where is not None else f"data row {int(i) + 1}"
+            stats.rejected.append(Rejected(
+                rule="footer_row", detail=f"{path.name} {place}: footer row "
+                                          f"{repr(first_cells[k]) if first_cells[k] else '(one of the last rows)'}",
+                original={"file": path.name, unit: int(where[i]) if where is not None else None,
+                          "values": {c: v for c, v in row.items() if v is not None}}))
+        return table.filter(pa.array(~mask))
 
     # -- after the load -------------------------------------------------------------------------
     def archive_file(self, item: InboxFile) -> Path:
@@ -131,8 +328,35 @@ class FileExtractor:
 
     def reject_file(self, item: InboxFile, reason: str) -> Path:
         dest = _move(item.path, self.rejected, item.sha256)
-        dest.with_name(dest.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
+        _write_reason(dest, item.path.name, self.entity, reason)
         return dest
+
+    def reject_link(self, path: Path, reason: str) -> Path | None:
+        """Move the link itself (never what it points to) to ``_rejected/``."""
+        if not path.is_symlink():
+            return None  # under a linked folder: the file itself lives outside, so it stays where it is
+        tag = hashlib.sha256(f"{path.name}\0{path.readlink()}".encode()).hexdigest()
+        self.rejected.mkdir(parents=True, exist_ok=True)
+        dest = self.rejected / f"{tag[:12]}_{path.name}"
+        path.rename(dest) if _same_device(path.parent, self.rejected) else _move_link(path, dest)
+        _write_reason(dest, path.name, self.entity, reason)
+        return dest
+
+
+def _same_device(a: Path, b: Path) -> bool:
+    return a.stat().st_dev == b.stat().st_dev
+
+
+def _move_link(path: Path, dest: Path) -> None:
+    """Across file systems: a new link with the same target, then the old link removed (not followed)."""
+    dest.symlink_to(path.readlink())
+    path.unlink()
+
+
+def _write_reason(dest: Path, name: str, entity: Entity, reason: str) -> None:
+    dest.with_name(dest.name + ".reason.txt").write_text(
+        f"file: {name}\nentity: {entity.source}.{entity.name}\nrejected_at: {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}\n"
+        f"reason: {reason}\n", encoding="utf-8")
 
 
 def _move(path: Path, folder: Path, sha: str) -> Path:
@@ -142,20 +366,155 @@ def _move(path: Path, folder: Path, sha: str) -> Path:
     return dest
 
 
-def _parse_csv(utf8: bytes, path: Path) -> pa.Table:
-    """Parse with Arrow's CSV reader, every column as text as written (leading zeros, codes like 01)."""
-    first = utf8.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
-    header = [h.strip() for h in next(csv.reader([first]))]
-    if not any(header):
-        raise SourceError(f"{path.name}: no header line")
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# -- headers ------------------------------------------------------------------------------------
+def _take_header_rows(text: str, layout: Layout, path: Path) -> tuple[list[list[str]], int, int]:
+    """The header records of a CSV text, and how many lines and characters they and the title took.
+
+    Rows are counted as a spreadsheet shows them: a blank line is a row, a quoted value over several
+    lines is one row."""
+    used = {"lines": 0, "chars": 0}
+
+    def lines() -> Iterator[str]:
+        pos = 0
+        while pos < len(text):
+            end = text.find("\n", pos)
+            end = len(text) if end < 0 else end + 1
+            used["lines"] += 1
+            used["chars"] = end
+            yield text[pos:end]
+            pos = end
+
+    reader = csv.reader(lines())
     try:
-        return pacsv.read_csv(
-            io.BytesIO(utf8),
-            read_options=pacsv.ReadOptions(use_threads=False, column_names=header, skip_rows=1),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True,
-                null_values=[""], auto_dict_encode=False),
-        )
-    except pa.ArrowInvalid as exc:
-        raise SourceError(f"{path.name}: not a well-formed CSV file ({exc})") from None
+        if layout.header_row:
+            for _ in range(layout.header_row - 1):
+                next(reader)
+            header = [next(reader) for _ in range(layout.header_rows)]
+        else:
+            first = next(r for r in reader if any(c.strip() for c in r))
+            header = [first] + [next(reader) for _ in range(layout.header_rows - 1)]
+    except StopIteration:
+        where = f"row {layout.header_row}" if layout.header_row else "a header line"
+        raise SourceError(f"{path.name}: no header: the file ends before {where}"
+                          f"{f' and {layout.header_rows} header rows' if layout.header_rows > 1 else ''}") from None
+    except csv.Error as exc:
+        raise SourceError(f"{path.name}: the title or header rows are not valid CSV ({exc})") from None
+    if not any(c.strip() for r in header for c in r):
+        raise SourceError(f"{path.name}: the header row is blank")
+    return header, used["lines"], used["chars"]
+
+
+def _header_names(rows: list[list[Any]], separator: str, *, carry: bool, path: Path) -> list[str]:
+    """Column names from one or more header rows, names of the rows joined with ``separator``.
+
+    A merged top cell has its value in its first column only. With ``carry``, a blank cell in an upper
+    row takes the value on its left when both it and its left neighbour have a name below (they are
+    under the same merged cell); a cell merged down over the header rows (序号 over two rows) has blanks
+    below and stays alone. A column with no name at all gets a provisional one (see _finish_columns)."""
+    width = max(len(r) for r in rows)
+    grid = [[_cell_text(v) for v in r] + [""] * (width - len(r)) for r in rows]
+    n = len(grid)
+    if carry and n > 1:
+        for u in range(n - 1):
+            for c in range(1, width):
+                if (not grid[u][c] and grid[u][c - 1] and any(grid[lo][c] for lo in range(u + 1, n))
+                        and any(grid[lo][c - 1] for lo in range(u + 1, n))):
+                    grid[u][c] = grid[u][c - 1]
+    names = []
+    for c in range(width):
+        parts: list[str] = []
+        for r in range(n):
+            if grid[r][c] and (not parts or parts[-1] != grid[r][c]):
+                parts.append(grid[r][c])
+        names.append(separator.join(parts) or f"{_BLANK}{c + 1}")
+    dupes = sorted({x for x in names if names.count(x) > 1})
+    if dupes:
+        raise SourceError(f"{path.name}: the header names more than one column {dupes}")
+    return names
+
+
+def _cell_text(value: Any) -> str:
+    text = value_as_text(value)
+    return text.strip() if text else ""
+
+
+def _finish_columns(table: pa.Table, path: Path) -> pa.Table:
+    """A column without a header: dropped when it is empty too, else named ``column_<position>``."""
+    names = table.column_names
+    if not any(n.startswith(_BLANK) for n in names):
+        return table
+    keep, out = [], []
+    for i, n in enumerate(names):
+        if not n.startswith(_BLANK):
+            keep.append(i)
+            out.append(n)
+        elif table.column(i).null_count < table.num_rows:
+            name = f"column_{n.removeprefix(_BLANK)}"
+            if name in names:
+                raise SourceError(f"{path.name}: column {name} has values but no header, and that name is taken")
+            keep.append(i)
+            out.append(name)
+    return table.select(keep).rename_columns(out)
+
+
+def _record_starts(body: pa.Buffer | bytes) -> np.ndarray:
+    """The 0-based line on which each non-blank CSV record of ``body`` starts.
+
+    A line break inside quotes continues a record: quote parity decides (a doubled quote inside a
+    quoted value leaves it unchanged). Blank lines are no records (Arrow skips them too)."""
+    a = np.frombuffer(body, dtype=np.uint8)
+    if a.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    breaks = np.flatnonzero(a == 10)
+    quoted = np.bitwise_xor.accumulate((a == 34).view(np.uint8))
+    ends = breaks[quoted[breaks] == 0]
+    starts = np.concatenate(([0], ends + 1))
+    stops = np.concatenate((ends, [a.size]))
+    length = stops - starts
+    first = a[np.minimum(starts, a.size - 1)]
+    blank = (length == 0) | ((length == 1) & (first == 13))
+    return np.searchsorted(breaks, starts[~blank])
+
+
+# -- footers ------------------------------------------------------------------------------------
+def _first_cells(table: pa.Table) -> pa.Array:
+    """Each row's first non-blank cell, trimmed (None for a blank row)."""
+    first = pa.nulls(table.num_rows, pa.string())
+    for name in table.column_names:
+        col = pc.utf8_trim_whitespace(table.column(name))
+        col = pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
+        first = pc.coalesce(first, col)
+        if first.null_count == 0:
+            break
+    if isinstance(first, pa.ChunkedArray):
+        first = first.combine_chunks()
+    return first
+
+
+def _footer_mask(table: pa.Table, layout: Layout, last: np.ndarray | None = None) -> np.ndarray:
+    """Which rows are footer rows. The first column decides for most rows in one pass; only rows whose
+    cell there is blank are looked at in the next column, and so on (no per-column copies of the table)."""
+    n = table.num_rows
+    mask = np.zeros(n, dtype=bool)
+    pattern = layout.footer_pattern()
+    if pattern:
+        pattern = "^" + _SPACE_RE2 + pattern.removeprefix("^")  # cells are matched untrimmed
+        rows = None  # None: all rows
+        for name in table.column_names:
+            col = table.column(name) if rows is None else table.column(name).take(pa.array(rows))
+            hit = pc.indices_nonzero(pc.match_substring_regex(col, pattern)).to_numpy()  # nulls: no hit
+            mask[hit if rows is None else rows[hit]] = True
+            blank = pc.indices_nonzero(pc.or_kleene(pc.is_null(col), pc.or_(pc.utf8_is_space(col), pc.equal(col, ""))))
+            rows = blank.to_numpy() if rows is None else rows[blank.to_numpy()]
+            if not len(rows):
+                break
+    if last is not None:
+        mask |= last
+    elif layout.footer_last_rows:
+        mask[-layout.footer_last_rows:] = True
+    return mask

@@ -357,11 +357,15 @@ class RawZone:
                 "source_type = excluded.source_type, last_load_id = excluded.last_load_id",
                 [entity.source, entity.name, column, family, result.load_id, result.load_id])
 
-    def record_file_outcome(self, entity: Entity, file_name: str, status: str, reason: str) -> LoadResult:
-        """Audit a file that was not loaded: ``rejected`` (unreadable) or ``skipped`` (seen before)."""
+    def record_file_outcome(self, entity: Entity, file_name: str, status: str, reason: str, *, rows: int = 0,
+                            load_id: str | None = None) -> LoadResult:
+        """Audit a file that was not loaded: ``rejected`` (set aside whole; the ``rows`` it had, as far as
+        they were read, count as read and rejected) or ``skipped`` (seen before). With ``load_id``, the
+        ``failed`` audit row of a landing that failed on the file is replaced by this one."""
         started_at = datetime.now(UTC)
-        result = LoadResult(f"{started_at:%Y%m%dT%H%M%S}-{entity.source}-{entity.name}-{uuid.uuid4().hex[:8]}",
-                            entity.source, entity.name, status=status, files=1, message=f"{file_name}: {reason}")
+        result = LoadResult(load_id or f"{started_at:%Y%m%dT%H%M%S}-{entity.source}-{entity.name}-{uuid.uuid4().hex[:8]}",
+                            entity.source, entity.name, status=status, files=1, rows_read=rows, rows_rejected=rows,
+                            message=reason if reason.startswith(f"{file_name}:") else f"{file_name}: {reason}")
         self._audit(result, started_at)
         return result
 

@@ -225,16 +225,33 @@ class SqlSource(_Source):
 
 
 # -- files ----------------------------------------------------------------------------------------
+class Footer(_Model):
+    first_cell: list[Annotated[str, StringConstraints(pattern=r"\S")]] | None = Field(
+        None, description="Words that make a row a footer when its first non-empty cell begins with one.")
+    last_rows: Annotated[int, Field(ge=0)] = Field(0, description="The last n rows of a file are footer rows.")
+
+
 class FilesEntity(_Entity):
     pattern: str = Field(description="A glob inside the inbox, e.g. 党员信息*.xlsx.")
     format: Literal["csv", "xlsx"] | None = Field(None, description="csv or xlsx; from the pattern's suffix if absent.")
     sheet: str | None = Field(None, description="XLSX: the sheet to read; the first if absent.")
+    header_row: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="The row (1 = first, as a spreadsheet counts) where the header starts; rows above are "
+                          "titles and are skipped.")
+    skip_rows: Annotated[int, Field(ge=0)] | None = Field(None, description="Rows to skip before the header (header_row - 1).")
+    header_rows: Annotated[int, Field(ge=1)] = Field(
+        1, description="Header rows: with 2, a merged top cell's name is joined with each name below it.")
+    header_separator: str = Field("_", description="Joins the names of several header rows.")
+    footer: Footer | Literal[False, "none"] | None = Field(
+        None, description="Rows set aside as footers (合计, 总计, 小计, 制表人, …) by default; none: no footer rule.")
 
     @model_validator(mode="after")
     def _inside(self) -> FilesEntity:
         p = Path(self.pattern)
         if p.is_absolute() or ".." in p.parts:
             raise ValueError(f"pattern {self.pattern!r} would leave the inbox")
+        if self.header_row is not None and self.skip_rows is not None:
+            raise ValueError("give header_row or skip_rows, not both (header_row = skip_rows + 1)")
         return self
 
 
@@ -263,7 +280,7 @@ _MEMBERS = {"float": "a number", "int": "an integer", "bool": "true or false", "
             "constrained-str": None, "constrained-int": "a positive integer", "list[str]": "a list of names", "none": None}
 
 
-_MODEL_NAMES = {"Envelope", "literal[False,'none']"}
+_MODEL_NAMES = {"Envelope", "Footer", "literal[False,'none']"}
 
 
 def _path(loc: tuple[Any, ...]) -> str:
@@ -275,7 +292,7 @@ def _path(loc: tuple[Any, ...]) -> str:
             continue
         if out and out[-1] in _TAGGED and i > 0 and str(loc[i - 1]) in _TAGGED:
             continue
-        if part in _MODEL_NAMES and i > 0 and str(loc[i - 1]) in ("envelope",):
+        if part in _MODEL_NAMES and i > 0 and str(loc[i - 1]) in ("envelope", "footer"):
             continue
         if part == "schema_":
             part = "schema"
