@@ -322,14 +322,17 @@ def _staff_people(plan: Plan, campus: Campus, branch: np.ndarray, under3: int) -
     free = ~member & ~st["retired"] & (age_now < 40)
     pool = rng.permutation(np.flatnonzero(free))
     pipe_frames = []
-    used = 0
+    taken = np.zeros(pool.size, dtype=bool)
+    pool_lower = np.maximum.reduce([st["hire"][pool], add_years(persons["birth"][st["pidx"][pool]], 18),
+                                    np.full(pool.size, today - 1100)])
     for stage, base in STAFF_PIPELINE:
-        k = min(plan.count(base), pool.size - used)
-        chosen = pool[used : used + k]
-        used += k
         steps = {APPLICANT: 1, ACTIVIST: 2, CANDIDATE: 3}[stage]
-        birth18 = add_years(persons["birth"][st["pidx"][chosen]], 18)
-        lower = np.maximum.reduce([st["hire"][chosen], birth18, np.full(k, today - 1100)])
+        # Only staff who can have gone through the steps by today (a 发展对象 needs a year as activist
+        # after applying, so not someone hired last month): _chain needs a feasible deadline.
+        feasible = ~taken & (pool_lower + sum(g[0] for g in STAFF_GAPS[:steps]) <= today)
+        pick = np.flatnonzero(feasible)[: plan.count(base)]
+        taken[pick] = True
+        chosen, lower, k = pool[pick], pool_lower[pick], pick.size
         dates = _chain(rng, lower, np.full(k, today), STAFF_GAPS[:steps])
         p = _frame(k)
         p["pidx"], p["person_no"], p["src"] = st["pidx"][chosen], st["staff_no"][chosen], chosen
@@ -340,7 +343,7 @@ def _staff_people(plan: Plan, campus: Campus, branch: np.ndarray, under3: int) -
         pipe_frames.append(p)
     # Staff whom HR will list as 中共党员 although they have no party record: any other non-member.
     in_pipeline = np.zeros(n, dtype=bool)
-    in_pipeline[pool[:used]] = True
+    in_pipeline[pool[taken]] = True
     hr_only_pool = rng.permutation(np.flatnonzero(~member & ~st["retired"] & ~in_pipeline))
     return concat([f, *pipe_frames]), hr_only_pool
 
@@ -463,10 +466,14 @@ def build_party(plan: Plan, campus: Campus) -> Party:
             )
         )
 
-    # 发展对象 named less than a year after becoming activists.
+    # 发展对象 named less than a year after becoming activists. The short gap never reaches past today: a
+    # recent activist's date moves back instead (still after applying), so that the record is
+    # wrong in one way only, the one the conflict names, and no milestone lies in the future.
     pool = np.flatnonzero((people["stage"] == CANDIDATE) & (people["category"] == STUDENT))
     for i in rng.permutation(pool)[: plan.count(CONFLICT_COUNTS["activist_under_one_year"])]:
-        people["candidate"][i] = people["activist"][i] + int(rng.integers(200, 331))
+        gap = int(rng.integers(200, 331))
+        people["activist"][i] = max(min(people["activist"][i], today - gap), people["apply"][i])
+        people["candidate"][i] = min(people["activist"][i] + gap, today)
         conflicts.append(
             (
                 "activist_under_one_year",

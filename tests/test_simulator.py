@@ -600,3 +600,29 @@ def test_population_at_scale_one(tmp_path: Path) -> None:
     assert pop["schools"] == 12 and pop["orgs_by_kind"]["党总支"] == 14
     assert 55 <= pop["orgs_by_kind"]["党支部"] <= 65
     assert 750_000 <= manifest["rows"]["academic/academic.sqlite:jw_cj"] <= 1_050_000
+
+
+def _milestones_after(truth: list[dict], as_of: dt.date) -> list[tuple[str, str, dt.date]]:
+    cols = ("apply_date", "talk_date", "activist_date", "candidate_date", "admit_date", "full_date", "out_date")
+    return [(r["person_no"], c, r[c]) for r in truth for c in cols if r[c] is not None and r[c] > as_of]
+
+
+def test_no_party_milestone_is_after_as_of(sim: Sim) -> None:
+    """The truth holds no date in the future: a conflict is wrong in the one way it is logged for."""
+    as_of = dt.date.fromisoformat(sim.manifest["as_of"])
+    assert _milestones_after(sim.party_truth, as_of) == []
+    short = sim.defect_keys("party", "development", "activist_under_one_year")
+    by_no = {r["person_no"]: r for r in sim.party_truth}
+    for key in short:
+        r = by_no[key]
+        assert r["apply_date"] <= r["activist_date"] <= r["candidate_date"] <= as_of
+        assert r["candidate_date"] < plus_years(r["activist_date"], 1)
+
+
+@pytest.mark.slow
+def test_no_party_milestone_is_after_as_of_in_the_demo_campus(tmp_path: Path) -> None:
+    """The scale-1 demo campus (seed 20261) once had three staff 发展对象 dated a year ahead: hired too
+    recently for the steps to fit before as_of, and three activists named 发展对象 a short gap later."""
+    manifest = generate(tmp_path, scale=1.0, seed=20261)
+    truth = pq.read_table(tmp_path / "truth" / "party_members.parquet").to_pylist()
+    assert _milestones_after(truth, dt.date.fromisoformat(manifest["as_of"])) == []
