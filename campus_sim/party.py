@@ -693,7 +693,7 @@ def _groups_and_committees(plan: Plan, orgs: Frame, people: Frame, branches: Bra
             rows_full = np.flatnonzero(current & (people["org"] == b))
         secretary[b] = people["pidx"][rows_full[0]] if rows_full.size else -1
         if rows_full.size >= 7:
-            committee_size[b] = int(rng.integers(3, 6))
+            committee_size[b] = int(rng.choice([3, 5]))  # an odd number, so that a vote decides
             people["committee"][rows_full[: committee_size[b]]] = True
         if b in grouped:
             members = rng.permutation(np.flatnonzero(current & (people["org"] == b)))

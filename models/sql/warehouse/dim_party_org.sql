@@ -48,19 +48,23 @@ WHERE r.recency = 1
 ORDER BY r.group_code, m.person_no;
 
 CREATE OR REPLACE TABLE warehouse.dim_party_org AS
-WITH members AS (
-    SELECT org_code,
-           count(*) FILTER (WHERE stage = 'full')         AS full_members,
-           count(*) FILTER (WHERE stage = 'probationary') AS probationary_members
-    FROM warehouse.dim_party_member
-    WHERE is_current AND register = 'member' AND status = '正常'
+WITH members AS (  -- one row per organisation: register members by branch, derived members by 党小组
+    SELECT org_code, sum(full_members)::BIGINT AS full_members,
+           sum(probationary_members)::BIGINT AS probationary_members
+    FROM (
+        SELECT org_code,
+               count(*) FILTER (WHERE stage = 'full')         AS full_members,
+               count(*) FILTER (WHERE stage = 'probationary') AS probationary_members
+        FROM warehouse.dim_party_member
+        WHERE is_current AND register = 'member' AND status = '正常'
+        GROUP BY org_code
+        UNION ALL
+        SELECT group_code,
+               count(*) FILTER (WHERE stage = 'full'),
+               count(*) FILTER (WHERE stage = 'probationary')
+        FROM warehouse.member_group
+        GROUP BY group_code)
     GROUP BY org_code
-    UNION ALL
-    SELECT group_code,
-           count(*) FILTER (WHERE stage = 'full'),
-           count(*) FILTER (WHERE stage = 'probationary')
-    FROM warehouse.member_group
-    GROUP BY group_code
 ), versions AS (
     SELECT v.*,
            lead(v.seen_at) OVER (PARTITION BY v.org_code ORDER BY v.seen_at) AS valid_to
@@ -120,13 +124,13 @@ WITH RECURSIVE orgs AS (
       AND (org_code IS NULL OR org_code NOT IN (SELECT org_code FROM orgs))
 )
 SELECT t.top AS org_code,
-       sum(o.full_members) + CASE WHEN t.top IN (SELECT org_code FROM root) THEN any_value(u.full_members) ELSE 0 END
-           AS full_members_rollup,
-       sum(o.probationary_members)
-           + CASE WHEN t.top IN (SELECT org_code FROM root) THEN any_value(u.probationary_members) ELSE 0 END
-           AS probationary_members_rollup,
-       CASE WHEN t.top IN (SELECT org_code FROM root)
-            THEN any_value(u.full_members) + any_value(u.probationary_members) ELSE 0 END AS unknown_org_members
+       (sum(o.full_members) + CASE WHEN t.top IN (SELECT org_code FROM root) THEN any_value(u.full_members) ELSE 0 END)
+           ::BIGINT AS full_members_rollup,
+       (sum(o.probationary_members)
+           + CASE WHEN t.top IN (SELECT org_code FROM root) THEN any_value(u.probationary_members) ELSE 0 END)
+           ::BIGINT AS probationary_members_rollup,
+       (CASE WHEN t.top IN (SELECT org_code FROM root)
+            THEN any_value(u.full_members) + any_value(u.probationary_members) ELSE 0 END)::BIGINT AS unknown_org_members
 FROM tree t JOIN orgs o ON o.org_code = t.org_code CROSS JOIN unknown u
 GROUP BY t.top
 UNION ALL
