@@ -761,3 +761,29 @@ def test_members_transferred_out_keep_their_stage(wh, truth):
     assert dim.keys() <= want.keys() and len(dim) > 0.9 * len(want)
     assert dim == {p: STAGES[want[p]] for p in dim} == mart
     assert set(dim.values()) == {"full", "probationary"}
+
+
+def test_impossible_durations_are_flagged_not_printed(tmp_path, wh, as_of):
+    """A 发展对象 dated after the as-of date (the simulator once wrote three): no negative days in stage,
+    a flag and the reason instead; nothing else is flagged."""
+    assert wh.execute("SELECT count(*) FROM marts.mart_development_pipeline WHERE dates_impossible "
+                      "OR days_in_stage < 0 OR days_as_activist < 0 OR days_as_candidate < 0").fetchone()[0] == 0
+    wh.execute("CHECKPOINT")
+    path = Path(wh.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
+                .fetchone()[0])
+    shutil.copy(path, tmp_path / "copy.duckdb")
+    con = connect(tmp_path / "copy.duckdb")
+    try:
+        person, = con.execute("SELECT person_no FROM warehouse.dim_party_member WHERE is_current AND status = '正常' "
+                              "AND stage = 'candidate' ORDER BY person_no LIMIT 1").fetchone()
+        con.execute("UPDATE warehouse.dim_party_member SET candidate_on = ? WHERE person_no = ? AND is_current",
+                    [as_of + timedelta(days=111), person])
+        _build_marts(con)
+        rows = con.execute("SELECT person_no, days_in_stage, days_as_activist, dates_impossible, date_problems "
+                           "FROM marts.mart_development_pipeline WHERE dates_impossible").fetchall()
+    finally:
+        con.close()
+    assert len(rows) == 1
+    got, in_stage, as_activist, flagged, problems = rows[0]
+    assert (got, in_stage, as_activist, flagged) == (person, None, None, True), "no span ends in the future"
+    assert problems == "candidate_on after as_of"

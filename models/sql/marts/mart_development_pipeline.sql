@@ -59,11 +59,16 @@ SELECT
     j.org_code, o.name AS org_name, o.parent_code, o.branch_kind,
     j.applied_on, j.talked_on, j.activist_on, j.candidate_on, j.probationary_on,
     j.stage_since,
-    -- a negative duration is not printed: it is NULL and date_problems says which dates are impossible
+    -- a duration with an impossible end (negative, or a date after the as-of date) is not printed: it is
+    -- NULL, and date_problems says which dates are impossible
     CASE WHEN j.raw_days_in_stage >= 0 THEN j.raw_days_in_stage END                 AS days_in_stage,
-    CASE WHEN j.raw_days_as_applicant >= 0 THEN j.raw_days_as_applicant END         AS days_as_applicant,
-    CASE WHEN j.raw_days_as_activist >= 0 THEN j.raw_days_as_activist END           AS days_as_activist,
-    CASE WHEN j.raw_days_as_candidate >= 0 THEN j.raw_days_as_candidate END         AS days_as_candidate,
+    CASE WHEN j.raw_days_as_applicant >= 0 AND j.applied_on <= j.as_of AND coalesce(j.activist_on <= j.as_of, true)
+         THEN j.raw_days_as_applicant END                                          AS days_as_applicant,
+    CASE WHEN j.raw_days_as_activist >= 0 AND j.activist_on <= j.as_of AND coalesce(j.candidate_on <= j.as_of, true)
+         THEN j.raw_days_as_activist END                                           AS days_as_activist,
+    CASE WHEN j.raw_days_as_candidate >= 0 AND j.candidate_on <= j.as_of
+              AND coalesce(j.probationary_on <= j.as_of, true)
+         THEN j.raw_days_as_candidate END                                          AS days_as_candidate,
     CASE WHEN j.raw_days_as_probationary >= 0 THEN j.raw_days_as_probationary END   AS days_as_probationary,
     j.date_problems IS NOT NULL                                               AS dates_impossible,
     j.date_problems,
