@@ -6,14 +6,14 @@ members of the branch (or committee, or 党小组) on the meeting date.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from campus_sim import codes
 from campus_sim.campus import Campus, Frame, Plan, concat, take
 from campus_sim.fmt import join, numbered
-from campus_sim.party import ACTIVIST, CANDIDATE, MEMBER_STAGES, RETIREE, Party
+from campus_sim.party import ACTIVE, ACTIVIST, CANDIDATE, FULL, IN_POST, MEMBER_STAGES, RETIREE, Party
 
 MONTHLY = ("主题党日", "支委会")
 GROUP_MEETING = "党小组会"
@@ -27,6 +27,8 @@ SECOND = np.timedelta64(1, "s")
 class Activities:
     meetings: Frame
     attendance: Frame
+    # (kind, person row, first month "YYYY-MM", detail): members built to break a rule (a conflict)
+    conflicts: list[tuple[str, int, str, str]] = field(default_factory=list)
 
 
 def _schedule(plan: Plan, rng: np.random.Generator, org: int, types: list[str], lax: bool) -> Frame:
@@ -113,11 +115,40 @@ def build_activities(plan: Plan, campus: Campus, party: Party) -> Activities:
     secretaries = orgs["secretary"][meetings["org"]]
     staff_full = pp["pidx"][(pp["stage"] == "正式党员") & (pp["category"] != "学生")]
     guest = staff_full[rng.integers(0, staff_full.size, n)]
-    lecturer_pidx = np.where(rng.random(n) < 0.7, secretaries, guest)
+    lecturer_pidx = np.where((rng.random(n) < 0.7) & (secretaries >= 0), secretaries, guest)
     meetings["lecturer"] = np.where(lecture, campus.persons["name"][lecturer_pidx], "")
     latest = plan.today.astype("datetime64[s]") + 86399 * SECOND
     meetings["updated"] = np.minimum(meetings["end"] + rng.integers(600, 3 * 86400, n) * SECOND, latest)
-    return Activities(meetings, _attendance(plan, rng, party, meetings))
+    attendance = _attendance(plan, rng, party, meetings)
+    return Activities(meetings, attendance, _no_organisation_life(plan, party, meetings, attendance))
+
+
+GAP_MONTHS = 7
+
+
+def _no_organisation_life(plan: Plan, party: Party, meetings: Frame, att: Frame) -> list[tuple[str, int, str, str]]:
+    """A member absent from every meeting for seven months running, from March of last year (党章 第九条:
+    six months without organisation life): a conflict. Attended the month before and the month after."""
+    rng = plan.rng("organisation-life")
+    pp = party.people
+    first = np.datetime64(f"{plan.year0 - 1}-03", "M")
+    after = first + GAP_MONTHS
+    month = meetings["start"][att["meeting"]].astype("datetime64[M]")
+    present = att["status"] == "出席"
+    attended = lambda m: set(att["row"][present & (month == m)].tolist())  # noqa: E731
+    ok = ((pp["stage"] == FULL) & (pp["status"] == ACTIVE) & (pp["category"] == IN_POST)
+          & (pp["start"] < (first - 2).astype("datetime64[D]")))
+    around = attended(first - 1) & attended(after)
+    pool = [r for r in rng.permutation(np.flatnonzero(ok)).tolist() if r in around]
+    if not pool:
+        return []
+    row = pool[0]
+    gap = (att["row"] == row) & (month >= first) & (month < after)
+    att["status"][gap] = "缺席"
+    att["checkin"][gap] = np.datetime64("NaT", "s")
+    months = np.arange(first, after).astype(str)
+    return [("organisation_life_gap", row, str(first),
+             f"{GAP_MONTHS}个月未参加组织生活（{months[0]}至{months[-1]}）")]
 
 
 def _attendance(plan: Plan, rng: np.random.Generator, party: Party, meetings: Frame) -> Frame:

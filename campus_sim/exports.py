@@ -230,6 +230,9 @@ def write_party(plan: Plan, campus: Campus, party: Party, out: Path, log: Defect
             xlsx_dates(rng, t["receipt"]),
         ],
     )
+    for kind, row, detail in _conflicts(party, "assessments"):  # the key is 人员编号|评议年度
+        log.add("party", "assessments", kind, np.array([f"{pp['person_no'][row]}|{detail[:4]}"]),
+                ps["person_id"][pp["pidx"][row]], detail)
     a = party.assessments
     for year in np.unique(a["year"]).tolist():
         sel = a["year"] == year
@@ -316,6 +319,7 @@ def _members(
                 "列为发展对象日期",
                 "入党日期",
                 "转正日期",
+                "延长预备期",
                 "党籍状态",
                 "联系电话",
             ],
@@ -336,6 +340,7 @@ def _members(
                 xlsx_dates(rng, pp["candidate"][rows]),
                 xlsx_dates(rng, pp["admit"][rows]),
                 xlsx_dates(rng, pp["full"][rows]),
+                np.where(pp["extension"][rows] > 0, pp["extension"][rows].astype(str), ""),
                 pp["status"][rows],
                 ps["phone"][pidx],
             ],
@@ -475,6 +480,9 @@ def write_activity(
         "",
         "签到人员编号在人事和学工系统中都不存在",
     )
+    for kind, row, first_month, detail in acts.conflicts:  # the key is 人员编号|first month missed
+        log.add("activity", "attendance", kind, np.array([f"{pp['person_no'][row]}|{first_month}"]),
+                campus.persons["person_id"][pp["pidx"][row]], detail)
     checkin = fmt.iso_time(a["checkin"][source])
     write_jsonl(
         out / "attendance.jsonl",

@@ -14,7 +14,7 @@ import numpy as np
 from campus_sim import codes
 from campus_sim.campus import NAT, Campus, Frame, Plan, concat, ragged_arange, take
 from campus_sim.fmt import join
-from campus_sim.people import add_years, random_dates
+from campus_sim.people import add_months, add_years, random_dates
 
 IN_POST, STUDENT, RETIREE = "在职教职工", "学生", "离退休人员"
 APPLICANT, ACTIVIST, CANDIDATE, PROBATIONARY, FULL = (
@@ -48,6 +48,7 @@ CONFLICT_COUNTS = {
     "probation_overdue": 4,
     "activist_under_one_year": 3,
     "applicant_under_18": 2,
+    "full_date_inconsistent": 2,
 }
 
 _DIGITS = "零一二三四五六七八九"
@@ -258,6 +259,8 @@ def _frame(n: int) -> Frame:
             k: np.full(n, NAT)
             for k in ("apply", "talk", "activist", "candidate", "admit", "full", "out", "start", "gone")
         },
+        # 延长预备期 in months (6-12) when the branch extended the probation and recorded it; 0: none
+        "extension": np.zeros(n, dtype=np.int64),
     }
 
 
@@ -322,14 +325,17 @@ def _staff_people(plan: Plan, campus: Campus, branch: np.ndarray, under3: int) -
     free = ~member & ~st["retired"] & (age_now < 40)
     pool = rng.permutation(np.flatnonzero(free))
     pipe_frames = []
-    used = 0
+    taken = np.zeros(pool.size, dtype=bool)
+    pool_lower = np.maximum.reduce([st["hire"][pool], add_years(persons["birth"][st["pidx"][pool]], 18),
+                                    np.full(pool.size, today - 1100)])
     for stage, base in STAFF_PIPELINE:
-        k = min(plan.count(base), pool.size - used)
-        chosen = pool[used : used + k]
-        used += k
         steps = {APPLICANT: 1, ACTIVIST: 2, CANDIDATE: 3}[stage]
-        birth18 = add_years(persons["birth"][st["pidx"][chosen]], 18)
-        lower = np.maximum.reduce([st["hire"][chosen], birth18, np.full(k, today - 1100)])
+        # Only staff who can have gone through the steps by today (a 发展对象 needs a year as activist
+        # after applying, so not someone hired last month): _chain needs a feasible deadline.
+        feasible = ~taken & (pool_lower + sum(g[0] for g in STAFF_GAPS[:steps]) <= today)
+        pick = np.flatnonzero(feasible)[: plan.count(base)]
+        taken[pick] = True
+        chosen, lower, k = pool[pick], pool_lower[pick], pick.size
         dates = _chain(rng, lower, np.full(k, today), STAFF_GAPS[:steps])
         p = _frame(k)
         p["pidx"], p["person_no"], p["src"] = st["pidx"][chosen], st["staff_no"][chosen], chosen
@@ -340,7 +346,7 @@ def _staff_people(plan: Plan, campus: Campus, branch: np.ndarray, under3: int) -
         pipe_frames.append(p)
     # Staff whom HR will list as 中共党员 although they have no party record: any other non-member.
     in_pipeline = np.zeros(n, dtype=bool)
-    in_pipeline[pool[:used]] = True
+    in_pipeline[pool[taken]] = True
     hr_only_pool = rng.permutation(np.flatnonzero(~member & ~st["retired"] & ~in_pipeline))
     return concat([f, *pipe_frames]), hr_only_pool
 
@@ -430,8 +436,9 @@ def build_party(plan: Plan, campus: Campus) -> Party:
         & (people["org"] != under3)
         & ~st["counselor"][np.where(is_staff, people["src"], 0)]
     )
+    # Past the year of probation and the three months the higher committee has to approve 转正 (细则).
     overdue = rng.permutation(pool)[: plan.count(CONFLICT_COUNTS["probation_overdue"])]
-    people["admit"][overdue] = today - rng.integers(400, 600, overdue.size)
+    people["admit"][overdue] = today - rng.integers(480, 680, overdue.size)
     people["apply"][overdue], people["activist"][overdue], people["candidate"][overdue] = _backward_chain(
         rng, people["admit"][overdue]
     )
@@ -443,6 +450,44 @@ def build_party(plan: Plan, campus: Campus) -> Party:
     for i in overdue:
         conflicts.append(
             ("probation_overdue", "members", int(i), f"入党日期{people['admit'][i]}，至{today}仍为预备党员")
+        )
+
+    # Probation extended by the branch and recorded (延长预备期): full members whose 转正 came at the end of
+    # the extension, and one member still within it (not overdue). Not conflicts: the rules must accept them.
+    # And full members whose 转正日期 is not 入党 + one year with no extension recorded (a conflict).
+    pool = rng.permutation(np.flatnonzero(
+        is_staff & (people["stage"] == FULL) & (people["category"] == IN_POST) & (people["org"] != under3)
+        & ~np.isin(np.arange(people["pidx"].size), overdue) & (people["admit"] < today - 800)
+    ))
+    n_ext, n_bad = plan.count(CONFLICT_COUNTS["full_date_inconsistent"] + 1), plan.count(
+        CONFLICT_COUNTS["full_date_inconsistent"]
+    )
+    # the one still in an extended probation comes from a branch that keeps 3 full members without them
+    full_here = np.bincount(people["org"][(people["stage"] == FULL) & (people["status"] == ACTIVE)],
+                            minlength=int(people["org"].max()) + 1)
+    roomy = pool[full_here[people["org"][pool]] >= 6]
+    still = roomy[-1:]
+    pool = pool[~np.isin(pool, still)]
+    extended, inconsistent = pool[:n_ext], pool[n_ext : n_ext + n_bad]
+    people["extension"][extended] = rng.choice([6, 12], extended.size)
+    people["full"][extended] = add_months(people["admit"][extended], 12 + people["extension"][extended])
+    people["admit"][still] = today - rng.integers(460, 540, still.size)  # past a year, within 1.5 years
+    people["apply"][still], people["activist"][still], people["candidate"][still] = _backward_chain(
+        rng, people["admit"][still]
+    )
+    people["start"][still] = np.maximum(people["admit"][still], st["hire"][people["src"][still]])
+    people["extension"][still] = 12
+    people["full"][still] = NAT
+    people["stage"][still] = PROBATIONARY
+    people["full"][inconsistent] = add_years(people["admit"][inconsistent], 1) + rng.integers(40, 200, n_bad)
+    for i in inconsistent:
+        conflicts.append(
+            (
+                "full_date_inconsistent",
+                "members",
+                int(i),
+                f"入党日期{people['admit'][i]}，转正日期{people['full'][i]}，非预备期满之日且无延长预备期记录",
+            )
         )
 
     # Recently retired members still in a 教工 branch.
@@ -463,10 +508,14 @@ def build_party(plan: Plan, campus: Campus) -> Party:
             )
         )
 
-    # 发展对象 named less than a year after becoming activists.
+    # 发展对象 named less than a year after becoming activists. The short gap never reaches past today: a
+    # recent activist's date moves back instead (still after applying), so that the record is
+    # wrong in one way only, the one the conflict names, and no milestone lies in the future.
     pool = np.flatnonzero((people["stage"] == CANDIDATE) & (people["category"] == STUDENT))
     for i in rng.permutation(pool)[: plan.count(CONFLICT_COUNTS["activist_under_one_year"])]:
-        people["candidate"][i] = people["activist"][i] + int(rng.integers(200, 331))
+        gap = int(rng.integers(200, 331))
+        people["activist"][i] = max(min(people["activist"][i], today - gap), people["apply"][i])
+        people["candidate"][i] = min(people["activist"][i] + gap, today)
         conflicts.append(
             (
                 "activist_under_one_year",
@@ -486,6 +535,7 @@ def build_party(plan: Plan, campus: Campus) -> Party:
     _contacts(rng, people)
     orgs, people = _groups_and_committees(plan, orgs, people, branches)
     conflicts.append(("branch_under_3_full", "orgs", under3, f"党支部{orgs['code'][under3]}正式党员不足3人"))
+    conflicts += _org_conflicts(plan, orgs, people, under3)
     for s in hr_only:
         conflicts.append(
             ("hr_member_no_party_record", "staff", int(s), "人事系统政治面貌为中共党员，党建系统无此人")
@@ -501,7 +551,45 @@ def build_party(plan: Plan, campus: Campus) -> Party:
                 f"实缴{dues['paid'][i] / 100:.2f}低于应缴{dues['due'][i] / 100:.2f}（基数{dues['base'][i] / 100:.2f}）",
             )
         )
-    return Party(orgs, people, transfers, dues, _assessments(plan, people), conflicts)
+    assessments = _assessments(plan, people)
+    assessments, missing = _drop_assessment(plan, people, assessments)
+    conflicts += missing
+    return Party(orgs, people, transfers, dues, assessments, conflicts)
+
+
+def _org_conflicts(plan: Plan, orgs: Frame, people: Frame, under3: int) -> list[tuple[str, str, int, str]]:
+    """Organisation records that break the rules: a 党支部 whose 届满日期 was entered two years after its
+    换届 (its term is three), a 支委会 of an even size (four) and a 党支部 with no secretary recorded."""
+    rng = plan.rng("org-conflicts")
+    full = np.isin(people["stage"], [FULL]) & (people["status"] == ACTIVE)
+    n_full = np.bincount(people["org"][full], minlength=orgs["code"].size)
+    branch = (orgs["kind"] == "党支部") & (np.arange(orgs["code"].size) != under3)
+    committee = rng.permutation(np.flatnonzero(branch & (orgs["committee_size"] > 0) & (n_full >= 7)))[0]
+    rest = rng.permutation(np.flatnonzero(branch & (np.arange(branch.size) != committee)))
+    term, nosec = rest[0], rest[1]
+    orgs["expiry"][term] = add_years(orgs["elected"][term : term + 1], 2)[0]
+    mine = np.flatnonzero(full & (people["org"] == committee))
+    people["committee"][mine] = False
+    people["committee"][mine[:4]] = True
+    orgs["committee_size"][committee] = 4
+    orgs["secretary"][nosec] = -1
+    code = orgs["code"]
+    return [
+        ("org_term_length", "orgs", int(term), f"党支部{code[term]}换届{orgs['elected'][term]}，届满{orgs['expiry'][term]}，任期两年"),
+        ("committee_size_invalid", "orgs", int(committee), f"党支部{code[committee]}委员人数4，为偶数"),
+        ("secretary_missing", "orgs", int(nosec), f"党支部{code[nosec]}未登记书记"),
+    ]
+
+
+def _drop_assessment(plan: Plan, people: Frame, a: Frame) -> tuple[Frame, list[tuple[str, str, int, str]]]:
+    """One member in good standing with no 民主评议 result for a completed year (a conflict)."""
+    rng = plan.rng("assessment-missing")
+    current = (people["status"][a["row"]] == ACTIVE) & (a["year"] == plan.year0 - 2)
+    drop = rng.permutation(np.flatnonzero(current))[:1]
+    keep = ~np.isin(np.arange(a["row"].size), drop)
+    conflicts = [("assessment_missing", "assessments", int(a["row"][i]), f"{a['year'][i]}年度无民主评议结果")
+                 for i in drop]
+    return take(a, np.flatnonzero(keep)), conflicts
 
 
 def _add_underage_applicants(
@@ -605,7 +693,7 @@ def _groups_and_committees(plan: Plan, orgs: Frame, people: Frame, branches: Bra
             rows_full = np.flatnonzero(current & (people["org"] == b))
         secretary[b] = people["pidx"][rows_full[0]] if rows_full.size else -1
         if rows_full.size >= 7:
-            committee_size[b] = int(rng.integers(3, 6))
+            committee_size[b] = int(rng.choice([3, 5]))  # an odd number, so that a vote decides
             people["committee"][rows_full[: committee_size[b]]] = True
         if b in grouped:
             members = rng.permutation(np.flatnonzero(current & (people["org"] == b)))

@@ -42,6 +42,13 @@ def add_years(days: np.ndarray, years: int) -> np.ndarray:
     return (months + 12 * years).astype("datetime64[D]") + offset
 
 
+def add_months(days: np.ndarray, months: np.ndarray | int) -> np.ndarray:
+    """``months`` later, the day clamped to the end of the month (as DuckDB's date + INTERVAL does)."""
+    start = days.astype("datetime64[M]") + months
+    last = (start + 1).astype("datetime64[D]") - 1
+    return np.minimum(start.astype("datetime64[D]") + (days - days.astype("datetime64[M]").astype("datetime64[D]")), last)
+
+
 def random_dates(rng: np.random.Generator, start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """Uniform dates in ``[start, end]`` (element-wise; end >= start)."""
     start = np.asarray(start, dtype="datetime64[D]")

@@ -142,6 +142,7 @@ def write_truth(
         "status": pp["status"],
         **{f"{k}_date": _dates(pp[k]) for k, _ in EVENTS},
         "left_campus_date": _dates(pp["gone"]),
+        "probation_extension_months": pp["extension"],
         "contact_person_id": _text(np.where(contact >= 0, pid[np.maximum(contact, 0)], "")),
         "committee": pp["committee"],
     }

@@ -39,6 +39,8 @@ class Model:
     materialize: str = "table"
     snapshot: bool = False   # each load is the whole entity: current = the latest load only
     history: bool = False    # also build <name>_history: every version, with when it was seen
+    # source columns an older export may lack (added to the export later): NULL when the raw table has none
+    optional_columns: tuple[str, ...] = ()
 
     @property
     def raw_table(self) -> str:
@@ -95,7 +97,8 @@ def _parse(path: Path) -> Model:
     return Model(layer=path.parent.name, name=path.stem, description=str(header["description"]), sql=text,
                  source=source or None, entity=entity or None,
                  primary_key=tuple(header.get("key", ())), materialize=str(header.get("materialize", "table")),
-                 snapshot=header.get("snapshot") is True, history=header.get("history") is True)
+                 snapshot=header.get("snapshot") is True, history=header.get("history") is True,
+                 optional_columns=tuple(header.get("optional_columns", ())))
 
 
 def discover(layer: str) -> dict[str, Model]:
@@ -148,13 +151,24 @@ def raw_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
                        "AND table_name = ?", [table]).fetchone()[0] > 0
 
 
+def _raw_with_optional(con: duckdb.DuckDBPyConnection, m: Model) -> str:
+    """The raw table, with a NULL column for each optional column it does not have."""
+    raw = f"raw.{q(m.raw_table)}"
+    have = {c for (c,) in con.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' "
+                                      "AND table_name = ?", [m.raw_table]).fetchall()}
+    missing = [c for c in m.optional_columns if c not in have]
+    if not missing:
+        return raw
+    return f"(SELECT *, {', '.join(f'NULL::VARCHAR AS {q(c)}' for c in missing)} FROM {raw})"
+
+
 def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
     m = STAGING_MODELS[name]
     if not raw_exists(con, m.raw_table):
         raise RuntimeError(f"raw.{m.raw_table} does not exist yet: materialise raw/{m.raw_table} first")
     pk = ", ".join(q(k) for k in m.primary_key)
     sql = m.sql
-    raw = f"raw.{q(m.raw_table)}"
+    raw = _raw_with_optional(con, m)
     latest = (f"WHERE _load_id = (SELECT arg_max(_load_id, _extracted_at) FROM {raw})" if m.snapshot else "")
     con.execute("BEGIN TRANSACTION")
     try:
@@ -170,7 +184,7 @@ def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
                 (stage, source, entity, load_id, rule, record_key, detail, original_row)
             SELECT 'staging', ?, ?, m.load_id, m._reject_rule, m._record_key, m._reject_detail,
                    to_json(r) FROM _model m
-            JOIN {raw} r ON r._load_id = m.load_id AND r._row_number = m._row_number
+            JOIN raw.{q(m.raw_table)} r ON r._load_id = m.load_id AND r._row_number = m._row_number
             WHERE m._reject_rule IS NOT NULL""", [m.source, m.entity])
         con.execute(f"""CREATE OR REPLACE TABLE staging.{name} AS
             SELECT * EXCLUDE (_reject_rule, _reject_detail, _record_key, _row_number)

@@ -137,7 +137,7 @@ def check_standards(doc: Any) -> dict:
     for key in ("branch_min_full_members", "branch_max_members", "committee_from_full_members", "committee_min",
                 "committee_max", "term_warning_days"):
         _number(doc, f"organisations.{key}")
-    for key in ("talk_within_months", "activist_min_months", "probation_months"):
+    for key in ("talk_within_months", "activist_min_months", "probation_months", "probation_grace_months"):
         _number(doc, f"development.{key}")
     stages = set(_list(doc, "student_standing.screened_stages"))
     if not stages <= set(STAGES):

@@ -99,6 +99,8 @@ MART_DATASETS: tuple[DatasetSpec, ...] = (
               ("category_name", "在职教职工 / 学生 / 离退休人员."),
               ("stage", "full / probationary."), ("stage_name", "正式党员 / 预备党员."),
               ("org_code",), ("org_name",), ("org_type",), ("branch_kind",), ("parent_code",), ("parent_name",),
+              ("org_known", "False when the 党组织编码 is not an organisation: the member counts in the 党委."),
+              ("group_code", "党组织编码 of the member's 党小组, from 党小组会 attendance (empty: none)."),
               ("unit_code", "The unit (二级学院 or department) of the branch."),
               ("gender", "GB/T 2261.1 gender code."), ("gender_name", "男 / 女."),
               ("ethnicity", "GB 3304 ethnic group code."), ("ethnicity_name", "Ethnic group name (壮族 …)."),
@@ -127,6 +129,8 @@ MART_DATASETS: tuple[DatasetSpec, ...] = (
               ("value_order", "Display order of the value within the dimension."),
               ("members", "Members in good standing with this value."),
               ("org_members", "Members in good standing of the organisation."),
+              ("unknown_org_members", "Of org_members, those whose 党组织编码 is not an organisation (counted in "
+                                      "the 党委)."),
               ("share", "members / org_members."))),
 
     _spec("mart_org_tree",
@@ -146,12 +150,16 @@ MART_DATASETS: tuple[DatasetSpec, ...] = (
               ("term_end", "届满日期."), ("term_years", "Length of the term in years."),
               ("days_to_term_end", "Days from the as-of date to the term end (negative: expired)."),
               ("term_status", "in_term / ending_soon / expired / no_term_recorded / not_applicable."),
-              ("full_members", "Full members in good standing directly in the organisation."),
+              ("full_members", "Full members in good standing directly in the organisation (党小组: derived from "
+                               "党小组会 attendance; empty when there is none)."),
               ("probationary_members", "Probationary members directly in it."),
               ("members", "Members directly in it."),
-              ("full_members_rollup", "Full members in it and everything below it."),
+              ("full_members_rollup", "Full members in it and everything below it (党小组 not counted twice)."),
               ("probationary_members_rollup", "Probationary members in it and below."),
-              ("members_rollup", "Members in it and below."),
+              ("members_rollup", "Members in it and below: the college's total on the 党委's row, the same in "
+                                 "zt_dzzqkjcsj and mart_member_structure."),
+              ("unknown_org_members", "Members counted in the 党委 whose 党组织编码 is not an organisation."),
+              ("member_count_note", "How the counts were made where it is not plain (derived, unknown, included)."),
               ("branches_below", "党支部 below it."), ("groups_below", "党小组 below it."),
               ("warnings", "Comma-separated warnings (empty when none)."),
               ("warning_count", "Number of warnings."))),
@@ -169,13 +177,17 @@ MART_DATASETS: tuple[DatasetSpec, ...] = (
               ("days_as_activist", "Days from activist to 发展对象 (to the as-of date if still activist)."),
               ("days_as_candidate", "Days from 发展对象 to probationary (to the as-of date if still 发展对象)."),
               ("days_as_probationary", "Days in probation on the as-of date (probationary members)."),
+              ("dates_impossible", "A step is dated after the as-of date or before the step it follows: the "
+                                   "durations it enters are left empty, not printed negative."),
+              ("date_problems", "Which dates are impossible, '; '-separated (empty when none)."),
               ("talk_due", "Application date + the talk deadline (one month)."),
               ("talk_overdue", "An applicant not yet talked to after the deadline."),
               ("talk_late", "The talk took place after the deadline."),
               ("activist_year_end", "Activist date + the minimum time as activist (one year)."),
               ("activist_year_short", "Listed as 发展对象 before a full year as activist."),
-              ("probation_end", "Admission + the probation period (one year)."),
-              ("probation_overdue", "Still probationary after the probation period ended."),
+              ("probation_end", "Admission + the probation period (one year, plus a recorded 延长预备期)."),
+              ("probation_overdue", "Still probationary after the probation period and the grace for the "
+                                    "higher committee's approval (development.probation_grace_months) ended."),
               ("next_action", "talk / list_as_activist / list_as_candidate / admit_as_probationary / "
                               "convert_to_full."),
               ("next_action_name", "The next action in Chinese."),

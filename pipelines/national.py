@@ -117,7 +117,9 @@ ZT_DZZQKJCSJ = NationalTable(
         Field("dnldzwm", "党内领导职务码 (national_dnldzwm.csv): 书记, or 党小组组长 for a 党小组.", max_length=60,
               pattern=_code(2), code_table="dnldzwm", hub_value="secretary / group_leader by org_type"),
         Field("dzzdyrs", "党组织党员人数: members in good standing (full and probationary) of the organisation and "
-                         "of every organisation under it.", kind="int", required=True),
+                         "of every organisation under it (dim_party_org.members_rollup); the 党委 also counts members "
+                         "whose 党组织编码 is not an organisation. A 党小组's members are derived from 党小组会 "
+                         "attendance: empty, never 0, when there is none.", kind="int"),
         Field("dzzzt", "党组织状态 (national_dzzzt.csv): active, or gone from the party system's latest export.",
               max_length=1, pattern=_code(1), code_table="dzzzt", hub_value="dim_party_org.status", required=True),
     ),
@@ -223,12 +225,16 @@ ZT_DYZZGXZYSJ = NationalTable(
         Field("xm", "姓名: the person's name (survivor across systems), at most 36 characters.", "internal",
               max_length=36, required=True),
         Field("rybh", "人员编号: 学号 or 工号, at most 20 characters.", "internal", max_length=20, required=True),
-        Field("lxrq", "离校日期 YYYYMMDD: the letter's 转出日期.", max_length=8, pattern=DATE, required=True),
+        Field("lxrq", "离校日期 YYYYMMDD: the student system's 毕业日期 of a graduate, else the letter's 转出日期.",
+              max_length=8, pattern=DATE, required=True),
         Field("zzgxqx", "组织关系去向: the receiving organisation (转入党组织名称), at most 150 characters.",
               max_length=150),
+        Field("dyfzztm", "党员发展状态码 (national_dyfzztm.csv): the stage at transfer, 04 预备党员 or 05 正式党员 — "
+                         "the receiving committee follows a 预备党员's probation.", max_length=2, pattern=_code(2),
+              code_table="dyfzztm", hub_value="dim_party_member.stage at transfer", origin="hub"),
     ),
     loads=("party.transfers", "hr.staff", "student.students"),
-    sources=("fact_relation_transfer", "dim_person"),
+    sources=("fact_relation_transfer", "dim_person", "dim_party_member"),
     order_by=("lxrq", "rybh", "zjsjwyxbs"),
 )
 

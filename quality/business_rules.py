@@ -113,6 +113,25 @@ def _date(value: object, where: str) -> date | None:
         raise RuleConfigError(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _from_standards(ref: dict, where: str) -> object:
+    """A param written ``{standards: organisations.term_warning_days}`` takes its value from the standards
+    file the marts apply (models/assessment_standards.yaml), so that a rule and the
+    mart that shows the same thing can never use two thresholds."""
+    from models.standards import STANDARDS_FILE, StandardsError, load_standards
+
+    if set(ref) != {"standards"} or not isinstance(ref["standards"], str):
+        raise RuleConfigError(f"{where}: a mapping param is {{standards: <dotted key of the standards file>}}")
+    try:
+        value: object = load_standards(STANDARDS_FILE)
+    except StandardsError as exc:
+        raise RuleConfigError(f"{where}: {exc}") from None
+    for part in ref["standards"].split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise RuleConfigError(f"{where}: the standards file has no {ref['standards']!r}")
+        value = value[part]
+    return value
+
+
 def load_config(path: str | Path | None = None, rules_dir: str | Path | None = None) -> RulesConfig:
     """Read and validate the rules configuration (default ``HUB_RULES_FILE`` or ``quality/rules.yaml``).
 
@@ -146,9 +165,11 @@ def load_config(path: str | Path | None = None, rules_dir: str | Path | None = N
         if not sql_path.is_file():
             raise RuleConfigError(f"{where}: no SQL file {sql_path}")
         params = dict(spec.get("params") or {})
-        for key in params:
+        for key, value in params.items():
             if key in BUILT_IN_PARAMS:
                 raise RuleConfigError(f"{where}: param {key!r} is bound by the runner; choose another name")
+            if isinstance(value, dict):
+                params[key] = _from_standards(value, f"{where}: param {key}")
         sql = sql_path.read_text(encoding="utf-8")
         missing = sorted(set(_PARAM.findall(sql)) - set(params) - set(BUILT_IN_PARAMS))
         if missing:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from campus_sim.inbox import drop_party_exports
 from campus_sim.servers import SourceServers
@@ -39,7 +40,10 @@ from quality.business_rules import (
 MODELS = ("dim_party_member", "dim_party_org", "fact_dues_payment", "fact_org_activity", "fact_assessment",
           "fact_development_event")
 INJECTED = ("probation_overdue", "activist_under_one_year", "applicant_under_18", "dues_below_rate",
-            "branch_under_3_full")
+            "branch_under_3_full", "full_date_inconsistent", "org_term_length", "committee_size_invalid",
+            "secretary_missing", "assessment_missing", "organisation_life_gap")
+# The standards file, read here independently: the rules that share a threshold with a mart read it.
+STD = yaml.safe_load((PROJECT_ROOT / "models" / "assessment_standards.yaml").read_text(encoding="utf-8"))
 ERRORS = {"applicant_under_18", "activist_under_one_year", "development_dates_out_of_order"}
 MEMBER_STAGES = ("预备党员", "正式党员")
 PIPELINE_STAGES = ("入党申请人", "入党积极分子", "发展对象")
@@ -165,11 +169,18 @@ def test_configuration_names_every_rule_with_a_severity_and_sql(config):
     assert set(config.rules) == {
         *INJECTED, "talk_later_than_one_month", "development_dates_out_of_order", "political_status_mismatch", "committee_missing",
         "branch_over_50_members", "org_term_expired", "org_term_expiring", *MEETING_RULES,
-        "excellent_share_over_third", "dues_arrears"}
+        "excellent_share_over_third", "dues_arrears", "organisation_life_gap", "assessment_missing",
+        "org_term_length", "committee_size_invalid", "secretary_missing", "full_date_inconsistent"}
+    for rule in config.rules.values():  # each cites its regulation (or says the value is the college's)
+        assert any(src in rule.description for src in ("党章", "细则", "支部条例", "民主评议意见", "中组部", "college")), \
+            rule.name
     assert {n for n, r in config.rules.items() if r.severity == "error"} == ERRORS
     assert {r.severity for r in config.rules.values()} == {"error", "warning"}
     assert config.rules["applicant_under_18"].params == {"min_age_years": 18}
-    assert config.rules["probation_overdue"].params == {"probation_months": 12, "grace_months": 0}
+    assert config.rules["probation_overdue"].params == {"probation_months": 12, "grace_months": 3}
+    assert config.rules["org_term_expiring"].params == {"warn_days": STD["organisations"]["term_warning_days"]} \
+        == {"warn_days": 180}, "one term-warning threshold: the standards file's"
+    assert config.rules["committee_size_invalid"].params == {"committee_min": 3, "committee_max": 7}
     for rule in config.rules.values():
         assert rule.entity.startswith("warehouse.") and rule.description
         assert (RULES_DIR / f"{rule.sql_name}.sql").is_file()
@@ -217,11 +228,16 @@ def test_as_of_is_explicit_and_deterministic(wh, as_of, config, monkeypatch):
     assert resolve_as_of(con, pinned, "2026-06-30") == date(2026, 6, 30), "an argument overrides both"
     with pytest.raises(RuleConfigError, match="not a date"):
         resolve_as_of(con, pinned, "31/10/2026")
-    # An earlier as_of changes what is due: the probation that is overdue on 2026-10-31 is not yet on
-    # 2026-07-13 (probation from 2025-07-13 ends that day).
+    # An earlier as_of changes what is due: the latest overdue probation is not yet overdue on the day its
+    # year and three months' grace end, and is the day after.
     overdue = config.rules["probation_overdue"]
-    assert [r[3] for r in evaluate(con, overdue, date(2026, 7, 13))] == []
-    assert len(evaluate(con, overdue, date(2026, 7, 14))) == 1
+    admitted = max(d for (d,) in con.execute(
+        "SELECT probationary_on FROM warehouse.dim_party_member WHERE is_current AND person_no IN "
+        "(SELECT record_key FROM quality.rule_violation WHERE rule = 'probation_overdue')").fetchall())
+    due = add_months(admitted, 15)
+    before = {r[3] for r in evaluate(con, overdue, due)}
+    after = {r[3] for r in evaluate(con, overdue, due + timedelta(days=1))}
+    assert len(after - before) >= 1 and before < after
 
 
 def test_a_rerun_replaces_the_rows_and_counts_by_severity(wh, config, as_of):
@@ -316,7 +332,8 @@ def _expected_expired(truth, as_of) -> set[str]:
 
 
 def _expected_expiring(truth, as_of) -> set[str]:
-    return {r.org_code for r in _termed(truth).itertuples() if as_of <= r.term_end <= as_of + timedelta(days=90)}
+    days = STD["organisations"]["term_warning_days"]
+    return {r.org_code for r in _termed(truth).itertuples() if as_of <= r.term_end <= as_of + timedelta(days=days)}
 
 
 def _expected_excellent(truth, as_of) -> set[str]:
@@ -470,22 +487,51 @@ def test_development_milestones_in_order_and_not_after_as_of(copy_of, found, as_
     assert "activist" in detail[backwards] and "before an earlier stage" in detail[backwards]
 
 
-def test_probation_is_overdue_a_day_after_a_year_and_grace_is_configurable(copy_of, found, config, as_of):
+def test_probation_is_overdue_a_day_after_a_year_and_the_grace(copy_of, found, config, as_of):
+    """细则: the higher committee approves 转正 within three months of the end of probation, so a record may
+    read 预备 for a year and three months; a recorded 延长预备期 moves the end of probation."""
     con = copy_of()
-    over, on_time = [r[0] for r in con.execute("""
+    over, on_time, extended = [r[0] for r in con.execute("""
         SELECT person_no FROM warehouse.dim_party_member
         WHERE is_current AND register = 'member' AND status = '正常' AND stage = 'probationary'
-          AND person_no NOT IN (SELECT unnest(?)) ORDER BY person_no LIMIT 2""",
-        [sorted(found["probation_overdue"])]).fetchall()]
-    year_ago = add_months(as_of, -12)
-    for person, admitted in ((over, year_ago - timedelta(days=1)), (on_time, year_ago)):
+          AND person_no NOT IN (SELECT unnest(?))
+          AND person_no IN (SELECT person_no FROM staging.stg_party_members WHERE probation_extension_months IS NULL)
+        ORDER BY person_no LIMIT 3""", [sorted(found["probation_overdue"])]).fetchall()]
+    limit = add_months(as_of, -15)
+    for person, admitted in ((over, limit - timedelta(days=1)), (on_time, limit), (extended, limit - timedelta(days=300))):
         con.execute("UPDATE warehouse.dim_party_member SET probationary_on = ? WHERE person_no = ? AND is_current",
                     [admitted, person])
+    con.execute("UPDATE staging.stg_party_members SET probation_extension_months = 12 WHERE person_no = ?", [extended])
     assert _run(con, "probation_overdue", as_of) == found["probation_overdue"] | {over}
     rule = config.rules["probation_overdue"]
     lenient = dataclasses.replace(config, rules={**config.rules, rule.name: dataclasses.replace(
-        rule, params={**rule.params, "grace_months": 6})})
-    assert _run(con, "probation_overdue", as_of, lenient) == set(), "6 months' grace: none overdue yet"
+        rule, params={**rule.params, "grace_months": 12})})
+    assert _run(con, "probation_overdue", as_of, lenient) == set(), "12 months' grace: none overdue yet"
+    strict = dataclasses.replace(config, rules={**config.rules, rule.name: dataclasses.replace(
+        rule, params={**rule.params, "grace_months": 0})})
+    assert {on_time, over} <= _run(con, "probation_overdue", as_of, strict), "no grace: overdue after a year"
+
+
+def test_conversion_date_is_the_end_of_probation_or_of_a_recorded_extension(copy_of, found, as_of):
+    con = copy_of()
+    rows = con.execute("""SELECT person_no, probationary_on FROM warehouse.dim_party_member
+        WHERE is_current AND register = 'member' AND status = '正常' AND stage = 'full' AND probationary_on IS NOT NULL
+          AND strftime(probationary_on, '%m-%d') <> '02-29' AND person_no NOT IN (SELECT unnest(?))
+          AND person_no IN (SELECT person_no FROM staging.stg_party_members WHERE probation_extension_months IS NULL)
+        ORDER BY person_no LIMIT 4""", [sorted(found["full_date_inconsistent"])]).fetchall()
+    (late, a1), (extended, a2), (bad_ext, a3), (day_late, a4) = rows
+    sets = "UPDATE warehouse.dim_party_member SET full_on = ? WHERE person_no = ? AND is_current"
+    ext = "UPDATE staging.stg_party_members SET probation_extension_months = ? WHERE person_no = ?"
+    con.execute(sets, [add_months(a1, 18), late])           # 18 months, no extension recorded
+    con.execute(sets, [add_months(a2, 18), extended])       # 18 months, 6 recorded: consistent
+    con.execute(ext, [6, extended])
+    con.execute(sets, [add_months(a3, 16), bad_ext])        # an extension of 4 months is not allowed
+    con.execute(ext, [4, bad_ext])
+    con.execute(sets, [add_months(a4, 12) + timedelta(days=2), day_late])
+    assert _run(con, "full_date_inconsistent", as_of) == found["full_date_inconsistent"] | {late, bad_ext, day_late}
+    detail = dict(con.execute("SELECT record_key, detail FROM quality.rule_violation "
+                              "WHERE rule = 'full_date_inconsistent'").fetchall())
+    assert "no extension is recorded" in detail[late] and "outside 6-12" in detail[bad_ext]
 
 
 def test_political_status_must_follow_the_stage_in_every_system(copy_of, found, as_of):
@@ -530,17 +576,87 @@ def test_branch_size_rules_fire_at_their_thresholds(copy_of, found, as_of):
     assert _run(con, "branch_under_3_full", as_of) == set(), "fixed: its row is gone on the next run"
 
 
-def test_terms_expire_and_warn_ninety_days_ahead(copy_of, found, as_of):
+def test_terms_expire_and_warn_ahead_by_the_standards_file(copy_of, found, as_of):
+    days = STD["organisations"]["term_warning_days"]
     con = copy_of()
     a, b = _two_branches(con)
     sets = "UPDATE warehouse.dim_party_org SET term_end = ? WHERE is_current AND org_code = ?"
     con.execute(sets, [as_of - timedelta(days=1), a])
     con.execute(sets, [as_of, b])
-    assert _run(con, "org_term_expired", as_of) == found["org_term_expired"] | {a}
-    assert _run(con, "org_term_expiring", as_of) == found["org_term_expiring"] | {b}
-    con.execute(sets, [as_of + timedelta(days=90), a])
-    con.execute(sets, [as_of + timedelta(days=91), b])
-    assert _run(con, "org_term_expiring", as_of) == found["org_term_expiring"] | {a}
+    assert _run(con, "org_term_expired", as_of) == (found["org_term_expired"] - {b}) | {a}
+    assert _run(con, "org_term_expiring", as_of) == (found["org_term_expiring"] - {a}) | {b}
+    con.execute(sets, [as_of + timedelta(days=days), a])
+    con.execute(sets, [as_of + timedelta(days=days + 1), b])
+    assert _run(con, "org_term_expiring", as_of) == (found["org_term_expiring"] - {b}) | {a}
+
+
+def test_term_length_follows_the_organisation_type(copy_of, found, as_of):
+    con = copy_of()
+    a, b = [r[0] for r in con.execute(
+        "SELECT org_code FROM warehouse.dim_party_org WHERE is_current AND org_type = '党支部' AND elected_on IS NOT NULL "
+        "AND strftime(elected_on, '%m-%d') <> '02-29' AND org_code NOT IN (SELECT unnest(?)) ORDER BY 1 LIMIT 2",
+        [sorted(found["org_term_length"])]).fetchall()]
+    top, = _one(con, "SELECT org_code FROM warehouse.dim_party_org WHERE is_current AND org_type = '党委'")
+    con.execute("UPDATE warehouse.dim_party_org SET term_end = elected_on + INTERVAL 5 YEAR "
+                "WHERE is_current AND org_code IN (?, ?)", [a, top])   # 5 years: right for the 党委 only
+    con.execute("UPDATE warehouse.dim_party_org SET term_end = NULL WHERE is_current AND org_code = ?", [b])
+    assert _run(con, "org_term_length", as_of) == (found["org_term_length"] - {top}) | {a, b}
+
+
+def test_committee_size_is_odd_and_a_branch_committee_three_to_seven(copy_of, found, as_of):
+    con = copy_of()
+    a, b = _two_branches(con)
+    zz, = _one(con, "SELECT org_code FROM warehouse.dim_party_org WHERE is_current AND org_type = '党总支' "
+                    "ORDER BY 1 LIMIT 1")
+    sets = "UPDATE warehouse.dim_party_org SET committee_size = ? WHERE is_current AND org_code = ?"
+    con.execute(sets, [9, a])    # odd, but more than 7 in a branch
+    con.execute(sets, [7, b])    # the most a branch committee may have
+    con.execute(sets, [6, zz])   # even
+    assert _run(con, "committee_size_invalid", as_of) == found["committee_size_invalid"] | {a, zz}
+
+
+def test_an_organisation_without_a_secretary_is_found(copy_of, found, as_of):
+    con = copy_of()
+    a, b = _two_branches(con)
+    con.execute("UPDATE warehouse.dim_party_org SET secretary_name = NULL, secretary_no = NULL "
+                "WHERE is_current AND org_code = ?", [a])
+    con.execute("UPDATE warehouse.dim_party_org SET secretary_no = NULL WHERE is_current AND org_code = ?", [b])
+    assert _run(con, "secretary_missing", as_of) == found["secretary_missing"] | {a}, "a name is enough"
+
+
+def test_six_months_without_organisation_life_and_not_five(copy_of, found, as_of):
+    con = copy_of()
+    six, five = [r[0] for r in con.execute("""
+        SELECT person_no FROM warehouse.fact_activity_attendance
+        WHERE person_no IN (SELECT person_no FROM warehouse.dim_party_member WHERE is_current AND register = 'member'
+                            AND status = '正常' AND probationary_on < DATE '2024-06-01')
+          AND person_no NOT IN (SELECT split_part(unnest(?), '|', 1))
+        GROUP BY person_no HAVING count(DISTINCT date_trunc('month', meeting_date)) FILTER (
+            WHERE status = 'present' AND meeting_date >= DATE '2025-01-01' AND meeting_date < DATE '2025-10-01') = 9
+        ORDER BY 1 LIMIT 2""", [sorted(found["organisation_life_gap"])]).fetchall()]
+    for person, months in ((six, 6), (five, 5)):
+        con.execute("UPDATE warehouse.fact_activity_attendance SET status = 'absent' WHERE person_no = ? "
+                    "AND meeting_date >= DATE '2025-02-01' AND meeting_date < ?",
+                    [person, add_months(date(2025, 2, 1), months)])
+    assert _run(con, "organisation_life_gap", as_of) == found["organisation_life_gap"] | {f"{six}|2025-02"}
+    detail, = _one(con, "SELECT detail FROM quality.rule_violation WHERE rule = 'organisation_life_gap' "
+                        "AND record_key = ?", [f"{six}|2025-02"])
+    assert detail == "6 consecutive months without organisation life: 2025-02, 2025-03, 2025-04, 2025-05, 2025-06, 2025-07"
+    # excused (请假) has a cause: it counts as organisation life unless configured otherwise
+    con.execute("UPDATE warehouse.fact_activity_attendance SET status = 'excused' WHERE person_no = ? "
+                "AND meeting_date >= DATE '2025-02-01' AND meeting_date < DATE '2025-03-01'", [six])
+    assert f"{six}|2025-02" not in _run(con, "organisation_life_gap", as_of)
+
+
+def test_a_member_without_a_yearly_assessment_is_found(copy_of, found, as_of):
+    con = copy_of()
+    (person, year), = con.execute("""SELECT a.person_no, a.year FROM warehouse.fact_assessment a
+        JOIN warehouse.dim_party_member m ON m.person_no = a.person_no AND m.is_current AND m.register = 'member'
+             AND m.status = '正常' ORDER BY a.year DESC, a.person_no LIMIT 1""").fetchall()
+    con.execute("DELETE FROM warehouse.fact_assessment WHERE person_no = ? AND year = ?", [person, year])
+    assert _run(con, "assessment_missing", as_of) == found["assessment_missing"] | {f"{person}|{year}"}
+    # the current year is not complete: nothing is due for it
+    assert not any(k.endswith(f"|{as_of.year}") for k in _run(con, "assessment_missing", as_of))
 
 
 @pytest.mark.parametrize("rule", sorted(MEETING_RULES))

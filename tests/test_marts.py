@@ -248,32 +248,90 @@ def test_member_counts_by_branch_category_and_gender_equal_the_truth(wh, truth):
 
 
 def test_org_tree_rolls_members_up_and_warns_like_the_rules(wh, truth, as_of):
-    members = Counter(truth.execute("""SELECT org_code, stage FROM party_members
-        WHERE stage IN ('正式党员', '预备党员') AND status = '正常' AND NOT list_contains(?, person_no)""",
-                                    [sorted(_defects(truth, "orphan_reference", "members"))]).fetchall())
+    orphans = sorted(_defects(truth, "orphan_reference", "members"))
+    current = "stage IN ('正式党员', '预备党员') AND status = '正常'"
+    members = Counter(truth.execute(f"SELECT org_code, stage FROM party_members WHERE {current} "
+                                    "AND NOT list_contains(?, person_no)", [orphans]).fetchall())
+    # a 党小组's members: the truth's group_code (the warehouse derives it from 党小组会 attendance)
+    grouped = Counter(truth.execute(f"SELECT group_code, stage FROM party_members WHERE {current} "
+                                    "AND group_code IS NOT NULL AND group_code <> ''").fetchall())
     orgs = {o: (p, kind, term_end) for o, p, kind, term_end in truth.execute(
         "SELECT org_code, parent_code, kind, term_end FROM party_orgs").fetchall()}
 
     def below(org: str) -> set[str]:
-        kids = {o for o, (p, _, _) in orgs.items() if p == org}
+        kids = {o for o, (p, k, _) in orgs.items() if p == org and k != "党小组"}
         return {org}.union(*(below(k) for k in kids))
 
-    got = {o: (full, rollup, warnings or "", status) for o, full, rollup, warnings, status in wh.execute(
-        "SELECT org_code, full_members, members_rollup, warnings, term_status FROM marts.mart_org_tree").fetchall()}
+    got = {o: (full, rollup, unknown, warnings or "", status) for o, full, rollup, unknown, warnings, status in wh.execute(
+        "SELECT org_code, full_members, members_rollup, unknown_org_members, warnings, term_status "
+        "FROM marts.mart_org_tree").fetchall()}
     assert got.keys() == orgs.keys()
+    assert any(kind == "党小组" for _, kind, _ in orgs.values())
     for org in orgs:
-        full, rollup, warnings, status = got[org]
-        assert full == members[(org, "正式党员")], org
-        assert rollup == sum(n for (o, _), n in members.items() if o in below(org)), org
+        full, rollup, unknown, warnings, status = got[org]
         kind, term_end = orgs[org][1], orgs[org][2]
         if kind == "党小组":
+            # never 0: the members who attend its meetings
+            assert full == grouped[(org, "正式党员")] > 0, org
+            assert rollup == grouped[(org, "正式党员")] + grouped[(org, "预备党员")], org
             assert status == "not_applicable"
-        else:
-            days = (term_end - as_of).days
-            assert status == ("expired" if days < 0 else "ending_soon" if days <= 180 else "in_term"), org
+            continue
+        assert full == members[(org, "正式党员")], org
+        # the 党委 also counts the members whose 党组织编码 is not an organisation, and says how many
+        root = orgs[org][0] in (None, "")
+        assert unknown == (len(orphans) if root else 0), org
+        assert rollup == sum(n for (o, _), n in members.items() if o in below(org)) + unknown, org
+        days = (term_end - as_of).days
+        assert status == ("expired" if days < 0 else "ending_soon" if days <= 180 else "in_term"), org
         short = kind == "党支部" and full < 3
         assert ("fewer_than_3_full_members" in warnings) == short, org
-    assert {o for o, v in got.items() if "fewer_than_3" in v[2]} == _defects(truth, "branch_under_3_full")
+    assert {o for o, v in got.items() if "fewer_than_3" in v[3]} == _defects(truth, "branch_under_3_full")
+
+
+def test_party_committee_and_group_counts_agree_across_tables(wh, truth):
+    """One definition everywhere: the 党委's total and each 党小组's members are the same in mart_org_tree,
+    mart_member_structure and dim_party_org (which zt_dzzqkjcsj publishes, tests/test_national_tables.py)."""
+    tree = dict(wh.execute("SELECT org_code, members_rollup FROM marts.mart_org_tree "
+                           "WHERE org_type IN ('党委', '党小组')").fetchall())
+    structure = dict(wh.execute("SELECT org_code, any_value(org_members) FROM marts.mart_member_structure "
+                                "WHERE org_type IN ('党委', '党小组') GROUP BY ALL").fetchall())
+    dim = dict(wh.execute("SELECT org_code, members_rollup FROM warehouse.dim_party_org WHERE is_current "
+                          "AND status = 'active' AND org_type IN ('党委', '党小组')").fetchall())
+    assert tree == structure == dim and len(tree) > 1
+    total = truth.execute("SELECT count(*) FROM party_members WHERE stage IN ('正式党员', '预备党员') "
+                          "AND status = '正常'").fetchone()[0]
+    root = wh.execute("SELECT org_code FROM marts.mart_org_tree WHERE depth = 0").fetchone()[0]
+    assert tree[root] == total, "every member in good standing counts in the college total, branch known or not"
+    unknown = wh.execute("SELECT any_value(unknown_org_members) FROM marts.mart_member_structure "
+                         "WHERE org_code = ?", [root]).fetchone()[0]
+    assert unknown == len(_defects(truth, "orphan_reference", "members")) > 0
+    assert wh.execute("SELECT unknown_org_members FROM marts.mart_org_tree WHERE depth = 0").fetchone()[0] == unknown
+    notes = wh.execute("SELECT member_count_note FROM marts.mart_org_tree WHERE depth = 0").fetchone()[0]
+    assert f"includes {unknown} member(s)" in notes
+
+
+def test_a_group_without_meetings_has_no_member_count_not_zero(tmp_path, wh):
+    """A 党小组 whose 党小组会 rolls are missing: NULL with a note in dim_party_org, never 0."""
+    group = wh.execute("SELECT org_code FROM warehouse.dim_party_org WHERE is_current AND org_type = '党小组' "
+                       "ORDER BY org_code LIMIT 1").fetchone()[0]
+    wh.execute("CHECKPOINT")
+    path = Path(wh.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
+                .fetchone()[0])
+    shutil.copy(path, tmp_path / "copy.duckdb")
+    con = connect(tmp_path / "copy.duckdb")
+    try:
+        con.execute("DELETE FROM warehouse.fact_activity_attendance WHERE org_code = ?", [group])
+        build_warehouse(con, "dim_party_org", secret=SECRET)
+        row = con.execute("SELECT full_members, probationary_members, members_rollup, member_count_note "
+                          "FROM warehouse.dim_party_org WHERE is_current AND org_code = ?", [group]).fetchone()
+        others = con.execute("SELECT count(*) FROM warehouse.dim_party_org WHERE is_current AND org_type = '党小组' "
+                             "AND members_rollup > 0").fetchone()[0]
+    finally:
+        con.close()
+    assert row[:3] == (None, None, None)
+    assert "membership unknown" in row[3]
+    assert others == wh.execute("SELECT count(*) - 1 FROM warehouse.dim_party_org WHERE is_current "
+                                "AND org_type = '党小组'").fetchone()[0]
 
 
 # ---------------------------------------------------------------------------- development
@@ -302,13 +360,17 @@ def test_overdue_steps_and_next_actions_agree_with_the_truth(wh, truth, as_of):
         "SELECT person_no, talk_overdue, talk_late, activist_year_short, probation_overdue, next_action, "
         "next_action_due FROM marts.mart_development_pipeline").fetchall()}
     assert got.keys() == {p[0] for p in people}
+    ext = dict(truth.execute("SELECT person_no, probation_extension_months FROM party_members "
+                             "WHERE probation_extension_months > 0").fetchall())
     probation_overdue, activist_short = set(), set()
     for person_no, stage, applied, talked, activist, candidate, admitted in people:
         talk_overdue, talk_late, short, overdue, action, due = got[person_no]
         if stage == "预备党员":
             # the member register carries no talk date
-            assert overdue == (as_of > _add_months(admitted, 12)) and action == "convert_to_full"
-            assert due == _add_months(admitted, 12)
+            # 转正 is due within the grace (3 months) after the year of probation
+            extension = ext.get(person_no, 0)
+            assert overdue == (as_of > _add_months(admitted, 15 + extension)) and action == "convert_to_full"
+            assert due == _add_months(admitted, 15 + extension)
             if overdue:
                 probation_overdue.add(person_no)
             continue
@@ -686,3 +748,42 @@ def test_the_report_is_written_even_before_the_marts_exist(con, tmp_path):
     """A fresh warehouse: the page still renders, every section saying there is no data yet."""
     page = build_report(con, tmp_path).read_text(encoding="utf-8")
     assert "暂无数据" in page and "<script" not in page
+
+
+def test_members_transferred_out_keep_their_stage(wh, truth):
+    """61 of 588 at scale 1 left as 预备党员: the receiving committee must follow them, so the stage at
+    transfer stays in dim_party_member and mart_membership."""
+    want = dict(truth.execute("SELECT person_no, stage FROM party_members WHERE status = '已转出'").fetchall())
+    dim = dict(wh.execute("SELECT person_no, stage FROM warehouse.dim_party_member WHERE is_current "
+                          "AND status = 'transferred_out'").fetchall())
+    mart = dict(wh.execute("SELECT person_no, stage FROM marts.mart_membership "
+                           "WHERE status = 'transferred_out'").fetchall())
+    assert dim.keys() <= want.keys() and len(dim) > 0.9 * len(want)
+    assert dim == {p: STAGES[want[p]] for p in dim} == mart
+    assert set(dim.values()) == {"full", "probationary"}
+
+
+def test_impossible_durations_are_flagged_not_printed(tmp_path, wh, as_of):
+    """A 发展对象 dated after the as-of date (the simulator once wrote three): no negative days in stage,
+    a flag and the reason instead; nothing else is flagged."""
+    assert wh.execute("SELECT count(*) FROM marts.mart_development_pipeline WHERE dates_impossible "
+                      "OR days_in_stage < 0 OR days_as_activist < 0 OR days_as_candidate < 0").fetchone()[0] == 0
+    wh.execute("CHECKPOINT")
+    path = Path(wh.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
+                .fetchone()[0])
+    shutil.copy(path, tmp_path / "copy.duckdb")
+    con = connect(tmp_path / "copy.duckdb")
+    try:
+        person, = con.execute("SELECT person_no FROM warehouse.dim_party_member WHERE is_current AND status = '正常' "
+                              "AND stage = 'candidate' ORDER BY person_no LIMIT 1").fetchone()
+        con.execute("UPDATE warehouse.dim_party_member SET candidate_on = ? WHERE person_no = ? AND is_current",
+                    [as_of + timedelta(days=111), person])
+        _build_marts(con)
+        rows = con.execute("SELECT person_no, days_in_stage, days_as_activist, dates_impossible, date_problems "
+                           "FROM marts.mart_development_pipeline WHERE dates_impossible").fetchall()
+    finally:
+        con.close()
+    assert len(rows) == 1
+    got, in_stage, as_activist, flagged, problems = rows[0]
+    assert (got, in_stage, as_activist, flagged) == (person, None, None, True), "no span ends in the future"
+    assert problems == "candidate_on after as_of"

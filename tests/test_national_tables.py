@@ -48,7 +48,7 @@ FIELDS = {
                   "sjcjsj"],
     "zt_dygbxxsj": ["zjsjwyxbs", "xxdm", "dzzmc", "dzzbh", "dygbxxpxzytjhztm", "dygbxxpxnrm", "hdksrq", "hdjsrq",
                     "cyxss", "cyjss", "sjcjsj"],
-    "zt_dyzzgxzysj": ["zjsjwyxbs", "xxdm", "xm", "rybh", "lxrq", "zzgxqx", "sjcjsj"],
+    "zt_dyzzgxzysj": ["zjsjwyxbs", "xxdm", "xm", "rybh", "lxrq", "zzgxqx", "dyfzztm", "sjcjsj"],
 }
 DATES = {"cwjjfzrq", "cwybdyrq", "cwzsdyrq", "hdksrq", "hdjsrq", "lxrq"}
 LIMITS = {"dzzmc": 150, "dzzbh": 60, "lssjdzzmc": 150, "dnldxm": 36, "dnldjgh": 20, "xm": 36, "rybh": 20,
@@ -205,25 +205,38 @@ def test_organisations_match_the_warehouse(wh, root):
     assert set(rows) == set(orgs)
     types, statuses = _codes("dzzlxm"), _codes("dzzzt")
     children = defaultdict(list)
-    for code, (_, _, parent, *_rest) in orgs.items():
-        children[parent].append(code)
+    for code, (_, org_type, parent, *_rest) in orgs.items():
+        if org_type != "党小组":  # a 党小组's members are already its branch's
+            children[parent].append(code)
 
     def tree_members(code: str) -> int:
         return orgs[code][4] + sum(tree_members(c) for c in children[code])
 
-    for code, (name, org_type, _, status, members, secretary_no) in orgs.items():
+    # members in good standing whose 党组织编码 is not an active organisation: counted in the 党委
+    unknown = wh.execute(
+        "SELECT count(*) FROM warehouse.dim_party_member m WHERE m.is_current AND m.register = 'member' "
+        "AND m.status = '正常' AND m.org_code NOT IN (SELECT org_code FROM warehouse.dim_party_org "
+        "WHERE is_current AND status = 'active')").fetchone()[0]
+    assert unknown > 0
+    for code, (name, org_type, parent, status, members, secretary_no) in orgs.items():
         row = rows[code]
         assert (row["dzzmc"], types[row["dzzlxm"]], statuses[row["dzzzt"]]) == (name, org_type, status)
         assert row["dnldjgh"] == secretary_no
-        assert row["dzzdyrs"] == tree_members(code)
+        if org_type == "党小组":
+            # derived from 党小组会 attendance: never 0 where the group meets
+            assert row["dzzdyrs"] == members and members > 0
+            continue
+        assert row["dzzdyrs"] == tree_members(code) + (unknown if parent is None else 0)
         if org_type == "党支部":
             assert row["dzzdyrs"] == members
     committee = next(r for r in rows.values() if types[r["dzzlxm"]] == "党委")
     assert committee["lssjdzzmc"] is None
     assert committee["dzzdyrs"] == wh.execute(
-        "SELECT count(*) FROM warehouse.dim_party_member m JOIN warehouse.dim_party_org o "
-        "ON o.org_code = m.org_code AND o.is_current WHERE m.is_current AND m.register = 'member' "
+        "SELECT count(*) FROM warehouse.dim_party_member m WHERE m.is_current AND m.register = 'member' "
         "AND m.status = '正常'").fetchone()[0]
+    # the same college total as the marts show (one definition: dim_party_org.members_rollup)
+    assert committee["dzzdyrs"] == wh.execute(
+        "SELECT members_rollup FROM warehouse.dim_party_org WHERE is_current AND org_type = '党委'").fetchone()[0]
     branches = [r for r in rows.values() if types[r["dzzlxm"]] == "党支部" and statuses[r["dzzzt"]] == "active"]
     assert len(branches) == wh.execute("SELECT count(*) FROM warehouse.dim_party_org WHERE is_current "
                                        "AND org_type = '党支部' AND status = 'active'").fetchone()[0]
@@ -304,13 +317,33 @@ def test_learning_matches_the_warehouse(wh, root):
     assert all(r["hdksrq"] <= r["hdjsrq"] for r in rows)
 
 
-def test_transfers_match_the_warehouse(wh, root):
+def test_transfers_match_the_warehouse(wh, root, campus_dir):
     rows = _rows(root, "zt_dyzzgxzysj")
-    letters = wh.execute("SELECT person_no, out_date, to_org_name FROM warehouse.fact_relation_transfer").fetchall()
+    letters = wh.execute("SELECT t.person_no, coalesce(s.graduated_on, t.out_date), t.to_org_name "
+                         "FROM warehouse.fact_relation_transfer t LEFT JOIN staging.stg_students s "
+                         "ON s.student_no = t.person_no AND s.enrolment_status = '毕业'").fetchall()
     assert len(rows) == len(letters) > 0
     assert Counter((r["rybh"], r["lxrq"], r["zzgxqx"]) for r in rows) == Counter(
         (p, d.strftime("%Y%m%d"), to) for p, d, to in letters)
     assert all(r["xm"] for r in rows)
+    # against the truth: lxrq is the graduate's 毕业日期, and the stage at transfer is kept
+    truth = duckdb.connect()
+    try:
+        expected = {p: (g.strftime("%Y%m%d"), s) for p, g, s in truth.execute(
+            f"SELECT t.person_no, s.graduate_date, m.stage FROM read_parquet('{campus_dir}/truth/transfers.parquet') t "
+            f"JOIN read_parquet('{campus_dir}/truth/students.parquet') s ON s.student_no = t.person_no "
+            f"JOIN read_parquet('{campus_dir}/truth/party_members.parquet') m ON m.person_no = t.person_no").fetchall()}
+    finally:
+        truth.close()
+    stages = _codes("dyfzztm")
+    got = {r["rybh"]: (r["lxrq"], stages[r["dyfzztm"]]) for r in rows}
+    names = {"正式党员": "full", "预备党员": "probationary"}
+    assert expected and {p: (d, names[s]) for p, (d, s) in expected.items() if p in got} == {
+        p: v for p, v in got.items() if p in expected}
+    assert {s for _, s in got.values()} == {"full", "probationary"}
+    out_dates = {p: d.strftime("%Y%m%d") for p, d in wh.execute(
+        "SELECT person_no, out_date FROM warehouse.fact_relation_transfer").fetchall()}
+    assert any(got[p][0] != out_dates[p] for p in got), "the graduation date, not the letter's 转出日期"
 
 
 # ---------------------------------------------------------------------------------------------- stability

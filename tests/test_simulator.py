@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import csv
 import datetime as dt
 import hashlib
@@ -38,6 +39,12 @@ CONTRACT_KINDS = {
     "applicant_under_18",
     "dues_below_rate",
     "branch_under_3_full",
+    "full_date_inconsistent",
+    "org_term_length",
+    "committee_size_invalid",
+    "secretary_missing",
+    "assessment_missing",
+    "organisation_life_gap",
 }
 EXCEL_EPOCH = dt.date(1899, 12, 30)
 FULLWIDTH = re.compile("[\u3000\uff01-\uff5e]")
@@ -76,6 +83,13 @@ def xdate(value: object) -> dt.date | None:
 
 def cdate(value: str) -> dt.date | None:
     return dt.datetime.strptime(value, "%Y%m%d").date() if value else None
+
+
+def plus_months(day: dt.date, months: int) -> dt.date:
+    """``months`` later, the day clamped to the end of the month."""
+    y, m = divmod(day.month - 1 + months, 12)
+    y, m = day.year + y, m + 1
+    return dt.date(y, m, min(day.day, calendar.monthrange(y, m)[1]))
 
 
 def plus_years(day: dt.date, years: int) -> dt.date:
@@ -362,17 +376,26 @@ def test_conflicts_are_real_and_complete(sim: Sim) -> None:
     }
     assert retirees == sim.defect_keys("party", "members", "retiree_in_inservice_branch")
 
+    def extension(r: dict) -> int:
+        return int(r["延长预备期"]) if r["延长预备期"] not in ("", None) else 0
+
+    # overdue: probation (a year, plus a recorded extension) and the three months' grace for approval ended
     overdue = {
         r["人员编号"]
         for r in sim.members
-        if r["党员类型"] == "预备党员" and plus_years(xdate(r["入党日期"]), 1) < AS_OF
+        if r["党员类型"] == "预备党员"
+        and plus_months(xdate(r["入党日期"]), 12 + extension(r) + 3) < AS_OF
     }
     assert overdue == sim.defect_keys("party", "members", "probation_overdue")
-    assert all(
-        r["党员类型"] == "正式党员" and xdate(r["转正日期"]) == plus_years(xdate(r["入党日期"]), 1)
-        for r in sim.members
-        if r["转正日期"] != ""
-    )
+    assert any(r["党员类型"] == "预备党员" and extension(r) and plus_years(xdate(r["入党日期"]), 1) < AS_OF
+               for r in sim.members), "a member within a recorded extension, past the first year"
+    converted = [r for r in sim.members if r["转正日期"] != ""]
+    assert all(r["党员类型"] == "正式党员" for r in converted)
+    off = {r["人员编号"] for r in converted
+           if xdate(r["转正日期"]) != plus_months(xdate(r["入党日期"]), 12 + extension(r))
+           and xdate(r["转正日期"]) != plus_years(xdate(r["入党日期"]), 1)}
+    assert off == sim.defect_keys("party", "members", "full_date_inconsistent") and off
+    assert any(extension(r) in (6, 12) for r in converted), "recorded extensions ended in 转正"
 
     quick = {
         r["人员编号"]
@@ -600,3 +623,29 @@ def test_population_at_scale_one(tmp_path: Path) -> None:
     assert pop["schools"] == 12 and pop["orgs_by_kind"]["党总支"] == 14
     assert 55 <= pop["orgs_by_kind"]["党支部"] <= 65
     assert 750_000 <= manifest["rows"]["academic/academic.sqlite:jw_cj"] <= 1_050_000
+
+
+def _milestones_after(truth: list[dict], as_of: dt.date) -> list[tuple[str, str, dt.date]]:
+    cols = ("apply_date", "talk_date", "activist_date", "candidate_date", "admit_date", "full_date", "out_date")
+    return [(r["person_no"], c, r[c]) for r in truth for c in cols if r[c] is not None and r[c] > as_of]
+
+
+def test_no_party_milestone_is_after_as_of(sim: Sim) -> None:
+    """The truth holds no date in the future: a conflict is wrong in the one way it is logged for."""
+    as_of = dt.date.fromisoformat(sim.manifest["as_of"])
+    assert _milestones_after(sim.party_truth, as_of) == []
+    short = sim.defect_keys("party", "development", "activist_under_one_year")
+    by_no = {r["person_no"]: r for r in sim.party_truth}
+    for key in short:
+        r = by_no[key]
+        assert r["apply_date"] <= r["activist_date"] <= r["candidate_date"] <= as_of
+        assert r["candidate_date"] < plus_years(r["activist_date"], 1)
+
+
+@pytest.mark.slow
+def test_no_party_milestone_is_after_as_of_in_the_demo_campus(tmp_path: Path) -> None:
+    """The scale-1 demo campus (seed 20261) once had three staff 发展对象 dated a year ahead: hired too
+    recently for the steps to fit before as_of, and three activists named 发展对象 a short gap later."""
+    manifest = generate(tmp_path, scale=1.0, seed=20261)
+    truth = pq.read_table(tmp_path / "truth" / "party_members.parquet").to_pylist()
+    assert _milestones_after(truth, dt.date.fromisoformat(manifest["as_of"])) == []

@@ -60,6 +60,7 @@ def test_gender_and_birth_date_from_the_number(con):
     ("  张　三 ", "张三"),
     ("韦 小 宝", "韦小宝"),
     ("阿依古丽・买买提", "阿依古丽·买买提"),
+    ("阿依古丽．买买提", "阿依古丽·买买提"),   # the full-width full stop is a middle dot in a name, not '.'
     ("ＬＩ  Ｍｉｎｇ", "LI Ming"),
     ("覃　", "覃"),
     ("   ", None),

@@ -39,7 +39,7 @@ CREATE OR REPLACE TEMP MACRO mask_phone(s) AS
 -- spaces between CJK characters removed (two passes: RE2 has no look-ahead), other runs of white space collapsed to one.
 CREATE OR REPLACE TEMP MACRO name_clean(s) AS
     nullif(trim(regexp_replace(
-        regexp_replace(regexp_replace(translate(translate(s, '！＂＃＄％＆＇（）＊＋，－．／０１２３４５６７８９：；＜＝＞？＠ＡＢＣＤＥＦＧＨＩＪＫＬＭＮＯＰＱＲＳＴＵＶＷＸＹＺ［＼］＾＿｀ａｂｃｄｅｆｇｈｉｊｋｌｍｎｏｐｑｒｓｔｕｖｗｘｙｚ｛｜｝～　', '!"#$%&''()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\]^_`abcdefghijklmnopqrstuvwxyz{|}~ '), '・•‧∙．', '·····'),
+        regexp_replace(regexp_replace(translate(translate(s, '・•‧∙．', '·····'), '！＂＃＄％＆＇（）＊＋，－．／０１２３４５６７８９：；＜＝＞？＠ＡＢＣＤＥＦＧＨＩＪＫＬＭＮＯＰＱＲＳＴＵＶＷＸＹＺ［＼］＾＿｀ａｂｃｄｅｆｇｈｉｊｋｌｍｎｏｐｑｒｓｔｕｖｗｘｙｚ｛｜｝～　', '!"#$%&''()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\]^_`abcdefghijklmnopqrstuvwxyz{|}~ '),
             '([\p{Han}·])\s+([\p{Han}·])', '\1\2', 'g'),
             '([\p{Han}·])\s+([\p{Han}·])', '\1\2', 'g'),
         '\s+', ' ', 'g')), '');

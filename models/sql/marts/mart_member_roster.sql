@@ -1,5 +1,5 @@
 -- ---
--- description: The member roster: one row per party member (正式 or 预备) in good standing on the as-of date, with their branch and the attributes the member structure counts — category, gender, ethnicity, age and age band, education (the party register's 学历), title level (HR, staff and retirees), 党龄 (full years since 转正) and its band.
+-- description: The member roster: one row per party member (正式 or 预备) in good standing on the as-of date, with their branch (org_known false: the 党组织编码 is not an organisation; such members count in the 党委), their 党小组 (group_code, derived from 党小组会 attendance) and the attributes the member structure counts — category, gender, ethnicity, age and age band, education (the party register's 学历), title level (HR, staff and retirees), 党龄 (full years since 转正) and its band.
 -- ---
 WITH p AS (
     SELECT as_of, standards FROM marts.mart_parameters
@@ -35,6 +35,9 @@ SELECT
                                                              AS category_name,
     m.stage, st.name                                         AS stage_name,
     m.org_code, o.name AS org_name, o.org_type, o.branch_kind, o.parent_code, o.parent_name,
+    -- false: the 党组织编码 is not an active organisation; the member counts in the 党委 (unknown_party_org)
+    coalesce(o.status = 'active', false)                     AS org_known,
+    g.group_code,
     coalesce(o.unit_code, m.staff_unit_code, m.school_code)  AS unit_code,
     m.gender, g.name                                         AS gender_name,
     m.ethnicity, e.name                                      AS ethnicity_name,
@@ -54,6 +57,7 @@ SELECT
     m.on_roll_from
 FROM members m
 LEFT JOIN warehouse.dim_party_org o ON o.org_code = m.org_code AND o.is_current
+LEFT JOIN warehouse.member_group g ON g.person_no = m.person_no
 LEFT JOIN staging.cs_party_stage st ON st.code = m.stage
 LEFT JOIN staging.cs_gender g ON g.code = m.gender
 LEFT JOIN staging.cs_ethnicity e ON e.code = m.ethnicity

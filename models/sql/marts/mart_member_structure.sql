@@ -1,5 +1,5 @@
 -- ---
--- description: Member structure: for every organisation (党委, 党总支, 党支部 — a member counts in their branch and in every organisation above it) and each dimension (category, stage, gender, ethnicity, age_band, education, title_level, party_standing), the members in good standing with each value and their share of the organisation's members, on the as-of date. A member in a 党组织编码 that is not an organisation counts under that code and in the 党委.
+-- description: Member structure: for every organisation (党委, 党总支, 党支部 — a member counts in their branch and in every organisation above it — and 党小组, whose members are derived from 党小组会 attendance) and each dimension (category, stage, gender, ethnicity, age_band, education, title_level, party_standing), the members in good standing with each value and their share of the organisation's members, on the as-of date. A member in a 党组织编码 that is not an organisation counts under that code and in the 党委, and unknown_org_members says how many of org_members they are: the same total and the same flag as mart_org_tree and zt_dzzqkjcsj.
 -- ---
 WITH RECURSIVE orgs AS (
     SELECT org_code, name, org_type, parent_code FROM warehouse.dim_party_org WHERE is_current AND status = 'active'
@@ -16,6 +16,8 @@ WITH RECURSIVE orgs AS (
     UNION ALL
     SELECT r.*, unnest([r.org_code, (SELECT org_code FROM root)]) AS scope_code
     FROM marts.mart_member_roster r WHERE r.org_code NOT IN (SELECT org_code FROM orgs) OR r.org_code IS NULL
+    UNION ALL  -- a 党小组's members: derived from 党小组会 attendance (mart_member_roster.group_code)
+    SELECT r.*, r.group_code FROM marts.mart_member_roster r WHERE r.group_code IN (SELECT org_code FROM orgs)
 ), long AS (
     SELECT scope_code, 'category' AS dimension, category AS value, category_name AS value_name,
            CASE category WHEN 'staff' THEN 1 WHEN 'student' THEN 2 WHEN 'retired' THEN 3 END AS value_order
@@ -42,7 +44,10 @@ WITH RECURSIVE orgs AS (
            count(*) AS members
     FROM long GROUP BY ALL
 ), totals AS (
-    SELECT scope_code, count(*) AS org_members FROM scoped GROUP BY ALL
+    SELECT scope_code, count(*) AS org_members,
+           count(*) FILTER (WHERE r_unknown) AS unknown_org_members
+    FROM (SELECT scope_code, org_code IS NULL OR org_code NOT IN (SELECT org_code FROM orgs) AS r_unknown FROM scoped)
+    GROUP BY ALL
 )
 SELECT
     c.scope_code AS org_code, o.name AS org_name, o.org_type,
@@ -51,6 +56,7 @@ SELECT
         AS value_order,
     c.members,
     t.org_members,
+    t.unknown_org_members,
     round(c.members / t.org_members, 4) AS share
 FROM counts c
 JOIN totals t USING (scope_code)

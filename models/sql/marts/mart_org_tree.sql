@@ -1,5 +1,5 @@
 -- ---
--- description: Organisation management: one row per current party organisation (党委, 党总支, 党支部, 党小组) with its place in the tree (depth, path), secretary, committee, term (换届/届满 and days left on the as-of date), members in good standing directly in it and rolled up over everything below it (to the 党总支 and the 党委), and warnings from the standards file — term expired or ending soon, a branch under the minimum of full members or over the maximum size, a committee missing or out of range, no secretary.
+-- description: Organisation management: one row per current party organisation (党委, 党总支, 党支部, 党小组) with its place in the tree (depth, path), secretary, committee, term (换届/届满 and days left on the as-of date), members in good standing directly in it and rolled up over everything below it (to the 党总支 and the 党委) as warehouse.dim_party_org counts them — the 党委 including members whose 党组织编码 is not an organisation (unknown_org_members), a 党小组's members derived from 党小组会 attendance (NULL, with member_count_note, where there is none), and warnings from the standards file — term expired or ending soon, a branch under the minimum of full members or over the maximum size, a committee missing or out of range, no secretary.
 -- ---
 WITH RECURSIVE p AS (
     SELECT as_of, standards->'$.organisations' AS s FROM marts.mart_parameters
@@ -11,23 +11,13 @@ WITH RECURSIVE p AS (
     UNION ALL
     SELECT o.org_code, t.depth + 1, list_append(t.path_codes, o.org_code), list_append(t.path_names, o.name)
     FROM tree t JOIN orgs o ON o.parent_code = t.org_code
-), direct AS (
-    SELECT org_code,
-           count(*) FILTER (WHERE stage = 'full')          AS full_members,
-           count(*) FILTER (WHERE stage = 'probationary')  AS probationary_members,
-           count(*)                                        AS members
-    FROM marts.mart_member_roster GROUP BY org_code
-), rolled AS (  -- everything at or below each organisation
+), below AS (  -- branches and groups at or below each organisation
     SELECT a.org_code,
-           sum(coalesce(d.full_members, 0))::BIGINT         AS full_members_rollup,
-           sum(coalesce(d.probationary_members, 0))::BIGINT AS probationary_members_rollup,
-           sum(coalesce(d.members, 0))::BIGINT              AS members_rollup,
            count(*) FILTER (WHERE o.org_type = '党支部' AND o.org_code <> a.org_code) AS branches_below,
            count(*) FILTER (WHERE o.org_type = '党小组' AND o.org_code <> a.org_code) AS groups_below
     FROM tree a
     JOIN tree t ON list_contains(t.path_codes, a.org_code)
     JOIN orgs o ON o.org_code = t.org_code
-    LEFT JOIN direct d ON d.org_code = t.org_code
     GROUP BY a.org_code
 ), base AS (
     SELECT o.org_code, o.name, o.org_type, t.depth, o.parent_code, o.parent_name,
@@ -38,16 +28,15 @@ WITH RECURSIVE p AS (
            CASE WHEN o.elected_on IS NOT NULL AND o.term_end IS NOT NULL
                 THEN date_diff('month', o.elected_on, o.term_end) / 12.0 END AS term_years,
            o.term_end - p.as_of AS days_to_term_end,
-           coalesce(d.full_members, 0) AS full_members,
-           coalesce(d.probationary_members, 0) AS probationary_members,
-           coalesce(d.members, 0) AS members,
-           r.full_members_rollup, r.probationary_members_rollup, r.members_rollup, r.branches_below, r.groups_below,
+           -- the counts are dim_party_org's, the one definition (a 党小组's derived from attendance, NULL if none)
+           o.full_members, o.probationary_members, o.full_members + o.probationary_members AS members,
+           o.full_members_rollup, o.probationary_members_rollup, o.members_rollup, o.unknown_org_members,
+           o.member_count_note, r.branches_below, r.groups_below,
            p.as_of, p.s
     FROM orgs o
     JOIN tree t USING (org_code)
-    JOIN rolled r USING (org_code)
+    JOIN below r USING (org_code)
     CROSS JOIN p
-    LEFT JOIN direct d USING (org_code)
     LEFT JOIN warehouse.dim_department dep ON dep.unit_code = o.unit_code
 ), judged AS (
     SELECT *,
@@ -71,7 +60,8 @@ SELECT
     secretary_name, secretary_person_key, committee_size, committee_status,
     founded_on, elected_on, term_end, term_years, days_to_term_end, term_status,
     full_members, probationary_members, members,
-    full_members_rollup, probationary_members_rollup, members_rollup, branches_below, groups_below,
+    full_members_rollup, probationary_members_rollup, members_rollup, unknown_org_members, member_count_note,
+    branches_below, groups_below,
     nullif(concat_ws(', ',
         CASE WHEN term_status = 'expired' THEN 'term_expired' END,
         CASE WHEN term_status = 'ending_soon' THEN 'term_ending_soon' END,

@@ -4,6 +4,7 @@
 -- snapshot: true
 -- history: true
 -- key: [人员编号]
+-- optional_columns: [延长预备期]
 -- ---
 -- 党建系统 member register (党员信息 exports), one row per 人员编号 (学号 or 工号).
 SELECT
@@ -24,6 +25,9 @@ SELECT
     parse_date_any(c."列为发展对象日期")           AS candidate_on,
     parse_date_any(c."入党日期")                   AS probationary_on,
     parse_date_any(c."转正日期")                   AS full_on,
+    -- 延长预备期 (months, 6-12, recorded when the branch extended the probation; empty: none). Older
+    -- exports lack the column: NULL.
+    try_cast(nullif(trim(c."延长预备期"), '') AS INTEGER) AS probation_extension_months,
     trim(c."党籍状态")                             AS standing,
     phone_clean(c."联系电话")                     AS phone,
     c._load_id                                   AS load_id,

@@ -1,5 +1,5 @@
 -- ---
--- description: Party members, people in the development pipeline and members transferred out, as SCD2 — one row per version of a person's party record (category, stage, status, branch, the date of each development stage) with valid_from / valid_to / is_current, built from every party export. Someone missing from a later export gets a closing version (status 'absent_from_export'); a transfer letter gives status 'transferred_out'. Writes cross-system findings about members to quality.reconciliation_issue.
+-- description: Party members, people in the development pipeline and members transferred out, as SCD2 — one row per version of a person's party record (category, stage, status, branch, the date of each development stage) with valid_from / valid_to / is_current, built from every party export. Someone missing from a later export gets a closing version (status 'absent_from_export'); a transfer letter gives status 'transferred_out' and keeps the stage at transfer (stage_source says where it came from). Writes cross-system findings about members to quality.reconciliation_issue.
 -- materialize: script
 -- ---
 
@@ -78,7 +78,17 @@ SELECT
     coalesce(b.person_key, dp.person_key)                      AS person_key,
     p.person_no,
     coalesce(p.category, p.known_category, a.category)         AS category,
-    coalesce(p.stage, p.known_stage)                           AS stage,
+    -- A member transferred out keeps their stage at transfer (正式/预备): the last the member register
+    -- said, else what HR or student affairs held as political status (01 full, 02 probationary) — a
+    -- graduate's student record is not updated after leaving, so it is the status they left with.
+    coalesce(p.stage, p.known_stage,
+             CASE WHEN p.register = 'transfer' THEN CASE a.political_status WHEN '01' THEN 'full'
+                                                                             WHEN '02' THEN 'probationary' END END)
+                                                               AS stage,
+    CASE WHEN p.stage IS NOT NULL THEN p.register
+         WHEN p.known_stage IS NOT NULL THEN 'previous_version'
+         WHEN p.register = 'transfer' AND a.political_status IN ('01', '02') THEN a.system || '_political_status'
+    END                                                        AS stage_source,
     p.status,
     coalesce(p.org_code, p.known_org)                          AS org_code,
     p.register,
