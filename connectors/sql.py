@@ -31,14 +31,15 @@ import sqlalchemy as sa
 
 from connectors.base import ExtractStats, SourceError, table_as_text, value_as_text
 from connectors.config import Entity, Source
+from connectors.redact import redact
 
 
 def _engine(url: str) -> sa.Engine:
     try:
         return sa.create_engine(url)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        raise SourceError(f"database URL {sa.engine.make_url(url).render_as_string(hide_password=True)!r} "
-                          f"is not usable: {exc}") from None
+        raise SourceError(redact(f"database URL {sa.engine.make_url(url).render_as_string(hide_password=True)!r} "
+                                 f"is not usable: {exc}")) from None
 
 
 @contextmanager
@@ -125,7 +126,7 @@ class SqlExtractor:
         return stmt
 
     def _safe_url(self) -> str:
-        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        return redact(sa.engine.make_url(self.url).render_as_string(hide_password=True))
 
     def extract(self, cursor: str | None, stats: ExtractStats) -> Iterator[pa.Table]:
         engine = _engine(self.url)
@@ -153,8 +154,8 @@ class SqlExtractor:
                             best = top
                     yield table
         except sa.exc.OperationalError as exc:
-            raise SourceError(f"{self.source.name}.{self.entity.name}: cannot read {self._safe_url()}: "
-                              f"{str(exc.orig).strip().splitlines()[0]}") from None
+            raise SourceError(redact(f"{self.source.name}.{self.entity.name}: cannot read {self._safe_url()}: "
+                                     f"{str(exc.orig).strip().splitlines()[0]}")) from None
         finally:
             engine.dispose()
         stats.cursor_after = best

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from hub.settings import DEFAULT_PORTS, Settings
 
@@ -26,12 +27,13 @@ def _friendly(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from connectors import ConfigError, SourceError
+        from connectors.redact import redact
         from hub.publisher import PublishError
 
         try:
             return fn(*args, **kwargs)
         except (ConfigError, SourceError, PublishError, FileNotFoundError, ValueError) as exc:
-            Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}", highlight=False)
+            Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {escape(redact(exc))}", highlight=False)
             sys.exit(2)
 
     return wrapper
@@ -161,10 +163,12 @@ def load(targets: tuple[str, ...]) -> None:
     A failing source is reported and the others still load; the exit status is 1 if any failed.
     """
     from connectors import SourceError, load_entity, load_sources
+    from connectors.redact import redact, register_source_secrets
     from hub.warehouse import open_warehouse
 
     settings = Settings.from_env()
     sources = load_sources(settings.sources_file)
+    register_source_secrets(sources.values())
     wanted = []
     for target in targets or sources:
         name, _, entity = target.partition(".")
@@ -180,12 +184,13 @@ def load(targets: tuple[str, ...]) -> None:
                                       landing_memory=settings.raw_memory_limit)
             except SourceError as exc:
                 failed += 1
-                console.print(f"[red]✗[/] {entity.table}: {exc}", highlight=False, soft_wrap=True)
+                console.print(f"[red]✗[/] {entity.table}: {escape(redact(exc))}", highlight=False, soft_wrap=True)
                 continue
             for r in results:
                 console.print(f"[green]✓[/] {entity.table}: {r.status}, read {r.rows_read:,}, landed {r.rows_landed:,},"
                               f" skipped {r.rows_skipped:,}, rejected {r.rows_rejected:,}, retries {r.retries}"
-                              + "".join(f" — {m}" for m in (r.message, r.drift()) if m), highlight=False)
+                              + escape(redact("".join(f" — {m}" for m in (r.message, r.drift()) if m))),
+                              highlight=False)
             if not results:
                 console.print(f"· {entity.table}: nothing new", highlight=False)
     sys.exit(1 if failed else 0)
