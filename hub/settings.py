@@ -53,8 +53,9 @@ class Settings:
             sources_file=Path(env.get("HUB_SOURCES_FILE", PROJECT_ROOT / "sources.yaml")).resolve(),
             dagster_home=Path(env.get("DAGSTER_HOME", PROJECT_ROOT / "dagster_home")).resolve(),
             school_code=env.get("HUB_SCHOOL_CODE", "4145000001"),
-            # A keyed hash turns an ID number into person_key; the key is what keeps the ID out of it.
-            person_key_secret=env.get("HUB_PERSON_KEY_SECRET", "campus-data-hub-simulation-key"),
+            # HMAC-SHA256 under this key turns an ID number into person_key; the key is what keeps the ID out
+            # of it. No default: hub.keys refuses a run without one (hub demo and the tests set their own).
+            person_key_secret=env.get("HUB_PERSON_KEY_SECRET", ""),
             # A path or an fsspec URL (s3://…, memory://…): where datasets are published.
             published_root_url=env.get("HUB_PUBLISHED_ROOT", str(var / "published")),
             # The national platform's catalogue, told of each new current version (empty: no notification).
