@@ -118,24 +118,32 @@ def serve_sources(data: Path | None, faults: float, slow_seconds: float, seed: i
 @click.argument("query")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Rows to print.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print every row as CSV instead of a table.")
+@click.option("--export", "export_to", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Write every row to FILE (.csv or .parquet) instead of printing.")
 @_friendly
-def sql(query: str, limit: int, as_csv: bool) -> None:
-    """Run a query against the latest analyst snapshot (read-only; never waits for a running job)."""
-    import duckdb
-
-    from hub.warehouse import open_warehouse
+def sql(query: str, limit: int, as_csv: bool, export_to: Path | None) -> None:
+    """Run a query against the latest analyst snapshot (read-only, confined to the snapshot; never waits
+    for a running job)."""
+    from hub.analyst_sql import export, open_snapshot, run
 
     snapshot = Settings.from_env().snapshot_path
     if not snapshot.exists():
         raise FileNotFoundError(f"{snapshot}: no snapshot yet (run `make demo`, or materialise "
                                 "publish/analyst_snapshot in the UI)")
-    with open_warehouse(snapshot, read_only=True) as con:
+    con = open_snapshot(snapshot)
+    try:
+        if export_to is not None:
+            rows = export(con, query, export_to)
+            console.print(f"Wrote {rows:,} row(s) to {export_to}", highlight=False)
+            return
+        result = run(con, query)
+        names = [d[0] for d in result.description or []]
         try:
-            result = con.execute(query)
-            names = [d[0] for d in result.description or []]
             rows = result.fetchall()
-        except duckdb.Error as exc:
+        except Exception as exc:  # duckdb.Error: one line
             raise ValueError(f"query failed: {str(exc).strip().splitlines()[0]}") from None
+    finally:
+        con.close()
     if as_csv:
         import csv
 
