@@ -218,3 +218,217 @@ def test_hub_sql_reads_and_exports_with_the_snapshots_masking(small_hub, tmp_pat
         assert CLEAR_ID.encode() not in target.read_bytes()
     bad = _hub("sql", "SELECT 1", "--export", str(tmp_path / "x.xlsx"), env=env)
     assert bad.returncode == 2 and "must end in .csv or .parquet" in bad.stderr
+
+
+# ------------------------------------------------------------------ end to end: a run with recognisable secrets
+
+def _leaky_server():
+    """A real HTTP server on loopback that answers every request 404, echoing the request line."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = f"no such thing: {self.path}".encode()
+            self.send_response(404)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _guide_queries() -> list[str]:
+    import re
+
+    text = (PROJECT_ROOT / "docs" / "analyst-guide.md").read_text(encoding="utf-8")
+    return [b.strip() for b in re.findall(r"```sql\n(.*?)```", text, flags=re.S)]
+
+
+@pytest.mark.slow
+def test_a_run_with_secrets_leaves_none_on_disk_and_analysts_no_clear_numbers(tmp_path, campus_dir, monkeypatch):
+    import io
+    import json
+    import secrets
+    import shutil
+    import time
+
+    from rich.console import Console
+
+    from hub.demo import demo
+    from hub.keys import SHIPPED_SECRETS
+    from hub.settings import Settings
+    from tests.test_demo_e2e import _clear_personal_numbers
+    from tests.conftest import SEED, SMALL_SCALE
+
+    tag = secrets.token_hex(6)
+    canary = {
+        "HUB_PERSON_KEY_SECRET": f"canary-person-key-{tag}",
+        "HUB_NATIONAL_KEY_SECRET": f"canary-national-key-{tag}",
+        "HUB_HR_TOKEN": f"canary-hr-token-{tag}",
+        "HUB_XG_API_KEY": f"canary-xg-key-{tag}",
+        "HUB_ACTIVITY_PASSWORD": f"canary-activity-pw-{tag}",
+        "HUB_LEARNING_TOKEN": f"canary-learning-token-{tag}",
+        "LEAKY_URL_PASSWORD": f"canary-url-pw-{tag}",
+        "LEAKY_DB_PASSWORD": f"canary-db-pw-{tag}",
+    }
+    kms_key = base64.b64encode(os.urandom(32)).decode()
+    home, var = tmp_path / "dagster_home", tmp_path / "var"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    var.mkdir()
+    shutil.copytree(campus_dir, var / "campus")
+    server = _leaky_server()
+    sources = (PROJECT_ROOT / "sources.yaml").read_text(encoding="utf-8") + f"""
+  leaky_rest:
+    kind: rest
+    description: a source whose URL carries a password, and which fails
+    owner: team:data-platform
+    base_url: http://leakuser:{canary['LEAKY_URL_PASSWORD']}@127.0.0.1:{server.server_address[1]}
+    entities:
+      things:
+        path: /api/things
+        records_path: items
+        paginator: {{type: page_number, page_param: page, size_param: size, page_size: 10}}
+        primary_key: id
+
+  leaky_sql:
+    kind: sql
+    description: a database whose URL carries a password, and which fails
+    owner: team:data-platform
+    url: postgresql+psycopg://leakuser:{canary['LEAKY_DB_PASSWORD']}@127.0.0.1:5432/test
+    entities:
+      rows: {{table: no_such_table, primary_key: id}}
+"""
+    (tmp_path / "sources.yaml").write_text(sources, encoding="utf-8")
+    for k, v in {**canary, "HUB_KMS_MASTER_KEYS": f"hub_footer:{kms_key}", "HUB_VAR_DIR": str(var),
+                 "DAGSTER_HOME": str(home), "HUB_SOURCES_FILE": str(tmp_path / "sources.yaml")}.items():
+        monkeypatch.setenv(k, v)
+    settings = Settings.from_env()
+    out = io.StringIO()
+    try:
+        from dagster import DagsterInstance
+
+        with DagsterInstance.get() as instance:
+            result = demo(settings, scale=SMALL_SCALE, seed=SEED, console=Console(file=out, width=160),
+                          instance=instance)
+    finally:
+        server.shutdown()
+    console_text = out.getvalue()
+    assert sorted(result.failed_steps) == ["raw__leaky_rest__things", "raw__leaky_sql__rows"], console_text[-4000:]
+
+    # The failures were recorded (so the search below is not vacuous), with the password taken out.
+    con = connect(settings.warehouse_path, read_only=True)
+    try:
+        failed = dict(con.execute("SELECT source, message FROM quality.load_audit WHERE status = 'failed' "
+                                  "AND source LIKE 'leaky%'").fetchall())
+        assert set(failed) == {"leaky_rest", "leaky_sql"}, failed
+        assert "http://***@127.0.0.1" in failed["leaky_rest"] and "404" in failed["leaky_rest"]
+        # Every text column of every table of the warehouse.
+        hits = []
+        for schema, table, column in con.execute(
+                "SELECT schema_name, table_name, column_name FROM duckdb_columns() WHERE database_name = 'hub' "
+                "AND data_type IN ('VARCHAR', 'JSON') OR data_type LIKE '%[]' OR data_type LIKE 'STRUCT%' "
+                "OR data_type LIKE 'MAP%'").fetchall():
+            cond = " OR ".join(f"contains(CAST(\"{column}\" AS VARCHAR), ?)" for _ in canary)
+            n = con.execute(f'SELECT count(*) FROM {schema}."{table}" WHERE {cond}', list(canary.values())).fetchone()[0]
+            if n:
+                hits.append(f"{schema}.{table}.{column}")
+        assert not hits, f"secrets in the warehouse: {hits}"
+    finally:
+        con.close()
+
+    # Every file under dagster_home/ and var/, byte for byte, and the console.
+    needles = [v.encode() for v in canary.values()] + [kms_key.encode()]
+    files = [p for root in (home, var) for p in root.rglob("*") if p.is_file()]
+    assert len(files) > 50
+    leaks = [(str(p), n.decode()) for p in files for n in needles if n in p.read_bytes()]
+    assert not leaks, f"secrets on disk: {leaks[:10]}"
+    assert not [v for v in canary.values() if v in console_text]
+
+    # Analysts: the snapshot opened the obvious way, the guide's queries unchanged, no clear numbers.
+    analyst, restricted = settings.snapshot_path, settings.restricted_snapshot_path
+    assert analyst.name == "analyst.duckdb" and analyst.stat().st_mode & 0o777 == 0o640
+    assert restricted.stat().st_mode & 0o777 == 0o600 and restricted.parent != analyst.parent
+    snap = duckdb.connect(str(analyst), read_only=True)
+    try:
+        queries = _guide_queries()
+        assert len(queries) >= 10
+        for query in queries:
+            snap.execute(query).fetchall()  # raises if the guide is wrong about the snapshot
+        assert {r[0] for r in snap.execute("SELECT DISTINCT schema_name FROM duckdb_tables()").fetchall()} == \
+            {"warehouse", "marts"}
+        scanned = 0
+        for schema, table, column in snap.execute(
+                "SELECT schema_name, table_name, column_name FROM duckdb_columns() WHERE data_type = 'VARCHAR'"
+                ).fetchall():
+            for (value,) in snap.execute(f'SELECT DISTINCT "{column}" FROM {schema}."{table}" '
+                                         f'WHERE "{column}" IS NOT NULL').fetchall():
+                assert not _clear_personal_numbers(value), f"clear number in {schema}.{table}.{column}"
+                scanned += 1
+        assert scanned > 1000
+    finally:
+        snap.close()
+
+    # person_key: HMAC-SHA256 under the operator's key; the keys shipped here do not reverse it.
+    clear = duckdb.connect(str(restricted), read_only=True)
+    try:
+        people = clear.execute("SELECT person_key, id_number, gender FROM warehouse.dim_person "
+                               "WHERE has_valid_id ORDER BY person_key").fetchall()
+    finally:
+        clear.close()
+    key = canary["HUB_PERSON_KEY_SECRET"].encode()
+    assert people and all(pk == hmac.new(key, i.encode(), hashlib.sha256).hexdigest()[:32].upper()
+                          for pk, i, _ in people)
+    for shipped in SHIPPED_SECRETS:  # even guessing every ID right, a shipped key gives no published key
+        k = shipped.encode()
+        assert not [pk for pk, i, _ in people if pk == hmac.new(k, i.encode(), hashlib.sha256).hexdigest()[:32].upper()]
+
+    # The reversal the review did, on what person_directory publishes now: the mask (area code only), the
+    # birth cohort and the gender. Brute force every birth date in the cohort, every sequence number of that
+    # gender and the check character: ~900,000 candidates for one person. With a shipped key: no match.
+    catalog = json.loads((settings.published_root / "catalog.json").read_text(encoding="utf-8"))
+    manifest = json.loads((settings.published_root / catalog["datasets"]["person_directory"]["manifest"])
+                          .read_text(encoding="utf-8"))
+    assert "birth_year" not in {c["name"] for c in manifest["schema"]["columns"]}
+    directory = settings.published_root / "person_directory" / manifest["version"] / "data" / "*.parquet"
+    w = connect(tmp_path / "attack.duckdb")
+    try:
+        pk, masked, cohort, gender = w.execute(
+            f"SELECT person_key, id_number_masked, birth_cohort, gender FROM read_parquet('{directory}') "
+            "WHERE id_number_masked IS NOT NULL ORDER BY person_key LIMIT 1").fetchone()
+        assert masked[6:] == "*" * 12, "the mask keeps the area code only"
+        first = int(cohort[:4])
+        w.execute(f"""CREATE TABLE candidates AS
+            WITH body AS (
+                SELECT '{masked[:6]}' || strftime(d, '%Y%m%d') || lpad(CAST(s AS VARCHAR), 3, '0') AS b
+                FROM range(DATE '{first}-01-01', DATE '{first + 5}-01-01', INTERVAL 1 DAY) t(d),
+                     range(0, 1000) r(s)
+                WHERE s % 2 = {1 if gender == '1' else 0})
+            SELECT b || id_check_char(b) AS id FROM body""")
+        n = w.execute("SELECT count(*) FROM candidates").fetchone()[0]
+        true_id = dict((p, i) for p, i, _ in people)[pk]
+        assert n > 800_000 and w.execute("SELECT count(*) FROM candidates WHERE id = ?", [true_id]).fetchone()[0] == 1
+
+        def reverse(secret: str) -> list[str]:
+            ipad, opad = hmac_pads(secret)
+            return [r[0] for r in w.execute(
+                "SELECT id FROM candidates WHERE upper(substr(sha256($o || unhex(sha256($i || encode(id)))), 1, 32)) = $pk",
+                {"i": ipad, "o": opad, "pk": pk}).fetchall()]
+
+        started = time.monotonic()
+        assert reverse(DEMO_KEYS["HUB_PERSON_KEY_SECRET"]) == [], "the demo key does not reverse a production key"
+        assert reverse("campus-data-hub-simulation-key") == []
+        per_key = (time.monotonic() - started) / 2
+        # The attack itself is real: whoever holds the operator's key does find the number. That is why the
+        # key must be the operator's own, never one shipped here (hub.keys), and why docs/security.md says so.
+        assert reverse(canary["HUB_PERSON_KEY_SECRET"]) == [true_id]
+        print(f"reversal: {n:,} candidates for one person, {per_key:.1f} s per guessed key")
+    finally:
+        w.close()
