@@ -21,7 +21,6 @@ so ``duckdb.connect('var/snapshot/analyst.duckdb')`` followed by ``SELECT … FR
 works in any DuckDB client.
 """
 
-from __future__ import annotations
 
 import grp
 import os
@@ -38,8 +37,6 @@ ROLES = {
     "analyst": {"schemas": ("warehouse", "marts"), "mode": 0o640, "group_env": "HUB_ANALYST_GROUP"},
     "restricted": {"schemas": ("warehouse", "marts", "quality"), "mode": 0o600, "group_env": "HUB_RESTRICTED_GROUP"},
 }
-# A restricted column with a mask keeps its name and is masked; one without is left out.
-MASKS = {"mask_id": "mask_id", "mask_phone": "mask_phone"}
 
 
 def restricted_columns() -> dict[str, str | None]:
@@ -129,7 +126,12 @@ def analyst_snapshot_asset(after: list[dg.AssetKey]) -> dg.AssetsDefinition:
                     "restricted group only), replaced atomically at the end of each run, so queries never "
                     "wait for (or block) a run that is writing.",
     )
-    def _snapshot(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def _snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        # Earlier versions left a full, world-readable copy here under this name: analysts must not find it.
+        legacy = Path(warehouse.snapshot_path).with_name("warehouse.duckdb")
+        if legacy != Path(warehouse.snapshot_path) and legacy.exists():
+            legacy.unlink()
+            context.log.warning(f"removed {legacy}: an unmasked snapshot of an earlier version")
         with warehouse.connect() as con:
             path = take_snapshot(con, warehouse.snapshot_path, role="analyst")
             restricted = (take_snapshot(con, warehouse.restricted_snapshot_path, role="restricted")

@@ -9,7 +9,6 @@ import hmac
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -171,6 +170,27 @@ def test_analyst_snapshot_holds_warehouse_and_marts_masked_and_opens_directly(sm
         clear.close()
 
 
+def test_the_snapshot_asset_writes_both_roles_and_removes_an_earlier_unmasked_copy(tmp_path):
+    import dagster as dg
+
+    from pipelines.snapshot import analyst_snapshot_asset
+
+    con = connect(tmp_path / "warehouse.duckdb")
+    con.execute(f"CREATE TABLE warehouse.dim_person AS SELECT 'K1' AS person_key, '{CLEAR_ID}' AS id_number")
+    con.close()
+    legacy = tmp_path / "snapshot" / "warehouse.duckdb"  # what earlier versions wrote: everything, in clear
+    legacy.parent.mkdir()
+    legacy.write_bytes(CLEAR_ID.encode())
+    resource = WarehouseResource(path=str(tmp_path / "warehouse.duckdb"),
+                                 snapshot_path=str(tmp_path / "snapshot" / "analyst.duckdb"),
+                                 restricted_snapshot_path=str(tmp_path / "restricted" / "restricted.duckdb"))
+    assert dg.materialize([analyst_snapshot_asset([])], resources={"warehouse": resource}).success
+    assert not legacy.exists()
+    assert sorted(p.name for p in (tmp_path / "snapshot").iterdir()) == ["analyst.duckdb"]
+    assert (tmp_path / "restricted" / "restricted.duckdb").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "restricted").stat().st_mode & 0o777 == 0o700
+
+
 @pytest.mark.parametrize("query, expect", [
     ("ATTACH '{var}/warehouse.duckdb' AS live", "ATTACH is not allowed"),
     ("UPDATE warehouse.dim_person SET name = 'x'", "UPDATE is not allowed"),
@@ -264,8 +284,8 @@ def test_a_run_with_secrets_leaves_none_on_disk_and_analysts_no_clear_numbers(tm
     from hub.demo import demo
     from hub.keys import SHIPPED_SECRETS
     from hub.settings import Settings
-    from tests.test_demo_e2e import _clear_personal_numbers
     from tests.conftest import SEED, SMALL_SCALE
+    from tests.test_demo_e2e import _clear_personal_numbers
 
     tag = secrets.token_hex(6)
     canary = {
