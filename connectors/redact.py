@@ -22,7 +22,9 @@ from urllib.parse import quote, unquote, urlsplit
 
 MASK = "***"
 MIN_SECRET_LEN = 4
-_SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|_KEYS?$|CREDENTIAL|AUTH)", re.I)
+# Names of variables that hold secrets. Not PWD (the shell's working directory) nor *AUTH* / *CREDENTIALS*
+# (XAUTHORITY, GOOGLE_APPLICATION_CREDENTIALS hold paths): redacting paths would hide where a problem is.
+_SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|_KEYS?$)", re.I)
 # scheme://userinfo@ — userinfo has no '/', whitespace or '@'.
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@'\"<>]+@")
 _registered: set[str] = set()

@@ -3,8 +3,8 @@
 The snapshot is attached read-only under its own name (``analyst``), then the connection is closed to
 everything else: ``enable_external_access = false`` (no file, network or extension access), the only
 ``allowed_directories`` the snapshot's own folder, and ``lock_configuration = true`` so that no query can
-undo that. On top, only queries (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN) are accepted: ATTACH,
-COPY, EXPORT, INSTALL, LOAD, SET, PRAGMA, CREATE, INSERT, UPDATE … are refused with one line before they
+undo that. On top, only queries (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE) are accepted: ATTACH, COPY,
+EXPLAIN (ANALYZE would run its statement), EXPORT, INSTALL, LOAD, SET, PRAGMA, CREATE, INSERT, UPDATE … are refused with one line before they
 run. Saving a result is ``--export FILE`` (CSV or Parquet), written by the hub from the query's result,
 so it carries the same masking as the snapshot itself.
 """
@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 
 from models import sql_dir
 
-ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+# Queries only. Not even EXPLAIN: EXPLAIN ANALYZE runs its statement, a COPY included.
+ALLOWED = {duckdb.StatementType.SELECT}
 EXPORT_FORMATS = {".csv": "csv", ".parquet": "parquet"}
 BATCH_ROWS = 65_536
 

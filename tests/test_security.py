@@ -45,6 +45,8 @@ def test_redact_takes_out_userinfo_and_known_secrets(monkeypatch):
         assert secret not in out, (secret, out)
     assert "http://***@127.0.0.1:9/x -> 401" in out, "the rest of the message stays readable"
     assert redact("plain text, no secrets: 42") == "plain text, no secrets: 42"
+    monkeypatch.setenv("PWD", "/srv/hub")  # a path is not a secret: messages keep saying where
+    assert redact("cannot read /srv/hub/var/raw/x.parquet") == "cannot read /srv/hub/var/raw/x.parquet"
 
 
 # --------------------------------------------------------------------------------------------------- keys
@@ -197,6 +199,7 @@ def test_the_snapshot_asset_writes_both_roles_and_removes_an_earlier_unmasked_co
     ("CREATE TABLE warehouse.y AS SELECT 1", "CREATE is not allowed"),
     ("COPY (SELECT * FROM warehouse.dim_person) TO '{var}/out.csv'", "COPY is not allowed"),
     ("EXPORT DATABASE '{var}/snapshot/dump'", "EXPORT is not allowed"),
+    ("EXPLAIN ANALYZE COPY (SELECT * FROM warehouse.dim_person) TO '{var}/snapshot/out.csv'", "EXPLAIN is not allowed"),
     ("INSTALL httpfs", "is not allowed"),
     ("LOAD httpfs", "is not allowed"),
     ("SET enable_external_access = true", "SET is not allowed"),
@@ -215,6 +218,7 @@ def test_hub_sql_refuses_everything_but_reading_the_snapshot(small_hub, query, e
     assert proc.returncode == 2 and len(lines) == 1 and expect in lines[0], (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr
     assert not (small_hub / "out.csv").exists() and not (small_hub / "snapshot" / "dump").exists()
+    assert not (small_hub / "snapshot" / "out.csv").exists()
     live = connect(small_hub / "warehouse.duckdb", read_only=True)
     try:
         assert live.execute("SELECT name FROM warehouse.dim_person").fetchone() == ("张三",)
