@@ -208,6 +208,8 @@ def test_the_snapshot_asset_writes_both_roles_and_removes_an_earlier_unmasked_co
     ("SELECT * FROM read_parquet('{var}/raw/hr/staff/*.parquet')", "query failed"),
     ("SELECT * FROM read_text('{var}/restricted/restricted.duckdb')", "query failed"),
     ("SELECT * FROM glob('/etc/*')", "query failed"),
+    ("SELECT * FROM read_text('/proc/self/environ')", "query failed"),  # where the keys are
+    ("CALL pragma_database_list()", "is not allowed"),
     ("SELECT * FROM query('ATTACH ''{var}/warehouse.duckdb'' AS w')", "query failed"),
     ("SELECT current_setting('enable_external_access') AS x FROM raw.hr__staff", "query failed"),
 ])
