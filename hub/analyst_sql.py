@@ -45,6 +45,9 @@ def open_snapshot(path: str | Path) -> duckdb.DuckDBPyConnection:
         con.execute("SET allowed_directories = ?", [[str(path.parent) + os.sep]])
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
+    except duckdb.Error as exc:
+        con.close()
+        raise ValueError(f"{path}: cannot open the snapshot: {_first_line(exc)}") from None
     except BaseException:
         con.close()
         raise

@@ -228,6 +228,14 @@ def test_hub_sql_refuses_everything_but_reading_the_snapshot(small_hub, query, e
         live.close()
 
 
+def test_hub_sql_on_a_damaged_snapshot_says_so_in_one_line(tmp_path):
+    (tmp_path / "snapshot").mkdir()
+    (tmp_path / "snapshot" / "analyst.duckdb").write_bytes(b"not a database" * 100)
+    proc = _hub("sql", "SELECT 1", env={"HUB_VAR_DIR": str(tmp_path)})
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "cannot open the snapshot" in lines[0], proc.stderr
+
+
 def test_hub_sql_reads_and_exports_with_the_snapshots_masking(small_hub, tmp_path):
     env = {"HUB_VAR_DIR": str(small_hub)}
     proc = _hub("sql", "SELECT id_number, phone FROM warehouse.dim_person", "--csv", env=env)
