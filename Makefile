@@ -8,9 +8,11 @@ export DAGSTER_HOME := $(abspath dagster_home)
 export GX_ANALYTICS_ENABLED := False
 export RUNTIME__DLTHUB_TELEMETRY := false
 export DAGSTER_DISABLE_TELEMETRY := true
-# The simulation's keys (person_key, encryption of restricted datasets); production sets its own.
-export HUB_PERSON_KEY_SECRET ?= campus-data-hub-simulation-key
-export HUB_KMS_MASTER_KEYS ?= hub_footer:c2ltdWxhdGlvbi1vbmx5LWtleS0tY2hhbmdlLW1lISE=
+# The demo's own keys (person_key, national keys, encryption of restricted datasets). hub.keys accepts them
+# only in demo and test runs (HUB_MODE=demo/test); a production run refuses them: set your own there.
+export HUB_PERSON_KEY_SECRET ?= demo-only-person-key-not-for-production
+export HUB_NATIONAL_KEY_SECRET ?= demo-only-national-key-not-for-production
+export HUB_KMS_MASTER_KEYS ?= hub_footer:ZGVtby1vbmx5LWttcy1rZXktbm90LWZvci1wcm9kISE=
 
 SCALE  ?= 1
 FAULTS ?= 0
@@ -31,13 +33,13 @@ demo: install  ## simulate the campus (first time), serve it, run the main job, 
 	$(BIN)/hub demo --scale $(SCALE) --faults $(FAULTS)
 
 test: install  ## the whole test suite
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	HUB_MODE=test $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 ui: install  ## the Dagster UI on http://127.0.0.1:3000, with the simulated sources served
 	@test -f var/campus/manifest.json || $(BIN)/hub simulate --scale $(SCALE)
 	@$(BIN)/hub serve-sources & SERVE=$$!; \
 		trap 'kill $$SERVE 2>/dev/null' EXIT INT TERM; \
-		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+		HUB_MODE=demo $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: install
 	$(BIN)/ruff check .

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from connectors.base import ExtractStats, SourceError
 from connectors.config import DEFAULT_LANDING_MEMORY, ConfigError, Entity, memory_bytes
+from connectors.redact import redact
 
 PART_NAME = "part-{:05d}.parquet"
 PART_ROWS = 50_000  # pages are gathered into parts of at least this many rows (or the rest of the load)
@@ -384,7 +385,7 @@ class RawZone:
             "?, ?, ?, ?, ?, ?)",
             [r.load_id, r.source, r.entity, started_at, r.duration_s, r.status, r.rows_read, r.rows_landed,
              r.rows_skipped, r.rows_rejected, r.pages, r.files, r.retries, r.cursor_before, r.cursor_after,
-             r.encoding, "; ".join(m for m in (r.message, r.drift()) if m) or None])
+             r.encoding, redact("; ".join(m for m in (r.message, r.drift()) if m)) or None])
 
 
 class AuditedFailure(SourceError):
@@ -410,5 +411,6 @@ def _sql_str(s: str) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
+    """The first line of an error, with URL userinfo and known secrets taken out (hub.redact)."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return redact(text[0]) if text else type(exc).__name__

@@ -41,6 +41,7 @@ import sqlalchemy as sa
 from connectors.base import ExtractStats, SourceError, table_as_text, value_as_text
 from connectors.config import Entity, Source
 from connectors.cursor import CursorTracker
+from connectors.redact import redact
 
 
 def safe_url(url: str) -> str:
@@ -55,8 +56,8 @@ def _engine(url: str, where: str) -> sa.Engine:
     try:
         return sa.create_engine(url)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, ValueError) as exc:
-        raise SourceError(f"{where}: database URL {safe_url(url)!r} is not usable: "
-                          f"{_first_line(exc)}") from None
+        raise SourceError(redact(f"{where}: database URL {safe_url(url)!r} is not usable: "
+                                 f"{_first_line(exc)}")) from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -320,14 +321,14 @@ class SqlExtractor:
                     tracker.observe(typed)  # compared as the column's own type, then landed as text
                     yield table_as_text(typed)
         except sa.exc.OperationalError as exc:
-            raise SourceError(f"{self.where}: cannot read {safe_url(self.url)} ({step}): "
-                              f"{_first_line(exc)}") from None
+            raise SourceError(redact(f"{self.where}: cannot read {safe_url(self.url)} ({step}): "
+                                     f"{_first_line(exc)}")) from None
         except SourceError:
             raise
         except Exception as exc:  # a driver's or SQLAlchemy's error, of whatever type: one line, with the step
             bound = f" with cursor {self.entity.cursor_field!r} >= {cursor!r}" if cursor is not None else ""
-            raise SourceError(f"{self.where}: {step}{bound} failed on {safe_url(self.url)}: "
-                              f"{type(getattr(exc, 'orig', None) or exc).__name__}: {_first_line(exc)}") from None
+            raise SourceError(redact(f"{self.where}: {step}{bound} failed on {safe_url(self.url)}: "
+                                     f"{type(getattr(exc, 'orig', None) or exc).__name__}: {_first_line(exc)}")) from None
         finally:
             engine.dispose()
         stats.cursor_after = tracker.result()

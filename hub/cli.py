@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from hub.settings import DEFAULT_PORTS, Settings
 
@@ -26,12 +27,13 @@ def _friendly(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from connectors import ConfigError, SourceError
+        from connectors.redact import redact
         from hub.publisher import PublishError
 
         try:
             return fn(*args, **kwargs)
         except (ConfigError, SourceError, PublishError, FileNotFoundError, ValueError) as exc:
-            Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}", highlight=False)
+            Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {escape(redact(exc))}", highlight=False)
             sys.exit(2)
 
     return wrapper
@@ -116,24 +118,32 @@ def serve_sources(data: Path | None, faults: float, slow_seconds: float, seed: i
 @click.argument("query")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Rows to print.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print every row as CSV instead of a table.")
+@click.option("--export", "export_to", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Write every row to FILE (.csv or .parquet) instead of printing.")
 @_friendly
-def sql(query: str, limit: int, as_csv: bool) -> None:
-    """Run a query against the latest analyst snapshot (read-only; never waits for a running job)."""
-    import duckdb
-
-    from hub.warehouse import open_warehouse
+def sql(query: str, limit: int, as_csv: bool, export_to: Path | None) -> None:
+    """Run a query against the latest analyst snapshot (read-only, confined to the snapshot; never waits
+    for a running job)."""
+    from hub.analyst_sql import export, open_snapshot, run
 
     snapshot = Settings.from_env().snapshot_path
     if not snapshot.exists():
         raise FileNotFoundError(f"{snapshot}: no snapshot yet (run `make demo`, or materialise "
                                 "publish/analyst_snapshot in the UI)")
-    with open_warehouse(snapshot, read_only=True) as con:
+    con = open_snapshot(snapshot)
+    try:
+        if export_to is not None:
+            rows = export(con, query, export_to)
+            console.print(f"Wrote {rows:,} row(s) to {export_to}", highlight=False)
+            return
+        result = run(con, query)
+        names = [d[0] for d in result.description or []]
         try:
-            result = con.execute(query)
-            names = [d[0] for d in result.description or []]
             rows = result.fetchall()
-        except duckdb.Error as exc:
+        except Exception as exc:  # duckdb.Error: one line
             raise ValueError(f"query failed: {str(exc).strip().splitlines()[0]}") from None
+    finally:
+        con.close()
     if as_csv:
         import csv
 
@@ -162,10 +172,12 @@ def load(targets: tuple[str, ...]) -> None:
     quality.load_audit) and the others still load; the exit status is 1 if any failed.
     """
     from connectors import SourceError, load_entity, load_sources
+    from connectors.redact import redact, register_source_secrets
     from hub.warehouse import open_warehouse
 
     settings = Settings.from_env()
     sources = load_sources(settings.sources_file)
+    register_source_secrets(sources.values())
     wanted = []
     for target in targets or sources:
         name, _, entity = target.partition(".")
@@ -184,12 +196,13 @@ def load(targets: tuple[str, ...]) -> None:
                 line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 if not isinstance(exc, SourceError):
                     line = f"{type(exc).__name__}: {line}"
-                console.print(f"[red]✗[/] {entity.table}: {line}", highlight=False, soft_wrap=True)
+                console.print(f"[red]✗[/] {entity.table}: {escape(redact(line))}", highlight=False, soft_wrap=True)
                 continue
             for r in results:
                 console.print(f"[green]✓[/] {entity.table}: {r.status}, read {r.rows_read:,}, landed {r.rows_landed:,},"
                               f" skipped {r.rows_skipped:,}, rejected {r.rows_rejected:,}, retries {r.retries}"
-                              + "".join(f" — {m}" for m in (r.message, r.drift()) if m), highlight=False)
+                              + escape(redact("".join(f" — {m}" for m in (r.message, r.drift()) if m))),
+                              highlight=False)
             if not results:
                 console.print(f"· {entity.table}: nothing new", highlight=False)
     if failed:

@@ -19,15 +19,13 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from connectors.raw_zone import q
+from hub.keys import DEMO_KEYS, MODE_VAR
 from hub.publisher import read_catalog
 from hub.settings import Settings
 from hub.warehouse import open_warehouse
 
-# Secrets of the simulated campus only; production sets its own in the environment.
-SIM_SECRETS = {
-    "HUB_PERSON_KEY_SECRET": "campus-data-hub-simulation-key",
-    "HUB_KMS_MASTER_KEYS": "hub_footer:c2ltdWxhdGlvbi1vbmx5LWtleS0tY2hhbmdlLW1lISE=",
-}
+# The demo's own keys (hub.keys.DEMO_KEYS: accepted only with HUB_MODE=demo or test); production sets its own.
+SIM_SECRETS = DEMO_KEYS
 # With faults on, slow responses must outlast the client's timeout, as they do in the field.
 FAULT_TIMEOUT_S, FAULT_SLOW_S = 2.0, 3.0
 
@@ -114,9 +112,11 @@ def run_main_job(settings: Settings, *, console: Console, instance=None) -> Demo
 
 def _root_cause(err) -> str:
     """The innermost error's first line: what went wrong, not the framework's wrapper around it."""
+    from connectors.redact import redact
+
     while err is not None and err.cause is not None:
         err = err.cause
-    return err.message.strip().splitlines()[0] if err is not None and err.message.strip() else "unknown error"
+    return redact(err.message.strip().splitlines()[0]) if err is not None and err.message.strip() else "unknown error"
 
 
 def demo(settings: Settings, *, scale: float = 1.0, seed: int = 20261, faults: float = 0.0,
@@ -124,6 +124,7 @@ def demo(settings: Settings, *, scale: float = 1.0, seed: int = 20261, faults: f
     from campus_sim.servers import SourceServers
 
     console = console or Console()
+    os.environ[MODE_VAR] = os.environ.get(MODE_VAR) if os.environ.get(MODE_VAR) == "test" else "demo"
     for key, value in SIM_SECRETS.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))

@@ -260,6 +260,7 @@ def notify_catalogue(url: str, manifest: dict[str, Any], *, token: str | None, t
     import requests
     from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
+    from connectors.redact import redact
     from connectors.rest import RETRY_STATUS, RetryableHTTPError, _retryable, _server_message, _wait
 
     headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
@@ -275,8 +276,9 @@ def notify_catalogue(url: str, manifest: dict[str, Any], *, token: str | None, t
         resp = Retrying(retry=retry_if_exception(_retryable), stop=stop_after_attempt(attempts), wait=_wait(0.5),
                         reraise=True)(post)
     except (RetryableHTTPError, requests.RequestException) as exc:
-        raise PublishError(f"catalogue {url}: notification of {manifest['name']} {manifest['version']} failed "
-                           f"after {attempts} attempts: {exc}") from None
+        raise PublishError(redact(f"catalogue {url}: notification of {manifest['name']} {manifest['version']} "
+                                  f"failed after {attempts} attempts: {exc}", secrets=[token or ""])) from None
     if resp.status_code >= 400:
-        raise PublishError(f"catalogue {url}: HTTP {resp.status_code}: {_server_message(resp)}")
+        raise PublishError(redact(f"catalogue {url}: HTTP {resp.status_code}: {_server_message(resp)}",
+                                  secrets=[token or ""]))
     return resp.status_code

@@ -23,6 +23,14 @@ class WarehouseResource(dg.ConfigurableResource):
 
     path: str
     snapshot_path: str = ""
+    restricted_snapshot_path: str = ""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every asset of every run writes through this resource: without usable keys no run starts
+        # (hub.keys: unset, too short or shipped in the repository, outside the demo and the tests).
+        from hub.keys import check_keys
+
+        check_keys()
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -25,6 +25,7 @@ class Settings:
     campus_dir: Path
     warehouse_path: Path
     snapshot_path: Path
+    restricted_snapshot_path: Path
     raw_dir: Path
     inbox_dir: Path
     published_root: Path
@@ -44,8 +45,13 @@ class Settings:
             var_dir=var,
             campus_dir=Path(env.get("HUB_CAMPUS_DIR", var / "campus")).resolve(),
             warehouse_path=Path(env.get("HUB_WAREHOUSE", var / "warehouse.duckdb")).resolve(),
-            # What analysts read while runs write: a copy taken after each run, replaced atomically.
-            snapshot_path=Path(env.get("HUB_SNAPSHOT", var / "snapshot" / "warehouse.duckdb")).resolve(),
+            # What analysts read while runs write: a copy taken after each run, replaced atomically, with
+            # restricted columns masked (pipelines/snapshot.py). Named so that its catalog ('analyst') is
+            # none of its schemas: opened directly, `warehouse.dim_person` is not ambiguous.
+            snapshot_path=Path(env.get("HUB_SNAPSHOT", var / "snapshot" / "analyst.duckdb")).resolve(),
+            # The same with every column in clear, for the restricted role only (mode 0600 or its group).
+            restricted_snapshot_path=Path(env.get("HUB_RESTRICTED_SNAPSHOT",
+                                                  var / "restricted" / "restricted.duckdb")).resolve(),
             raw_dir=Path(env.get("HUB_RAW_DIR", var / "raw")).resolve(),
             inbox_dir=Path(env.get("HUB_INBOX_DIR", var / "inbox" / "party")).resolve(),
             published_root=Path(env.get("HUB_PUBLISHED_ROOT", var / "published")).resolve()
@@ -53,8 +59,9 @@ class Settings:
             sources_file=Path(env.get("HUB_SOURCES_FILE", PROJECT_ROOT / "sources.yaml")).resolve(),
             dagster_home=Path(env.get("DAGSTER_HOME", PROJECT_ROOT / "dagster_home")).resolve(),
             school_code=env.get("HUB_SCHOOL_CODE", "4145000001"),
-            # A keyed hash turns an ID number into person_key; the key is what keeps the ID out of it.
-            person_key_secret=env.get("HUB_PERSON_KEY_SECRET", "campus-data-hub-simulation-key"),
+            # HMAC-SHA256 under this key turns an ID number into person_key; the key is what keeps the ID out
+            # of it. No default: hub.keys refuses a run without one (hub demo and the tests set their own).
+            person_key_secret=env.get("HUB_PERSON_KEY_SECRET", ""),
             # A path or an fsspec URL (s3://…, memory://…): where datasets are published.
             published_root_url=env.get("HUB_PUBLISHED_ROOT", str(var / "published")),
             # The national platform's catalogue, told of each new current version (empty: no notification).

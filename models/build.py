@@ -9,6 +9,7 @@ transaction and replace the model's previous quarantine rows, so a rebuild never
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,15 +220,34 @@ def _build_history(con: duckdb.DuckDBPyConnection, m: Model, pk: str, raw: str) 
         SELECT DISTINCT _load_id AS load_id, _extracted_at AS seen_at FROM {raw}""")
 
 
+def hmac_pads(secret: str) -> tuple[bytes, bytes]:
+    """HMAC-SHA256's inner and outer padded keys (RFC 2104). With them DuckDB computes an HMAC set-based, in
+    SQL: ``sha256($hmac_opad || unhex(sha256($hmac_ipad || encode(message))))`` equals
+    ``hmac.new(secret, message, sha256).hexdigest()``."""
+    key = secret.encode("utf-8")
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+
+def _key_params(sql: str, secret: str) -> dict:
+    """The bound parameters a model's SQL names: the HMAC pads of the person key (never the key itself)."""
+    if "$hmac_" not in sql:
+        return {}
+    ipad, opad = hmac_pads(secret)
+    return {"hmac_ipad": ipad, "hmac_opad": opad}
+
+
 def build_warehouse(con: duckdb.DuckDBPyConnection, name: str, *, secret: str, layer: str = "warehouse") -> int:
     """Build a warehouse (or marts) model: a SELECT becomes <layer>.<name>; a script runs as written."""
     m = LAYERS[layer][name]
-    params = {"secret": secret} if "$secret" in m.sql else {}
+    params = _key_params(m.sql, secret)
     con.execute("BEGIN TRANSACTION")
     try:
         if m.materialize == "script":
             for statement in _statements(m.sql):
-                con.execute(statement, params if "$secret" in statement else {})
+                con.execute(statement, _key_params(statement, secret))
         else:
             con.execute(f"CREATE OR REPLACE TABLE {layer}.{name} AS {m.sql}", params)
         con.execute("COMMIT")

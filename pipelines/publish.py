@@ -19,20 +19,21 @@ DATASETS = (
     DatasetSpec(
         name="person_directory",
         description="Everyone the campus systems know, one row per person, personal numbers masked.",
-        query="""SELECT person_key, name, gender, year(birth_date) AS birth_year, ethnicity,
+        query="""SELECT person_key, name, gender, birth_cohort(birth_date) AS birth_cohort, ethnicity,
                         mask_id(id_number) AS id_number_masked, mask_phone(phone) AS phone_masked,
                         staff_no, student_no, political_status, in_party_system,
                         array_to_string(source_systems, ',') AS source_systems
                  FROM warehouse.dim_person""",
         order_by="person_key",
         columns=(
-            Column("person_key", "Keyed hash of the ID number: stable across runs, not reversible.", "internal"),
+            Column("person_key", "HMAC-SHA256 of the ID number under the hub's secret key: stable across runs, "
+                   "not reversible without the key.", "internal"),
             Column("name", "Name, normalised (half-width, no stray spaces).", "internal"),
             Column("gender", "GB/T 2261.1 gender code.", "internal"),
-            Column("birth_year", "Year of birth.", "internal"),
+            Column("birth_cohort", "Five-year band of the year of birth, e.g. 1995-1999 (the year itself is not "
+                   "published: beside the masked ID it would narrow the number down).", "internal"),
             Column("ethnicity", "GB 3304 ethnic group code.", "internal"),
-            Column("id_number_masked", "ID number with all but the first 3 and last 4 characters masked.",
-                   "internal"),
+            Column("id_number_masked", "ID number with all but its 6-digit area code masked.", "internal"),
             Column("phone_masked", "Mobile number with the middle 4 digits masked.", "internal"),
             Column("staff_no", "工号, for staff.", "internal"),
             Column("student_no", "学号, for students.", "internal"),

@@ -9,6 +9,7 @@ import dagster as dg
 
 from connectors import Entity, LoadResult, Source, SourceError, load_entity
 from connectors.raw_zone import q
+from connectors.redact import redact, redact_value, register_source_secrets
 from hub.resources import WAREHOUSE_POOL, CampusSourcesResource, WarehouseResource
 from pipelines.common import record_check, table_rows
 
@@ -50,26 +51,31 @@ def _raw_asset(source: Source, entity: Entity) -> dg.AssetsDefinition:
     def _load(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
               campus_sources: CampusSourcesResource) -> dg.MaterializeResult:
         live = campus_sources.load()[source.name]  # re-read at run time: the file may have changed
+        register_source_secrets([live])  # its token, key or password never reaches the event log
         with warehouse.connect() as con:
             try:
                 results = load_entity(con, campus_sources.raw_dir, live, live.entities[entity.name],
                                       landing_memory=campus_sources.landing_memory)
             except SourceError as exc:
-                raise dg.Failure(description=str(exc)) from None
+                raise dg.Failure(description=redact(exc)) from None
+            except Exception as exc:  # anything unforeseen: its text may hold a URL with a password
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise dg.Failure(description=redact(f"{source.name}.{entity.name}: {type(exc).__name__}: "
+                                                    f"{first}")) from None
             rows_total = table_rows(con, f"raw.{q(entity.table)}") if con.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_schema='raw' AND table_name=?",
                 [entity.table]).fetchone()[0] else 0
         s = _summarise(results)
         for msg in s["files_rejected"]:
-            context.log.warning(f"file set aside: {msg}")
+            context.log.warning(redact(f"file set aside: {msg}"))
         for msg in s["notes"]:  # e.g. a table too wide for the landing memory limit
-            context.log.warning(f"raw.{entity.table}: {msg}")
+            context.log.warning(redact(f"raw.{entity.table}: {msg}"))
         if s["new_columns"]:
             context.log.warning(f"schema drift: new column(s) {s['new_columns']} added to raw.{entity.table}")
         if s["type_changes"]:
             context.log.warning(f"schema drift: {entity.source}.{entity.name} changed type: {s['type_changes']} "
                                 "(kept as text, not coerced)")
-        return dg.MaterializeResult(metadata={
+        return dg.MaterializeResult(metadata=redact_value({
             "dagster/row_count": rows_total,
             "rows_read": s["rows_read"], "rows_landed": s["rows_landed"], "rows_skipped": s["rows_skipped"],
             "rows_rejected": s["rows_rejected"], "pages": s["pages"], "files": s["files"],
@@ -79,7 +85,7 @@ def _raw_asset(source: Source, entity: Entity) -> dg.AssetsDefinition:
             "new_columns": ", ".join(s["new_columns"]) or "none",
             "type_changes": ", ".join(s["type_changes"]) or "none",
             "load_ids": dg.MetadataValue.json(s["loads"]),
-        })
+        }))
 
     return _load
 

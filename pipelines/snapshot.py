@@ -1,36 +1,118 @@
-"""The analysts' snapshot: a read-only copy of the warehouse taken at the end of each run.
+"""The analysts' snapshots: read-only copies of the warehouse taken at the end of each run, one per role.
 
 DuckDB lets one process write a file and locks readers out meanwhile, so analysts (and ``hub sql``)
-read a copy. The copy is taken inside the warehouse pool by DuckDB itself, written beside its destination and
+read a copy. Each copy is written by DuckDB itself beside its destination, given its permissions and
 swapped in with ``os.replace``: a reader holding the previous snapshot keeps reading it.
+
+Two roles (docs/security.md):
+
+* ``analyst`` (``var/snapshot/analyst.duckdb``, mode 0640, group ``HUB_ANALYST_GROUP`` when set): the
+  ``warehouse`` and ``marts`` schemas only — no raw, staging or quality (quarantine keeps source rows as
+  they came). Every column classified ``restricted`` (the classification the publisher uses for its
+  datasets, plus the ID and phone columns of :data:`pipelines.common.SENSITIVE_COLUMNS`) is masked
+  (ID numbers to their area code, phones to 3 + 4 digits) or, where no mask is defined (birth dates),
+  absent.
+* ``restricted`` (``var/restricted/restricted.duckdb``, mode 0600, or 0640 for the group
+  ``HUB_RESTRICTED_GROUP`` when set): ``warehouse``, ``marts`` and ``quality`` with every column in clear,
+  for the few who need them.
+
+A file's catalog is named after the file (``analyst``, ``restricted``), never after one of its schemas,
+so ``duckdb.connect('var/snapshot/analyst.duckdb')`` followed by ``SELECT … FROM warehouse.dim_person``
+works in any DuckDB client.
 """
 
+
+import grp
 import os
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
+from connectors.raw_zone import q
 from hub.resources import WAREHOUSE_POOL, WarehouseResource
-from pipelines.common import OWNER
+from pipelines.common import OWNER, SENSITIVE_COLUMNS
+
+ROLES = {
+    "analyst": {"schemas": ("warehouse", "marts"), "mode": 0o640, "group_env": "HUB_ANALYST_GROUP"},
+    "restricted": {"schemas": ("warehouse", "marts", "quality"), "mode": 0o600, "group_env": "HUB_RESTRICTED_GROUP"},
+}
 
 
-def take_snapshot(con, target: str | Path) -> Path:
-    """Copy ``con``'s warehouse into a new database file and swap it in at ``target`` atomically.
+def restricted_columns() -> dict[str, str | None]:
+    """Column name -> the macro that masks it (None: no mask; the column is left out of the analyst copy)."""
+    from pipelines.publish import DATASETS
 
-    DuckDB writes the copy (COPY FROM DATABASE). The warehouse file is never opened from Python: closing
-    any descriptor of a file drops the process's POSIX locks on it, DuckDB's write lock included, which
-    would let another process open the warehouse for writing while this one still holds it.
+    out: dict[str, str | None] = {c.name: None for s in DATASETS for c in s.columns if c.sensitivity == "restricted"}
+    for name, macro in SENSITIVE_COLUMNS.items():
+        out[name] = macro
+    return out
+
+
+def _select(con: duckdb.DuckDBPyConnection, schema: str, table: str, role: str,
+            restricted: dict[str, str | None]) -> str | None:
+    cols = [r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = ? "
+        "AND table_name = ? ORDER BY column_index", [schema, table]).fetchall()]
+    exprs = []
+    for c in cols:
+        if role != "restricted" and c in restricted:
+            if restricted[c] is None:
+                continue
+            exprs.append(f"{restricted[c]}({q(c)}) AS {q(c)}")
+        else:
+            exprs.append(q(c))
+    return ", ".join(exprs) if exprs else None
+
+
+def _chmod(path: Path, role: str) -> None:
+    spec = ROLES[role]
+    mode = spec["mode"]
+    group = os.environ.get(spec["group_env"], "").strip()
+    if group:
+        try:
+            os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        except KeyError:
+            raise ValueError(f"{spec['group_env']}: no group named {group!r} on this machine") from None
+        mode = 0o640
+    os.chmod(path, mode)
+
+
+def take_snapshot(con, target: str | Path, *, role: str = "analyst") -> Path:
+    """Copy what ``role`` may read of ``con``'s warehouse into a new file and swap it in at ``target``.
+
+    DuckDB writes the copy. The warehouse file is never opened from Python: closing any descriptor of a
+    file drops the process's POSIX locks on it, DuckDB's write lock included, which would let another
+    process open the warehouse for writing while this one still holds it.
     """
+    if role not in ROLES:
+        raise ValueError(f"snapshot role {role!r} is not one of {sorted(ROLES)}")
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(target.parent, 0o750 if role == "analyst" or os.environ.get(ROLES[role]["group_env"]) else 0o700)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
+    old_umask = os.umask(0o077)  # the copy is readable by nobody else while it is written
+    restricted = restricted_columns()
     literal = "'" + str(tmp).replace("'", "''") + "'"
-    con.execute(f"ATTACH {literal} AS analyst_snapshot")
     try:
-        con.execute("COPY FROM DATABASE hub TO analyst_snapshot")
+        con.execute(f"ATTACH {literal} AS snapshot_copy")
+        try:
+            for schema in ROLES[role]["schemas"]:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS snapshot_copy.{q(schema)}")
+                tables = [r[0] for r in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                    "AND schema_name = ? AND NOT temporary ORDER BY 1", [schema]).fetchall()]
+                for table in tables:
+                    select = _select(con, schema, table, role, restricted)
+                    if select:
+                        con.execute(f"CREATE TABLE snapshot_copy.{q(schema)}.{q(table)} AS "
+                                    f"SELECT {select} FROM {q(schema)}.{q(table)}")
+        finally:
+            con.execute("DETACH snapshot_copy")
     finally:
-        con.execute("DETACH analyst_snapshot")
+        os.umask(old_umask)
+    _chmod(tmp, role)
     os.replace(tmp, target)
     return target
 
@@ -39,14 +121,27 @@ def analyst_snapshot_asset(after: list[dg.AssetKey]) -> dg.AssetsDefinition:
     @dg.asset(
         key=["publish", "analyst_snapshot"], group_name="publish", kinds={"duckdb"}, owners=[OWNER],
         pool=WAREHOUSE_POOL, deps=after, tags={"layer": "publish", "audience": "internal"},
-        description="A read-only copy of the warehouse for analysts and `hub sql`, replaced atomically at the "
-                    "end of each run, so queries never wait for (or block) a run that is writing.",
+        description="Read-only copies of the warehouse for analysts and `hub sql` (warehouse and marts, "
+                    "restricted columns masked or left out) and for the restricted role (clear, owner or "
+                    "restricted group only), replaced atomically at the end of each run, so queries never "
+                    "wait for (or block) a run that is writing.",
     )
-    def _snapshot(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def _snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        # Earlier versions left a full, world-readable copy here under this name: analysts must not find it.
+        legacy = Path(warehouse.snapshot_path).with_name("warehouse.duckdb")
+        if legacy != Path(warehouse.snapshot_path) and legacy.exists():
+            legacy.unlink()
+            context.log.warning(f"removed {legacy}: an unmasked snapshot of an earlier version")
         with warehouse.connect() as con:
-            path = take_snapshot(con, warehouse.snapshot_path)
-            tables = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'hub'").fetchall()[0][0]
-        return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)), "tables": tables,
-                                              "bytes": path.stat().st_size})
+            path = take_snapshot(con, warehouse.snapshot_path, role="analyst")
+            restricted = (take_snapshot(con, warehouse.restricted_snapshot_path, role="restricted")
+                          if warehouse.restricted_snapshot_path else None)
+            tables = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'hub' "
+                                 "AND schema_name IN ('warehouse', 'marts')").fetchall()[0][0]
+        return dg.MaterializeResult(metadata={
+            "path": dg.MetadataValue.path(str(path)), "tables": tables, "bytes": path.stat().st_size,
+            "mode": oct(path.stat().st_mode & 0o777),
+            "restricted_path": dg.MetadataValue.path(str(restricted)) if restricted else "not written",
+            "masked_or_left_out": ", ".join(sorted(restricted_columns()))})
 
     return _snapshot

@@ -313,7 +313,7 @@ def _mask(column: str, value: Any) -> Any:
     if kind is None or value is None or not isinstance(value, str):
         return value
     if kind == "id":
-        return value[:3] + "*" * max(len(value) - 7, 0) + value[-4:]
+        return value[:6] + "*" * max(len(value) - 6, 0)  # the area code only, as mask_id
     return value[:3] + "****" + value[-4:]
 
 

@@ -9,8 +9,11 @@ import pytest
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("HUB_PERSON_KEY_SECRET", "test-secret")
-os.environ.setdefault("HUB_KMS_MASTER_KEYS", "hub_footer:dGVzdC1vbmx5LWtleS10ZXN0LW9ubHkta2V5LTMyYnk=")
+# The tests' own keys, accepted only because HUB_MODE=test (hub.keys refuses them in production).
+os.environ.setdefault("HUB_MODE", "test")
+os.environ.setdefault("HUB_PERSON_KEY_SECRET", "test-only-person-key-not-for-production")
+os.environ.setdefault("HUB_NATIONAL_KEY_SECRET", "test-only-national-key-not-for-production")
+os.environ.setdefault("HUB_KMS_MASTER_KEYS", "hub_footer:dGVzdC1vbmx5LWttcy1rZXktbm90LWZvci1wcm9kISE=")
 
 SMALL_SCALE = 0.05
 SEED = 7

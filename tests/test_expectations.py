@@ -150,7 +150,7 @@ def test_injected_bad_values_fail_with_the_right_expectation(wh):
     assert gender.result["partial_unexpected_list"] == ["7"] and gender.expectation.severity == "error"
     checksum = _outcome(person, "expect_column_values_to_pass_gb11643_checksum(id_number)")
     assert checksum.engine == "sql" and checksum.unexpected == 1
-    assert checksum.result["partial_unexpected_list"] == [bad_id[:3] + "*" * 11 + bad_id[-4:]]  # masked
+    assert checksum.result["partial_unexpected_list"] == [bad_id[:6] + "*" * 12]  # masked to the area code
     assert [o.expectation.id for o in dues.failed] == ["expect_column_values_to_be_between(paid)"]
     assert dues.failed[0].unexpected == 2 and person.failed_errors and dues.failed_errors
 

@@ -18,7 +18,7 @@ def test_hub_sql_answers_from_the_snapshot_while_a_run_holds_the_warehouse(tmp_p
     env = {"HUB_VAR_DIR": str(tmp_path)}
     writer = connect(tmp_path / "warehouse.duckdb")
     writer.execute("CREATE TABLE warehouse.dim_party_org AS SELECT 'B' || i AS org_code, i AS n FROM range(12) t(i)")
-    take_snapshot(writer, tmp_path / "snapshot" / "warehouse.duckdb")
+    take_snapshot(writer, tmp_path / "snapshot" / "analyst.duckdb")
     writer.execute("INSERT INTO warehouse.dim_party_org VALUES ('NEW', 99)")  # the run goes on writing
     try:
         locked = subprocess.run([sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1], read_only=True)",
@@ -39,7 +39,7 @@ def test_hub_sql_mistakes_are_one_line(tmp_path):
     missing = _hub("sql", "SELECT 1", env=env)
     assert missing.returncode == 2 and "no snapshot yet" in missing.stderr and "Traceback" not in missing.stderr
     c = connect(tmp_path / "warehouse.duckdb")
-    take_snapshot(c, tmp_path / "snapshot" / "warehouse.duckdb")
+    take_snapshot(c, tmp_path / "snapshot" / "analyst.duckdb")
     c.close()
     bad = _hub("sql", "SELEC nonsense", env=env)
     lines = [line for line in bad.stderr.splitlines() if line.strip()]

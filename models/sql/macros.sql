@@ -29,9 +29,15 @@ CREATE OR REPLACE TEMP MACRO id_is_valid(s) AS
 CREATE OR REPLACE TEMP MACRO id_gender(s) AS
     CASE WHEN (ascii(substr(s, 17, 1)) - 48) % 2 = 1 THEN '1' ELSE '2' END;
 
--- 450102199901011234 -> 450***********1234 ; 13812345678 -> 138****5678
+-- 450102199901011234 -> 450102************ ; 13812345678 -> 138****5678
+-- An ID keeps only its area code (GB/T 2260, the first 6 characters, also published as birth_area_code):
+-- birth date, sequence and check character stay hidden, so the mask does not narrow the number down.
 CREATE OR REPLACE TEMP MACRO mask_id(s) AS
-    CASE WHEN s IS NULL THEN NULL ELSE substr(s, 1, 3) || repeat('*', greatest(length(s) - 7, 0)) || substr(s, -4) END;
+    CASE WHEN s IS NULL THEN NULL ELSE substr(s, 1, 6) || repeat('*', greatest(length(s) - 6, 0)) END;
+-- 1997-05-01 -> '1995-1999': what datasets below restricted publish instead of the year of birth.
+CREATE OR REPLACE TEMP MACRO birth_cohort(d) AS
+    CASE WHEN d IS NULL THEN NULL
+         ELSE CAST(year(d) // 5 * 5 AS VARCHAR) || '-' || CAST(year(d) // 5 * 5 + 4 AS VARCHAR) END;
 CREATE OR REPLACE TEMP MACRO mask_phone(s) AS
     CASE WHEN s IS NULL THEN NULL ELSE substr(s, 1, 3) || '****' || substr(s, -4) END;
 

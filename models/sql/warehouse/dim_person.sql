@@ -1,5 +1,5 @@
 -- ---
--- description: One row per real person across HR, student and party systems (birthplace area from the ID number per GB/T 2260). person_key is a keyed hash of the ID number (or, for a person with no valid ID, of their source record); attributes survive by the field-level source priority in models/codesets/survivorship.csv. Also builds warehouse.bridge_person_record (every source record -> its person) and warehouse.person_number (工号/学号 -> person) and writes identity findings to quality.reconciliation_issue.
+-- description: One row per real person across HR, student and party systems (birthplace area from the ID number per GB/T 2260). person_key is HMAC-SHA256 (keyed by HUB_PERSON_KEY_SECRET) of the normalised ID number (or, for a person with no valid ID, of their source record); attributes survive by the field-level source priority in models/codesets/survivorship.csv. Also builds warehouse.bridge_person_record (every source record -> its person) and warehouse.person_number (工号/学号 -> person) and writes identity findings to quality.reconciliation_issue.
 -- materialize: script
 -- ---
 
@@ -47,7 +47,7 @@ FROM _person_record i LEFT JOIN matched m USING (system, record_key)
 WHERE NOT i.id_valid;
 
 CREATE OR REPLACE TABLE warehouse.bridge_person_record AS
-SELECT upper(substr(sha256($secret || ':' || cluster), 1, 32)) AS person_key, system, record_key, person_no,
+SELECT upper(substr(sha256($hmac_opad || unhex(sha256($hmac_ipad || encode(cluster)))), 1, 32)) AS person_key, system, record_key, person_no,
        link_rule
 FROM _linked;
 
@@ -72,7 +72,7 @@ FROM (SELECT field, system, CAST(priority AS INTEGER) AS p FROM staging.cs_survi
 GROUP BY system;
 
 CREATE OR REPLACE TEMP TABLE _keyed AS
-SELECT upper(substr(sha256($secret || ':' || l.cluster), 1, 32)) AS person_key, l.*,
+SELECT upper(substr(sha256($hmac_opad || unhex(sha256($hmac_ipad || encode(l.cluster)))), 1, 32)) AS person_key, l.*,
        coalesce(p.p_name, 99) AS p_name, coalesce(p.p_gender, 99) AS p_gender,
        coalesce(p.p_birth_date, 99) AS p_birth_date, coalesce(p.p_ethnicity, 99) AS p_ethnicity,
        coalesce(p.p_phone, 99) AS p_phone, coalesce(p.p_political_status, 99) AS p_political_status
