@@ -35,6 +35,7 @@ test: install  ## the whole test suite
 
 ui: install  ## the Dagster UI on http://127.0.0.1:3000, with the simulated sources served
 	@test -f var/campus/manifest.json || $(BIN)/hub simulate --scale $(SCALE)
+	@$(BIN)/hub recover
 	@$(BIN)/hub serve-sources & SERVE=$$!; \
 		trap 'kill $$SERVE 2>/dev/null' EXIT INT TERM; \
 		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

@@ -164,6 +164,7 @@ def load(targets: tuple[str, ...]) -> None:
     from hub.warehouse import open_warehouse
 
     settings = Settings.from_env()
+    _recover(settings, "hub load")
     sources = load_sources(settings.sources_file)
     wanted = []
     for target in targets or sources:
@@ -203,6 +204,30 @@ def demo(scale: float, seed: int, faults: float) -> None:
 
     result = run_demo(Settings.from_env(), scale=scale, seed=seed, faults=faults, console=console)
     sys.exit(0 if result.success else 1)
+
+
+def _recover(settings: Settings, by: str) -> list:
+    """Clear runs whose process is gone (hub/recovery.py), one line each; never stops the command."""
+    from hub.recovery import recover_instance
+
+    try:
+        cleared = recover_instance(settings.dagster_home, by=by)
+    except Exception as exc:  # an unreadable instance must not stop a load; say so and go on
+        console.print(f"[yellow]could not check the Dagster instance for dead runs:[/] {exc}", highlight=False)
+        return []
+    for item in cleared:
+        console.print(f"[yellow]cleared a dead run:[/] {item.line()}", highlight=False)
+    return cleared
+
+
+@main.command()
+@_friendly
+def recover() -> None:
+    """Mark failed the runs whose process is gone and free their warehouse slots (run by `make ui`)."""
+    settings = Settings.from_env()
+    cleared = _recover(settings, "hub recover")
+    if not cleared:
+        console.print("No dead runs.")
 
 
 if __name__ == "__main__":

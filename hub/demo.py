@@ -69,7 +69,12 @@ def run_main_job(settings: Settings, *, console: Console, instance=None) -> Demo
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     defs = build_definitions(settings)
     job = defs.resolve_job_def("campus_main_job")
+    from hub.recovery import process_tags, recover_dead_runs
+
     instance = instance or dg.DagsterInstance.get()
+    # A run killed earlier (SIGKILL, OOM, reboot) would keep its warehouse slot and block this one forever.
+    for item in recover_dead_runs(instance, by="hub demo"):
+        console.print(f"[yellow]cleared a dead run:[/] {item.line()}", highlight=False)
     run_id = str(uuid.uuid4())
     total = len(job.asset_layer.executable_asset_keys) + len(list(job.asset_layer.asset_graph.asset_check_keys))
     outcome: dict = {}
@@ -77,7 +82,7 @@ def run_main_job(settings: Settings, *, console: Console, instance=None) -> Demo
     def execute() -> None:
         try:
             outcome["result"] = job.execute_in_process(
-                instance=instance, run_id=run_id, raise_on_error=False,
+                instance=instance, run_id=run_id, raise_on_error=False, tags=process_tags(),
                 run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
         except Exception as exc:  # surfaced below as one line
             outcome["error"] = exc

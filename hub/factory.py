@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from connectors import load_sources
+from hub.recovery import dead_run_sweeper
 from hub.resources import CampusSourcesResource, IdentityResource, PublisherResource, WarehouseResource
 from hub.settings import Settings
 from pipelines.expectations import expectation_checks
@@ -30,7 +31,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                       *expectation_checks([a.key for a in assets])],
         jobs=jobs,
         schedules=schedules,
-        sensors=sensors,
+        sensors=[*sensors, dead_run_sweeper()],
         executor=dg.in_process_executor,
         resources={
             "warehouse": WarehouseResource(path=str(settings.warehouse_path),

@@ -24,6 +24,13 @@ class WarehouseResource(dg.ConfigurableResource):
     path: str
     snapshot_path: str = ""
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every run uses the warehouse: record the process executing it, so that if it is killed a later
+        # start can tell the run is dead and free its slot (hub/recovery.py).
+        from hub.recovery import tag_current_run
+
+        tag_current_run(context.instance, context.run.run_id if context.run else None)
+
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         with open_warehouse(self.path, read_only=read_only) as con:
