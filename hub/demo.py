@@ -20,7 +20,7 @@ from rich.table import Table
 
 from connectors.raw_zone import q
 from hub.publisher import read_catalog
-from hub.settings import Settings
+from hub.settings import PROJECT_ROOT, Settings
 from hub.warehouse import open_warehouse
 
 # Secrets of the simulated campus only; production sets its own in the environment.
@@ -143,7 +143,7 @@ def run_main_job(settings: Settings, *, console: Console, instance=None) -> Demo
     def execute() -> None:
         try:
             outcome["result"] = job.execute_in_process(
-                instance=instance, run_id=run_id, raise_on_error=False, tags=process_tags(),
+                instance=instance, run_id=run_id, raise_on_error=False, tags={**process_tags(), **ui_tags()},
                 run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
         except Exception as exc:  # surfaced below as one line
             outcome["error"] = exc
@@ -176,6 +176,17 @@ def run_main_job(settings: Settings, *, console: Console, instance=None) -> Demo
             console.print(f"[red]step {event.step_key} failed:[/] {_root_cause(event.step_failure_data.error)}",
                           highlight=False)
     return DemoResult(result.success, run_id, started, failed)
+
+
+def ui_tags() -> dict[str, str]:
+    """The tag by which the UI lists a job's runs under its code location (workspace.yaml): without it a
+    run executed in this process shows under Runs but not on the job's own page."""
+    import yaml
+    from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
+
+    workspace = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text(encoding="utf-8"))
+    location = workspace["load_from"][0]["python_module"]["location_name"]
+    return {REPOSITORY_LABEL_TAG: f"__repository__@{location}"}
 
 
 def _root_cause(err) -> str:
