@@ -230,5 +230,58 @@ def recover() -> None:
         console.print("No dead runs.")
 
 
+@main.command()
+@_friendly
+def status() -> None:
+    """Where things stand: runs, dead runs cleared, cursors and loads, inbox, failing checks, published."""
+    from hub.status import gather, print_status
+
+    settings = Settings.from_env()
+    instance = None
+    if (settings.dagster_home / "storage").is_dir():
+        import os
+
+        from dagster import DagsterInstance
+
+        os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+        instance = DagsterInstance.from_config(str(settings.dagster_home))
+    try:
+        print_status(gather(settings, instance), console)
+    finally:
+        if instance is not None:
+            instance.dispose()
+
+
+@main.group()
+def cursor() -> None:
+    """Incremental cursors of the REST and SQL sources."""
+
+
+@cursor.command("reset")
+@click.argument("target", metavar="SOURCE.ENTITY")
+@click.option("--to", "to", default=None, metavar="VALUE", help="Set the cursor to VALUE instead of removing it.")
+@_friendly
+def cursor_reset(target: str, to: str | None) -> None:
+    """Re-read SOURCE.ENTITY from the start (or from VALUE) at its next load; audited in meta.operator_log."""
+    from hub.status import reset_cursor
+
+    console.print(reset_cursor(Settings.from_env(), target, to), highlight=False)
+
+
+@main.group()
+def inbox() -> None:
+    """The file-drop inboxes."""
+
+
+@inbox.command("retry")
+@click.argument("file")
+@_friendly
+def inbox_retry(file: str) -> None:
+    """Move a fixed FILE back from _rejected/ into its inbox; audited in meta.operator_log."""
+    from hub.status import retry_inbox_file
+
+    console.print(retry_inbox_file(Settings.from_env(), file), highlight=False)
+
+
 if __name__ == "__main__":
     main()
