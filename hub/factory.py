@@ -12,6 +12,7 @@ from pipelines.expectations import expectation_checks
 from pipelines.jobs import build_automation
 from pipelines.publish import publish_assets
 from pipelines.raw import build_raw
+from pipelines.report import party_report_asset
 from pipelines.rules import rule_checks
 from pipelines.snapshot import analyst_snapshot_asset
 from pipelines.staging import staging_assets
@@ -24,6 +25,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     raw_assets, raw_checks = build_raw(sources)
     assets = [*raw_assets, *staging_assets, *warehouse_assets, *mart_assets, *publish_assets]
     assets.append(analyst_snapshot_asset([a.key for a in [*warehouse_assets, *mart_assets]]))
+    assets.append(party_report_asset([a.key for a in mart_assets], settings.var_dir / "report"))
     jobs, schedules, sensors = build_automation(sources, assets)
     return dg.Definitions(
         assets=assets,
