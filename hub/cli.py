@@ -237,8 +237,10 @@ def status() -> None:
     from hub.status import gather, print_status
 
     settings = Settings.from_env()
+    from hub.recovery import instance_used
+
     instance = None
-    if (settings.dagster_home / "storage").is_dir():
+    if instance_used(settings.dagster_home):
         import os
 
         from dagster import DagsterInstance

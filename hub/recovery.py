@@ -118,9 +118,14 @@ def recover_dead_runs(instance, *, by: str = "hub") -> list[Recovered]:
     return recovered
 
 
+def instance_used(dagster_home: Path) -> bool:
+    """Whether the instance has stored anything (its run history); opening one that has not would create it."""
+    return (Path(dagster_home) / "history").is_dir() or (Path(dagster_home) / "storage").is_dir()
+
+
 def recover_instance(dagster_home: Path, *, by: str, only_if_used: bool = True) -> list[Recovered]:
     """Open the instance in ``dagster_home`` and recover it; nothing if it was never used."""
-    if only_if_used and not (Path(dagster_home) / "storage").is_dir():
+    if only_if_used and not instance_used(dagster_home):
         return []
     from dagster import DagsterInstance
 

@@ -39,12 +39,12 @@ def instance(tmp_path):
         yield inst
 
 
-def _started_run(instance, tags: dict[str, str], step: str | None = None) -> str:
+def _started_run(instance, tags: dict[str, str], step: str | None = None, claimed: bool = True) -> str:
     run = create_run_for_test(instance, job_name="campus_main_job", status=DagsterRunStatus.STARTED, tags=tags)
     if step:
         instance.event_log_storage.set_concurrency_slots(POOL, 1)
         claim = instance.event_log_storage.claim_concurrency_slot(POOL, run.run_id, step)
-        assert claim.is_claimed
+        assert claim.is_claimed == claimed  # not claimed: waiting in the pool's queue
     return run.run_id
 
 
@@ -97,6 +97,41 @@ def test_a_finished_run_still_holding_a_slot_gives_it_back(instance):
     [item] = recover_dead_runs(instance)
     assert item.run_id == run_id and item.slots_freed
     assert run_id not in instance.event_log_storage.get_concurrency_run_ids()
+
+
+def test_hub_recover_and_hub_load_clear_dead_runs_on_start(instance, tmp_path):
+    """The CLI paths (`hub recover`, which `make ui` runs first, and `hub load`) open the instance themselves."""
+    home = Path(instance.root_directory)
+    dead = []
+    for _ in range(2):
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        tags = process_tags(child.pid)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        dead.append(_started_run(instance, tags, step=f"step_{len(dead)}", claimed=not dead))
+    env = {**os.environ, "DAGSTER_HOME": str(home), "HUB_VAR_DIR": str(tmp_path / "var")}
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "recover"], env=env, cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "cleared a dead run" in proc.stdout and dead[0][:8] in proc.stdout.replace("\n", "")
+    assert "marked failed by hub recover" in _failure_message(instance, dead[0])
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    tags = process_tags(child.pid)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    later = _started_run(instance, tags, step="step_load")
+    # `hub load` of a source that cannot load: it still clears the dead run first
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "load", "nosuchsource"], env=env, cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "nosuchsource" in proc.stderr
+    assert instance.get_run_by_id(later).status == DagsterRunStatus.FAILURE
+    assert "marked failed by hub load" in _failure_message(instance, later)
+    assert not instance.event_log_storage.get_concurrency_run_ids()
+
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "recover"], env=env, cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "No dead runs." in proc.stdout
 
 
 # ---- end to end: SIGKILL the demo's process group at three moments ------------------------------------
