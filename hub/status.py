@@ -5,7 +5,8 @@ snapshot when a run holds the warehouse's write lock), the inboxes and the publi
 dead runs first (hub/recovery.py), so what it shows as in progress is alive.
 
 The two operator commands change what the next load does, so each writes a line to
-``meta.operator_log`` (who, what, before, after) in the same transaction as its change where there is one.
+``meta.operator_log`` (who, what, before, after) in the same transaction as its change where there is one,
+and shows in the UI as an observation (metadata) on the raw asset it changes.
 """
 
 from __future__ import annotations
@@ -205,6 +206,22 @@ def _log(con, action: str, target: str, before: str | None, after: str | None, d
                 [str(uuid.uuid4()), _user(), action, target, before, after, detail])
 
 
+def _observe(settings: Settings, table: str, metadata: dict[str, str]) -> None:
+    """Show an operator action in the UI: an observation on the raw asset it changes (if the instance exists)."""
+    from hub.recovery import instance_used
+
+    if not instance_used(settings.dagster_home):
+        return
+    import os
+
+    import dagster as dg
+
+    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        instance.report_runless_asset_event(dg.AssetObservation(
+            asset_key=dg.AssetKey(["raw", table]), metadata={**metadata, "by": _user()}))
+
+
 def _user() -> str:
     try:
         return getpass.getuser()
@@ -255,8 +272,18 @@ def reset_cursor(settings: Settings, target: str, to: str | None) -> str:
         _log(con, "cursor reset", target, before, to)
         con.execute("COMMIT")
     after = "the start (no cursor)" if to is None else repr(to)
+    _observe(settings, entity.table, {"operator action": "cursor reset", "cursor before": str(before),
+                                      "cursor after": str(to)})
     return (f"{target}: cursor {before!r} → {after}; the next load reads from there "
             f"(rows already in raw are skipped, not duplicated)")
+
+
+def tables_for(file_name: str, sources) -> list[str]:
+    """The file entities whose pattern matches a file name."""
+    from fnmatch import fnmatch
+
+    return [e.table for s in sources.values() if s.kind == "files" for e in s.entities.values()
+            if fnmatch(file_name, e.options["pattern"])]
 
 
 def retry_inbox_file(settings: Settings, file: str) -> str:
@@ -302,4 +329,7 @@ def retry_inbox_file(settings: Settings, file: str) -> str:
         partial.rename(dest)
         reason_file.unlink(missing_ok=True)
         _log(con, "inbox retry", str(dest), str(path), str(dest), detail=f"was rejected: {reason}")
+    for table in tables_for(original, sources):
+        _observe(settings, table, {"operator action": "inbox retry", "file": original,
+                                   "was rejected": reason or "no reason recorded"})
     return f"{original}: moved back to {inbox} (it had been set aside: {reason or 'no reason recorded'})"

@@ -81,7 +81,7 @@ def test_status_shows_runs_cursors_inbox_checks_and_cleared_dead_runs(world):
 
 
 def test_cursor_reset_and_set_are_audited(world):
-    settings, _, _ = world
+    settings, instance, _ = world
     with open_warehouse(settings.warehouse_path, read_only=True) as con:
         before = con.execute("SELECT cursor_value FROM meta.source_cursor WHERE entity = 'grades'").fetchone()[0]
     line = reset_cursor(settings, "academic.grades", None)
@@ -94,6 +94,11 @@ def test_cursor_reset_and_set_are_audited(world):
     assert log == [("cursor reset", "academic.grades", before, None),
                    ("cursor reset", "academic.grades", None, "2025-09-01 00:00:00")]
 
+    # and the UI shows it on the raw asset
+    observations = instance.fetch_observations(dg.AssetKey(["raw", "academic__grades"]), limit=5).records
+    assert [o.asset_observation.metadata["cursor after"].value for o in observations] == \
+        ["2025-09-01 00:00:00", "None"]
+
     with pytest.raises(ValueError, match="'academic.nope' is not a SOURCE.ENTITY"):
         reset_cursor(settings, "academic.nope", None)
     with pytest.raises(ValueError, match="academic.courses: has no cursor"):
@@ -103,7 +108,7 @@ def test_cursor_reset_and_set_are_audited(world):
 
 
 def test_inbox_retry_moves_a_fixed_file_back_and_is_audited(world, campus_dir):
-    settings, _, _ = world
+    settings, instance, _ = world
     [stored] = [p for p in (settings.inbox_dir.parent / "_rejected" / "party").iterdir()
                 if not p.name.endswith(".reason.txt")]
     shutil.copy(campus_dir / "party" / "exports" / "党员信息.xlsx", stored)  # the operator fixes it in place
@@ -114,6 +119,8 @@ def test_inbox_retry_moves_a_fixed_file_back_and_is_audited(world, campus_dir):
     with open_warehouse(settings.warehouse_path, read_only=True) as con:
         [(action, detail)] = con.execute("SELECT action, detail FROM meta.operator_log").fetchall()
     assert action == "inbox retry" and detail.startswith("was rejected: ")
+    [obs] = instance.fetch_observations(dg.AssetKey(["raw", "party__members"]), limit=5).records
+    assert obs.asset_observation.metadata["file"].value == "党员信息_坏.xlsx"
     with pytest.raises(FileNotFoundError, match="not in any _rejected/ folder"):
         retry_inbox_file(settings, "党员信息_坏.xlsx")
 
