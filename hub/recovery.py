@@ -123,9 +123,32 @@ def instance_used(dagster_home: Path) -> bool:
     return (Path(dagster_home) / "history").is_dir() or (Path(dagster_home) / "storage").is_dir()
 
 
+def _nothing_to_recover(dagster_home: Path) -> bool:
+    """A look at the default SQLite storage without importing Dagster (seconds on a busy machine): no run in
+    flight and no slot or queued step held means nothing to recover. False whenever unsure."""
+    import sqlite3
+
+    home = Path(dagster_home)
+    config = home / "dagster.yaml"
+    if config.exists() and any(k in config.read_text(encoding="utf-8") for k in ("storage:", "run_storage:")):
+        return False  # another storage (PostgreSQL, ...): ask Dagster
+    runs, index = home / "history" / "runs.db", home / "history" / "runs" / "index.db"
+    try:
+        with sqlite3.connect(f"file:{runs}?mode=ro", uri=True) as con:
+            in_flight = con.execute("SELECT count(*) FROM runs WHERE status IN (?, ?, ?)", IN_FLIGHT).fetchone()[0]
+        held = 0
+        if index.exists():
+            with sqlite3.connect(f"file:{index}?mode=ro", uri=True) as con:
+                held = con.execute("SELECT (SELECT count(*) FROM concurrency_slots WHERE run_id IS NOT NULL) + "
+                                   "(SELECT count(*) FROM pending_steps)").fetchone()[0]
+    except sqlite3.Error:
+        return False
+    return in_flight == 0 and held == 0
+
+
 def recover_instance(dagster_home: Path, *, by: str, only_if_used: bool = True) -> list[Recovered]:
     """Open the instance in ``dagster_home`` and recover it; nothing if it was never used."""
-    if only_if_used and not instance_used(dagster_home):
+    if only_if_used and (not instance_used(dagster_home) or _nothing_to_recover(dagster_home)):
         return []
     from dagster import DagsterInstance
 
