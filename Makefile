@@ -37,6 +37,7 @@ test: install  ## the whole test suite
 
 ui: install  ## the Dagster UI on http://127.0.0.1:3000, with the simulated sources served
 	@test -f var/campus/manifest.json || $(BIN)/hub simulate --scale $(SCALE)
+	@$(BIN)/hub recover
 	@$(BIN)/hub serve-sources & SERVE=$$!; \
 		trap 'kill $$SERVE 2>/dev/null' EXIT INT TERM; \
 		HUB_MODE=demo $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

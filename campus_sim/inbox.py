@@ -2,7 +2,9 @@
 
 Each file is written under a hidden temporary name inside the inbox, fsynced and then renamed into
 place, so a reader watching the inbox never sees a half-written file. A file whose content is already
-in the inbox (under any name) is not dropped again.
+in the inbox (under any name), or that the hub has already taken from it (archived after its load, or
+set aside as unreadable: ``<inbox>/../_archive/<name>/`` and ``_rejected/``, where files are kept as
+``<first 12 hex digits of sha256>_<name>``), is not dropped again.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ _CHUNK_BYTES = 1 << 20
 def drop_party_exports(data_dir: str | os.PathLike[str], inbox: str | os.PathLike[str]) -> list[Path]:
     """Copy ``data_dir/party/exports/*`` into ``inbox`` atomically; return the paths dropped.
 
-    Files whose sha256 matches a file already in the inbox are skipped, so calling this twice drops
-    nothing the second time. A file of the same name but different content is replaced atomically.
+    Files whose sha256 matches a file already in the inbox, or one the hub archived or set aside, are
+    skipped, so calling this twice (or after a load) drops nothing the second time. A file of the same
+    name but different content is replaced atomically.
     """
     exports = Path(data_dir) / "party" / "exports"
     if not exports.is_dir():
@@ -26,16 +29,30 @@ def drop_party_exports(data_dir: str | os.PathLike[str], inbox: str | os.PathLik
     target = Path(inbox)
     target.mkdir(parents=True, exist_ok=True)
     present = {_sha256(path) for path in _visible_files(target)}
+    taken = _taken_by_hub(target)
     dropped = []
     for source in _visible_files(exports):
         digest = _sha256(source)
-        if digest in present:
+        if digest in present or (digest[:12], source.name) in taken:
             continue
         dropped.append(_atomic_copy(source, target / source.name))
         present.add(digest)
     if dropped:
         _fsync_directory(target)
     return dropped
+
+
+def _taken_by_hub(inbox: Path) -> set[tuple[str, str]]:
+    """(sha256 prefix, file name) of the files the hub archived or rejected from this inbox."""
+    taken = set()
+    for kind in ("_archive", "_rejected"):
+        folder = inbox.parent / kind / inbox.name
+        if folder.is_dir():
+            for path in _visible_files(folder):
+                prefix, sep, name = path.name.partition("_")
+                if sep and len(prefix) == 12 and not name.endswith(".reason.txt"):
+                    taken.add((prefix, name))
+    return taken
 
 
 def _visible_files(folder: Path) -> list[Path]:

@@ -176,6 +176,7 @@ def load(targets: tuple[str, ...]) -> None:
     from hub.warehouse import open_warehouse
 
     settings = Settings.from_env()
+    _recover(settings, "hub load")
     sources = load_sources(settings.sources_file)
     register_source_secrets(sources.values())
     wanted = []
@@ -223,6 +224,85 @@ def demo(scale: float, seed: int, faults: float) -> None:
 
     result = run_demo(Settings.from_env(), scale=scale, seed=seed, faults=faults, console=console)
     sys.exit(0 if result.success else 1)
+
+
+def _recover(settings: Settings, by: str) -> list:
+    """Clear runs whose process is gone (hub/recovery.py), one line each; never stops the command."""
+    from hub.recovery import recover_instance
+
+    try:
+        cleared = recover_instance(settings.dagster_home, by=by)
+    except Exception as exc:  # an unreadable instance must not stop a load; say so and go on
+        console.print(f"[yellow]could not check the Dagster instance for dead runs:[/] {exc}", highlight=False)
+        return []
+    for item in cleared:
+        console.print(f"[yellow]cleared a dead run:[/] {item.line()}", highlight=False)
+    return cleared
+
+
+@main.command()
+@_friendly
+def recover() -> None:
+    """Mark failed the runs whose process is gone and free their warehouse slots (run by `make ui`)."""
+    settings = Settings.from_env()
+    cleared = _recover(settings, "hub recover")
+    if not cleared:
+        console.print("No dead runs.")
+
+
+@main.command()
+@_friendly
+def status() -> None:
+    """Where things stand: runs, dead runs cleared, cursors and loads, inbox, failing checks, published."""
+    from hub.status import gather, print_status
+
+    settings = Settings.from_env()
+    from hub.recovery import instance_used
+
+    instance = None
+    if instance_used(settings.dagster_home):
+        import os
+
+        from dagster import DagsterInstance
+
+        os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+        instance = DagsterInstance.from_config(str(settings.dagster_home))
+    try:
+        print_status(gather(settings, instance), console)
+    finally:
+        if instance is not None:
+            instance.dispose()
+
+
+@main.group()
+def cursor() -> None:
+    """Incremental cursors of the REST and SQL sources."""
+
+
+@cursor.command("reset")
+@click.argument("target", metavar="SOURCE.ENTITY")
+@click.option("--to", "to", default=None, metavar="VALUE", help="Set the cursor to VALUE instead of removing it.")
+@_friendly
+def cursor_reset(target: str, to: str | None) -> None:
+    """Re-read SOURCE.ENTITY from the start (or from VALUE) at its next load; audited in meta.operator_log."""
+    from hub.status import reset_cursor
+
+    console.print(reset_cursor(Settings.from_env(), target, to), highlight=False)
+
+
+@main.group()
+def inbox() -> None:
+    """The file-drop inboxes."""
+
+
+@inbox.command("retry")
+@click.argument("file")
+@_friendly
+def inbox_retry(file: str) -> None:
+    """Move a fixed FILE back from _rejected/ into its inbox; audited in meta.operator_log."""
+    from hub.status import retry_inbox_file
+
+    console.print(retry_inbox_file(Settings.from_env(), file), highlight=False)
 
 
 if __name__ == "__main__":

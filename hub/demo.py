@@ -21,7 +21,7 @@ from rich.table import Table
 from connectors.raw_zone import q
 from hub.keys import DEMO_KEYS, MODE_VAR
 from hub.publisher import read_catalog
-from hub.settings import Settings
+from hub.settings import PROJECT_ROOT, Settings
 from hub.warehouse import open_warehouse
 
 # The demo's own keys (hub.keys.DEMO_KEYS: accepted only with HUB_MODE=demo or test); production sets its own.
@@ -38,21 +38,82 @@ class DemoResult:
     failed_steps: list[str] = field(default_factory=list)
 
 
-def ensure_campus(settings: Settings, *, scale: float, seed: int, console: Console) -> dict:
-    """Generate the simulated campus unless the same scale and seed are already there."""
+STATE_MARKER = ".demo_campus.json"  # in var/: the scale and seed the demo's state was built from
+
+
+def _campus_identity(path) -> tuple[float, int] | None:
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return float(data.get("scale", -1)), int(data.get("seed", -1))
+
+
+def reset_demo_state(settings: Settings, instance) -> list[str]:
+    """Remove what the demo built from a campus: raw zone, inbox, warehouse (with its cursors), snapshot,
+    published data, report, and the instance's runs. Only folders inside var/ are removed.
+
+    Refused (ValueError) while a run is in progress: stop `make ui` first.
+    """
+    import shutil
+
+    from dagster import DagsterRunStatus, RunsFilter
+
+    from hub.recovery import recover_dead_runs
+
+    recover_dead_runs(instance, by="hub demo")
+    busy = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED,
+                                                  DagsterRunStatus.STARTING, DagsterRunStatus.STARTED,
+                                                  DagsterRunStatus.CANCELING]))
+    if busy:
+        raise ValueError(f"run {busy[0].run_id} of {busy[0].job_name} is {busy[0].status.value}: the demo's "
+                         "state cannot be reset under it (stop `make ui` or wait for it to finish)")
+    var = settings.var_dir
+    removed = []
+    warehouse = settings.warehouse_path
+    candidates = [settings.raw_dir, settings.inbox_dir.parent, settings.published_root, settings.snapshot_path.parent,
+                  var / "report", warehouse.parent / ".duckdb_tmp", warehouse, warehouse.with_name(warehouse.name + ".wal")]
+    for path in candidates:
+        if not path.exists() or not path.resolve().is_relative_to(var) or path.resolve() == var:
+            continue
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        removed.append(path.name)
+    runs = instance.get_run_ids()
+    for run_id in runs:
+        instance.delete_run(run_id)
+    keys = list(instance.all_asset_keys())
+    if keys:
+        instance.wipe_assets(keys)
+    return removed + [f"{len(runs)} run(s)"]
+
+
+def ensure_campus(settings: Settings, *, scale: float, seed: int, console: Console, instance=None) -> dict:
+    """Generate the simulated campus unless the same scale and seed are already there.
+
+    The demo owns its state: if what var/ holds was built from another campus (another scale or seed),
+    the raw zone, cursors, warehouse, published data and instance runs are reset first, in one line, so
+    two campuses never mix.
+    """
     from campus_sim.generate import generate
 
     manifest_path = settings.campus_dir / "manifest.json"
-    if manifest_path.exists():
+    marker = settings.var_dir / STATE_MARKER
+    wanted = (float(scale), int(seed))
+    campus = _campus_identity(manifest_path)
+    built_from = _campus_identity(marker) or campus
+    if built_from is not None and built_from != wanted and instance is not None:
+        removed = reset_demo_state(settings, instance)
+        console.print(f"[yellow]var/ was built from the campus of scale {built_from[0]:g} seed {built_from[1]}; "
+                      f"reset the demo's state for scale {scale:g} seed {seed} (removed "
+                      f"{', '.join(removed)}; cursors went with the warehouse)[/]", highlight=False)
+    if campus == wanted:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if float(manifest.get("scale", -1)) == float(scale) and int(manifest.get("seed", -1)) == int(seed):
-            return manifest
-        console.print(f"[yellow]campus at {settings.campus_dir} has scale {manifest.get('scale')} seed "
-                      f"{manifest.get('seed')}: generating scale {scale} seed {seed} instead")
-    with console.status(f"Simulating the campus (scale {scale}, seed {seed}) into {settings.campus_dir} …"):
-        started = time.monotonic()
-        manifest = generate(settings.campus_dir, scale=scale, seed=seed)
-    console.print(f"Simulated campus ready in {time.monotonic() - started:.1f} s: {settings.campus_dir}")
+    else:
+        with console.status(f"Simulating the campus (scale {scale}, seed {seed}) into {settings.campus_dir} …"):
+            started = time.monotonic()
+            manifest = generate(settings.campus_dir, scale=scale, seed=seed)
+        console.print(f"Simulated campus ready in {time.monotonic() - started:.1f} s: {settings.campus_dir}")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"scale": float(scale), "seed": int(seed)}) + "\n", encoding="utf-8")
     return manifest
 
 
@@ -67,7 +128,12 @@ def run_main_job(settings: Settings, *, console: Console, instance=None) -> Demo
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     defs = build_definitions(settings)
     job = defs.resolve_job_def("campus_main_job")
+    from hub.recovery import process_tags, recover_dead_runs
+
     instance = instance or dg.DagsterInstance.get()
+    # A run killed earlier (SIGKILL, OOM, reboot) would keep its warehouse slot and block this one forever.
+    for item in recover_dead_runs(instance, by="hub demo"):
+        console.print(f"[yellow]cleared a dead run:[/] {item.line()}", highlight=False)
     run_id = str(uuid.uuid4())
     total = len(job.asset_layer.executable_asset_keys) + len(list(job.asset_layer.asset_graph.asset_check_keys))
     outcome: dict = {}
@@ -75,7 +141,7 @@ def run_main_job(settings: Settings, *, console: Console, instance=None) -> Demo
     def execute() -> None:
         try:
             outcome["result"] = job.execute_in_process(
-                instance=instance, run_id=run_id, raise_on_error=False,
+                instance=instance, run_id=run_id, raise_on_error=False, tags={**process_tags(), **ui_tags()},
                 run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
         except Exception as exc:  # surfaced below as one line
             outcome["error"] = exc
@@ -110,6 +176,17 @@ def run_main_job(settings: Settings, *, console: Console, instance=None) -> Demo
     return DemoResult(result.success, run_id, started, failed)
 
 
+def ui_tags() -> dict[str, str]:
+    """The tag by which the UI lists a job's runs under its code location (workspace.yaml): without it a
+    run executed in this process shows under Runs but not on the job's own page."""
+    import yaml
+    from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
+
+    workspace = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text(encoding="utf-8"))
+    location = workspace["load_from"][0]["python_module"]["location_name"]
+    return {REPOSITORY_LABEL_TAG: f"__repository__@{location}"}
+
+
 def _root_cause(err) -> str:
     """The innermost error's first line: what went wrong, not the framework's wrapper around it."""
     from connectors.redact import redact
@@ -128,7 +205,16 @@ def demo(settings: Settings, *, scale: float = 1.0, seed: int = 20261, faults: f
     for key, value in SIM_SECRETS.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
-    ensure_campus(settings, scale=scale, seed=seed, console=console)
+    if instance is None:
+        import dagster as dg
+
+        from connectors import load_sources
+
+        load_sources(settings.sources_file)  # a broken sources.yaml is one line, before anything else
+
+        with dg.DagsterInstance.get() as owned:
+            return demo(settings, scale=scale, seed=seed, faults=faults, console=console, instance=owned)
+    ensure_campus(settings, scale=scale, seed=seed, console=console, instance=instance)
     servers = SourceServers(settings.campus_dir, faults=faults, slow_seconds=FAULT_SLOW_S, seed=seed,
                             inbox=settings.inbox_dir)
     saved = {k: os.environ.get(k) for k in ("HUB_HR_URL", "HUB_XG_URL", "HUB_ACTIVITY_URL",
@@ -150,11 +236,8 @@ def demo(settings: Settings, *, scale: float = 1.0, seed: int = 20261, faults: f
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    if result.success:
-        from hub.report import build_report, report_dir
-
-        with open_warehouse(settings.warehouse_path, read_only=True) as con:
-            report = build_report(con, report_dir(settings))
+    report = settings.var_dir / "report" / "index.html"  # built in the run by the asset publish/party_report
+    if result.success and report.exists():
         console.print(f"Report: {report}  (open it in a browser; it works offline)")
     print_summary(settings, result, console)
     return result

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dagster as dg
 
 from connectors import load_sources
+from hub.recovery import dead_run_sweeper
 from hub.resources import CampusSourcesResource, IdentityResource, PublisherResource, WarehouseResource
 from hub.settings import Settings
 from pipelines.expectations import expectation_checks
 from pipelines.jobs import build_automation
 from pipelines.publish import publish_assets
 from pipelines.raw import build_raw
+from pipelines.report import party_report_asset
 from pipelines.rules import rule_checks
 from pipelines.snapshot import analyst_snapshot_asset
 from pipelines.staging import staging_assets
@@ -23,6 +25,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     raw_assets, raw_checks = build_raw(sources)
     assets = [*raw_assets, *staging_assets, *warehouse_assets, *mart_assets, *publish_assets]
     assets.append(analyst_snapshot_asset([a.key for a in [*warehouse_assets, *mart_assets]]))
+    assets.append(party_report_asset([a.key for a in mart_assets], settings.var_dir / "report"))
     jobs, schedules, sensors = build_automation(sources, assets)
     return dg.Definitions(
         assets=assets,
@@ -30,7 +33,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                       *expectation_checks([a.key for a in assets])],
         jobs=jobs,
         schedules=schedules,
-        sensors=sensors,
+        sensors=[*sensors, dead_run_sweeper()],
         executor=dg.in_process_executor,
         resources={
             "warehouse": WarehouseResource(path=str(settings.warehouse_path),

@@ -31,6 +31,11 @@ class WarehouseResource(dg.ConfigurableResource):
         from hub.keys import check_keys
 
         check_keys()
+        # Every run uses the warehouse: record the process executing it, so that if it is killed a later
+        # start can tell the run is dead and free its slot (hub/recovery.py).
+        from hub.recovery import tag_current_run
+
+        tag_current_run(context.instance, context.run.run_id if context.run else None)
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

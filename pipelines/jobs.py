@@ -1,12 +1,14 @@
 """Jobs, schedules and sensors."""
 
+import hashlib
 import json
+from pathlib import Path
 
 import dagster as dg
 
 from connectors import Source
 from connectors.files import FileExtractor
-from hub.resources import CampusSourcesResource
+from hub.resources import CampusSourcesResource, WarehouseResource
 from pipelines.raw import raw_key
 
 # The main job: every asset, raw to publish. Runs in one process (in_process executor, set on the
@@ -41,33 +43,98 @@ def build_automation(sources: dict[str, Source], assets: list[dg.AssetsDefinitio
     return [campus_main_job, api_sql_job, inbox_job], [daily], [_inbox_sensor(file_sources, inbox_job, downstream)]
 
 
+IN_FLIGHT = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
+
+
+def _loaded_hashes(warehouse: WarehouseResource) -> set[str] | None:
+    """sha256 of every file already loaded (meta.loaded_file); None while the warehouse cannot be read.
+
+    A run that is writing holds DuckDB's file lock; then the analyst snapshot (a copy taken after each
+    run) is read instead: it may lack the newest files, which only means a later tick decides for them.
+    """
+    import duckdb
+
+    from hub.warehouse import open_warehouse
+
+    for path in (warehouse.path, warehouse.snapshot_path):
+        if not path:
+            continue
+        if not Path(path).exists():
+            if path == warehouse.path:
+                return set()  # no warehouse yet: nothing loaded
+            continue
+        try:
+            with open_warehouse(path, read_only=True) as con:
+                return {r[0] for r in con.execute("SELECT sha256 FROM meta.loaded_file").fetchall()}
+        except duckdb.Error:
+            continue
+    return None
+
+
+def _tables_in_flight(instance, file_tables: dict[str, dg.AssetKey]) -> set[str]:
+    """File entities that a queued or running run is about to load (or is loading)."""
+    busy: set[str] = set()
+    statuses = [dg.DagsterRunStatus[s] for s in IN_FLIGHT]
+    for run in instance.get_runs(dg.RunsFilter(statuses=statuses)):
+        if run.asset_selection is None:  # the whole job: the main job and the inbox job load every file entity
+            if run.job_name != "api_sql_refresh_job":
+                busy |= set(file_tables)
+            continue
+        busy |= {t for t, key in file_tables.items() if key in run.asset_selection}
+    return busy
+
+
 def _inbox_sensor(file_sources: dict[str, Source], job, downstream: dict[str, list[dg.AssetKey]],
                   ) -> dg.SensorDefinition:
+    file_tables = {e.table: raw_key(e) for s in file_sources.values() for e in s.entities.values()}
+
     @dg.sensor(
         name="party_inbox_sensor", job=job, minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Watches the file-drop inboxes; a new file launches the load of its entity. The run key "
-                    "is the file's sha256, so the same content never launches twice.",
+        description="Watches the file-drop inboxes. Files already loaded (same sha256) launch nothing; the new "
+                    "files of one tick launch ONE run for the entities they touch and what is built on them; "
+                    "an entity with a run queued or in progress waits for a later tick.",
     )
-    def _sensor(context: dg.SensorEvaluationContext, campus_sources: CampusSourcesResource):
+    def _sensor(context: dg.SensorEvaluationContext, campus_sources: CampusSourcesResource,
+                warehouse: WarehouseResource):
+        from hub.recovery import recover_dead_runs
+
+        # a dead run would count as "in progress" forever: clear it first (hub/recovery.py)
+        for item in recover_dead_runs(context.instance, by="party_inbox_sensor"):
+            context.log.warning(item.line())
+        loaded = _loaded_hashes(warehouse)
+        if loaded is None:
+            return dg.SkipReason("the warehouse and its snapshot cannot be read now; looking again next tick")
+        launched = json.loads(context.cursor) if context.cursor else {}
+        busy = _tables_in_flight(context.instance, file_tables)
         live = campus_sources.load()
-        seen = json.loads(context.cursor) if context.cursor else {}
-        now_seen = {}
-        requests = []
+        new: dict[str, list[str]] = {}
+        waiting: set[str] = set()
+        pending: set[str] = set()
         for name in file_sources:
             source = live[name]
             for entity in source.entities.values():
                 for item in FileExtractor(source, entity).pending():
-                    stamp = f"{item.path.name}:{item.size}"
-                    now_seen[item.sha256] = stamp
-                    if item.sha256 in seen:
+                    pending.add(item.sha256)
+                    if item.sha256 in loaded or item.sha256 in launched:
                         continue
-                    requests.append(dg.RunRequest(
-                        run_key=item.sha256, asset_selection=downstream[entity.table],
-                        tags={"hub/file": item.path.name, "hub/entity": entity.table}))
-        context.update_cursor(json.dumps(now_seen, sort_keys=True))
-        if not requests:
-            return dg.SkipReason("no new files in the inbox")
-        return requests
+                    if entity.table in busy:
+                        waiting.add(entity.table)
+                        continue
+                    new.setdefault(entity.table, []).append(item.sha256)
+        # forget launched files that have left the inbox (archived or set aside): the cursor stays small
+        cursor = {sha: run for sha, run in launched.items() if sha in pending}
+        if not new:
+            context.update_cursor(json.dumps(cursor, sort_keys=True))
+            why = f"files for {', '.join(sorted(waiting))} wait for the run in progress" if waiting else \
+                "no new files in the inbox (files already loaded launch nothing)"
+            return dg.SkipReason(why)
+        shas = sorted(sha for files in new.values() for sha in files)
+        run_key = hashlib.sha256("\n".join(shas).encode()).hexdigest()
+        cursor.update({sha: run_key for sha in shas})
+        context.update_cursor(json.dumps(cursor, sort_keys=True))
+        selection = sorted({k for table in new for k in downstream[table]}, key=lambda k: k.to_user_string())
+        return [dg.RunRequest(run_key=run_key, asset_selection=selection,
+                              tags={"hub/entities": ",".join(sorted(new)), "hub/files": str(len(shas))})]
 
     return _sensor

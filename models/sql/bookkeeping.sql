@@ -121,3 +121,15 @@ CREATE TABLE IF NOT EXISTS quality.check_result (
     run_id      VARCHAR,
     checked_at  TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
 );
+
+-- What operators did by hand that changes what the next load does (hub cursor reset, hub inbox retry).
+CREATE TABLE IF NOT EXISTS meta.operator_log (
+    id        VARCHAR PRIMARY KEY,
+    logged_at TIMESTAMPTZ NOT NULL,
+    by_user   VARCHAR NOT NULL,
+    action    VARCHAR NOT NULL,
+    target    VARCHAR NOT NULL,
+    before    VARCHAR,
+    after     VARCHAR,
+    detail    VARCHAR
+);

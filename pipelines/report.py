@@ -1,0 +1,51 @@
+"""The party office's report (``var/report/index.html``) as an asset downstream of the marts it reads.
+
+Every job that rebuilds a mart selects what is downstream of it, so the report is rebuilt in the same run
+whenever a mart changes: ``campus_main_job`` (all assets), ``inbox_load_job`` and ``api_sql_refresh_job``
+(their raw assets and everything downstream). A mart materialised alone from the UI leaves the report
+marked stale there until it is materialised too.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import dagster as dg
+
+from hub.resources import WAREHOUSE_POOL, WarehouseResource
+from pipelines.common import OWNER
+
+REPORT_KEY = dg.AssetKey(["publish", "party_report"])
+
+
+def marts_read_by_report() -> set[str]:
+    """The marts the report's SQL reads (found in hub/report.py, so a new chart cannot forget its input)."""
+    import hub.report
+
+    return set(re.findall(r"\bmarts\.(mart_\w+)", Path(hub.report.__file__).read_text(encoding="utf-8")))
+
+
+def party_report_asset(mart_keys: list[dg.AssetKey], out_dir: Path) -> dg.AssetsDefinition:
+    read = marts_read_by_report()
+    deps = sorted((k for k in mart_keys if k.path[-1] in read), key=str)
+    missing = read - {k.path[-1] for k in deps}
+    if missing:
+        raise ValueError(f"hub/report.py reads marts that are not assets: {sorted(missing)}")
+
+    @dg.asset(
+        key=REPORT_KEY, group_name="publish", kinds={"html"}, owners=[OWNER], deps=deps, pool=WAREHOUSE_POOL,
+        tags={"layer": "publish", "audience": "party_office"},
+        description="The party office's offline HTML report (key figures, structure, development funnel, "
+                    "三会一课 compliance, assessments, learning, what needs attention), rebuilt from the marts.",
+    )
+    def _report(warehouse: WarehouseResource) -> dg.MaterializeResult:
+        from hub.report import build_report
+
+        with warehouse.connect(read_only=True) as con:
+            path = build_report(con, out_dir)
+        return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)),
+                                              "bytes": path.stat().st_size,
+                                              "marts": dg.MetadataValue.json(sorted(read))})
+
+    return _report

@@ -1,0 +1,37 @@
+"""The party office's report is an asset downstream of exactly the marts it reads, in every job that builds them."""
+
+import dagster as dg
+
+from hub.factory import build_definitions
+from hub.resources import WarehouseResource
+from hub.settings import Settings
+from pipelines.report import REPORT_KEY, marts_read_by_report, party_report_asset
+from pipelines.warehouse import mart_assets
+
+
+def test_the_report_depends_on_every_mart_it_reads_and_every_job_rebuilds_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HUB_VAR_DIR", str(tmp_path / "var"))
+    defs = build_definitions(Settings.from_env())
+    graph = defs.resolve_asset_graph()
+    parents = {k.path[-1] for k in graph.get(REPORT_KEY).parent_keys}
+    read = marts_read_by_report()
+    assert len(read) >= 10 and parents == read
+    for job in ("campus_main_job", "inbox_load_job", "api_sql_refresh_job"):
+        job_def = defs.resolve_job_def(job)
+        keys = job_def.asset_layer.executable_asset_keys
+        assert REPORT_KEY in keys and {k for k in keys if k.path[0] == "marts"}, job
+
+
+def test_materialising_the_report_writes_var_report_index_html(tmp_path, monkeypatch, con):
+    monkeypatch.setenv("HUB_VAR_DIR", str(tmp_path / "var"))
+    warehouse = tmp_path / "warehouse.duckdb"
+    con.close()  # the fixture's fresh warehouse, bootstrapped and released
+    report = party_report_asset([a.key for a in mart_assets], Settings.from_env().var_dir / "report")
+    result = dg.materialize([report], resources={"warehouse": WarehouseResource(path=str(warehouse))},
+                            instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    path = tmp_path / "var" / "report" / "index.html"
+    page = path.read_text(encoding="utf-8")
+    assert "暂无数据" in page and "<script" not in page
+    [mat] = result.asset_materializations_for_node("publish__party_report")
+    assert mat.metadata["path"].value == str(path)
