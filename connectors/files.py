@@ -1,7 +1,7 @@
 """File drops: an inbox folder, glob patterns per entity, CSV (UTF-8, UTF-8 with BOM, GB18030/GBK) and XLSX.
 
 A file is known by the sha256 of its content, so the same export dropped twice (or under another name)
-is loaded once. Exports made by people are read as people make them (docs/connectors-files.md):
+is loaded once. Exports made by people are read as people make them (docs/connectors.md):
 
 * a title above the header (``header_row`` or ``skip_rows``), one or more header rows (``header_rows``)
   whose names are joined, a merged top cell spreading over the columns it covers;

@@ -9,7 +9,7 @@ Pagination never stops early: a paginator stops on the server's own signal (a ne
 most servers cap the page size below what was asked. A total the server reports is compared with the
 records read, and a mismatch fails the load. Endless pagination is stopped by ``max_pages`` and by a
 next link, next cursor or page that repeats. Links and redirects are followed only to the origin of
-``base_url``: credentials are never sent anywhere else. Every option is in docs/connectors-rest.md.
+``base_url``: credentials are never sent anywhere else. Every option is in docs/connectors.md.
 """
 
 from __future__ import annotations

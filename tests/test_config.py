@@ -82,3 +82,36 @@ def test_typed_options_fail_with_one_line(tmp_path, fragment, needle):
     with pytest.raises(ConfigError) as err:
         load_sources(_write(tmp_path, text))
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_option_of_the_typed_model_is_documented():
+    """docs/connectors.md lists every sources.yaml option the typed model accepts."""
+    import typing
+
+    from pydantic import BaseModel
+
+    from connectors.schema import SourcesFile
+
+    doc = (PROJECT_ROOT / "docs" / "connectors.md").read_text(encoding="utf-8")
+    seen, missing = set(), []
+
+    def models_in(annotation):
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield annotation
+        for arg in typing.get_args(annotation):
+            yield from models_in(arg)
+
+    def walk(model):
+        if model in seen:
+            return
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            key = field.alias or name
+            if f"`{key}`" not in doc and f"{key}:" not in doc:
+                missing.append(f"{model.__name__}.{key}")
+            for sub in models_in(field.annotation):
+                walk(sub)
+
+    walk(SourcesFile)
+    assert len(seen) > 10
+    assert not missing, f"undocumented options: {missing}"
