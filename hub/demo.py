@@ -36,6 +36,9 @@ class DemoResult:
     run_id: str
     started_at: float
     failed_steps: list[str] = field(default_factory=list)
+    # blocking checks that failed in the run: check, asset, table, what they found and the rows to look at
+    blocking_checks: list[dict] = field(default_factory=list)
+    held_back: list[str] = field(default_factory=list)   # publish/* assets not rebuilt in the run
 
 
 STATE_MARKER = ".demo_campus.json"  # in var/: the scale and seed the demo's state was built from
@@ -173,7 +176,33 @@ def run_main_job(settings: Settings, *, console: Console, instance=None) -> Demo
         if event.is_step_failure:
             console.print(f"[red]step {event.step_key} failed:[/] {_root_cause(event.step_failure_data.error)}",
                           highlight=False)
-    return DemoResult(result.success, run_id, started, failed)
+    built = {e.asset_key for e in result.get_asset_materialization_events()}
+    held = sorted(k.path[-1] for k in job.asset_layer.executable_asset_keys if k.path[0] == "publish" and k not in built)
+    return DemoResult(result.success, run_id, started, failed, blocking_failures(result), held)
+
+
+def blocking_failures(result) -> list[dict]:
+    """The blocking checks that failed (severity ERROR): each with its table and a query on the rows."""
+    import dagster as dg
+
+    out = []
+    for e in result.get_asset_check_evaluations():
+        if e.passed or e.severity != dg.AssetCheckSeverity.ERROR or not getattr(e, "blocking", True):
+            continue
+        meta = {k: getattr(v, "value", v) for k, v in e.metadata.items()}
+        asset = e.asset_key.to_user_string()
+        base = {"check": e.check_name, "asset": asset, "description": e.description or ""}
+        failing = [f for f in (meta.get("failing") or []) if isinstance(f, dict) and f.get("blocking", True)]
+        if failing:  # an expectation suite: one line per expectation that blocks
+            out += [{**base, "check": f"{e.check_name}: {f['expectation']}", "table": f["suite"],
+                     "look_at": f.get("look_at") or f"SELECT * FROM {f['suite']}",
+                     "description": f"{f.get('unexpected')} unexpected"} for f in failing]
+            continue
+        look = str(meta.get("look_at", "")).removeprefix("```sql\n").removesuffix("\n```")
+        out.append({**base, "table": meta.get("table") or asset.replace("/", ".", 1),
+                    "look_at": look or f"SELECT * FROM quality.check_result WHERE check_name = '{e.check_name}' "
+                                       f"AND asset = '{asset}' ORDER BY checked_at DESC LIMIT 5"})
+    return out
 
 
 def ui_tags() -> dict[str, str]:
@@ -326,6 +355,19 @@ def print_summary(settings: Settings, result: DemoResult, console: Console) -> N
                   entry["audience"] + (", encrypted" if entry.get("encrypted") else ""))
     console.print(t)
 
+    if result.blocking_checks:
+        console.print(f"[red]Blocking checks failed: {len(result.blocking_checks)}[/] — only what is built on these "
+                      "tables was held back; every other dataset was published", highlight=False)
+        for b in result.blocking_checks:
+            console.print(f"  [red]✗[/] check [bold]{b['check']}[/] on table [bold]{b['table']}[/] "
+                          f"({b['asset']}): {b['description']}", highlight=False)
+            console.print(f"    rows to look at (in {settings.warehouse_path.name} or the restricted snapshot "
+                          f"{settings.restricted_snapshot_path}): {b['look_at']}",
+                          highlight=False, soft_wrap=True)
+        if result.held_back:
+            console.print("  held back at their previous version: " + ", ".join(
+                f"{n} ({catalog.get('datasets', {}).get(n, {}).get('current_version', 'none yet')})"
+                for n in result.held_back), highlight=False, soft_wrap=True)
     status = "[green]succeeded" if result.success else f"[red]failed ({', '.join(result.failed_steps)})"
     console.print(f"campus_main_job {status}[/] — run {result.run_id}")
     console.print(f"Warehouse: {settings.warehouse_path}   Analysts: hub sql \"SELECT …\" reads the snapshot "

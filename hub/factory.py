@@ -6,11 +6,18 @@ import dagster as dg
 
 from connectors import load_sources
 from hub.recovery import dead_run_sweeper
-from hub.resources import CampusSourcesResource, IdentityResource, PublisherResource, WarehouseResource
+from hub.resources import (
+    CampusSourcesResource,
+    IdentityResource,
+    PublisherResource,
+    QualityResource,
+    WarehouseResource,
+)
 from hub.settings import Settings
 from pipelines.expectations import expectation_checks
 from pipelines.jobs import build_automation
 from pipelines.publish import publish_assets
+from pipelines.quarantine import quarantine_rate_checks
 from pipelines.raw import build_raw
 from pipelines.report import party_report_asset
 from pipelines.rules import rule_checks
@@ -29,7 +36,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     jobs, schedules, sensors = build_automation(sources, assets)
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*raw_checks, *warehouse_checks, *rule_checks,
+        asset_checks=[*raw_checks, *warehouse_checks, *rule_checks, *quarantine_rate_checks,
                       *expectation_checks([a.key for a in assets])],
         jobs=jobs,
         schedules=schedules,
@@ -43,6 +50,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                                                     raw_dir=str(settings.raw_dir),
                                                     landing_memory=settings.raw_memory_limit),
             "identity": IdentityResource(person_key_secret=dg.EnvVar("HUB_PERSON_KEY_SECRET")),
+            "quality": QualityResource(quarantine_max_rate=settings.quarantine_max_rate,
+                                       quarantine_max_rate_by_entity=settings.quarantine_max_rate_by_entity),
             "publisher": PublisherResource(root=settings.published_root_url,
                                            kms_master_keys=dg.EnvVar("HUB_KMS_MASTER_KEYS"),
                                            catalogue_url=settings.catalogue_url),

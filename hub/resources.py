@@ -61,6 +61,17 @@ class IdentityResource(dg.ConfigurableResource):
     person_key_secret: str
 
 
+class QualityResource(dg.ConfigurableResource):
+    """Thresholds of the blocking checks (quality/blocking.py): the share of an entity's rows staging may
+    quarantine before its table is held back, by default and per ``source.entity``."""
+
+    quarantine_max_rate: float = 0.02
+    quarantine_max_rate_by_entity: dict[str, float] = {}
+
+    def max_rate(self, entity: str) -> float:
+        return float(self.quarantine_max_rate_by_entity.get(entity, self.quarantine_max_rate))
+
+
 class PublisherResource(dg.ConfigurableResource):
     """Where versioned datasets are published for the smart brain and the national platform: a local path
     or an fsspec URL. Restricted datasets are encrypted with master keys from the environment; a new

@@ -8,10 +8,11 @@ them from the environment variables that ``sources.yaml`` names, at the moment t
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from connectors.config import DEFAULT_LANDING_MEMORY, memory_bytes
+from quality.blocking import DEFAULT_MAX_QUARANTINE_RATE, RATE_BY_ENTITY_VAR, RATE_VAR, parse_rate, parse_rates
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,6 +37,9 @@ class Settings:
     published_root_url: str
     catalogue_url: str
     raw_memory_limit: str = DEFAULT_LANDING_MEMORY
+    # Blocking is for what is systemic (quality/blocking.py): a staging model's quarantine rate above this.
+    quarantine_max_rate: float = 0.02
+    quarantine_max_rate_by_entity: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -68,6 +72,10 @@ class Settings:
             catalogue_url=env.get("HUB_CATALOGUE_URL", ""),
             # DuckDB's memory limit while a raw load lands (the warehouse's own is HUB_DUCKDB_MEMORY_LIMIT).
             raw_memory_limit=_memory_setting(env, "HUB_RAW_MEMORY_LIMIT", DEFAULT_LANDING_MEMORY),
+            # The share of an entity's rows staging may quarantine before its table stops what is built on
+            # it (2% or 0.02), and per source.entity: HUB_QUARANTINE_MAX_RATE_BY_ENTITY=hr.staff=5%,…
+            quarantine_max_rate=parse_rate(env.get(RATE_VAR, DEFAULT_MAX_QUARANTINE_RATE), RATE_VAR),
+            quarantine_max_rate_by_entity=parse_rates(env.get(RATE_BY_ENTITY_VAR, "")),
         )
 
     def source_env(self, urls: dict[str, str] | None = None) -> dict[str, str]:

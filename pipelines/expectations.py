@@ -1,8 +1,10 @@
 """Expectation suites as Dagster asset checks: one check ``expectations`` per asset that has a suite.
 
-The check is blocking when any of its expectations has severity ``error``: a failing error stops what
-is downstream in the run, and its rows in ``quality.check_result`` hold back publishing; warnings are
-reported (check severity WARN). Suites are read when the definitions load (YAML only); Great
+The check is blocking when one of its expectations is systemic (uniqueness or row count) with severity
+``error`` (``quality/blocking.py``): such a failure stops what is built on the table in the run, and its
+rows in ``quality.check_result`` hold back publishing of what depends on it. Row-level expectations
+(missing, out of set, range or shape) report with severity WARN, their counts and the keys of sample
+rows in the metadata, and never stop anything. Suites are read when the definitions load (YAML only); Great
 Expectations is imported only when a check runs (``quality.expectations``).
 """
 
@@ -11,6 +13,7 @@ from collections.abc import Iterable
 import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, WarehouseResource
+from quality.blocking import look_at, sample_keys
 from quality.expectations import SUITES_DIR, Suite, SuiteResult, suites_by_asset
 
 CHECK_NAME = "expectations"
@@ -19,17 +22,20 @@ CHECK_NAME = "expectations"
 def _description(suites: list[Suite]) -> str:
     parts = []
     for s in suites:
-        errors = sum(e.severity == "error" for e in s.expectations)
-        parts.append(f"`{s.name}`: {len(s.expectations)} expectations ({errors} error, "
-                     f"{len(s.expectations) - errors} warning)")
+        blocking = sum(e.blocking for e in s.expectations)
+        parts.append(f"`{s.name}`: {len(s.expectations)} expectations ({blocking} blocking, "
+                     f"{len(s.expectations) - blocking} reported)")
     return ("Great Expectations suite(s) from quality/expectations — " + "; ".join(parts)
             + ". Results are kept in quality.check_result and rendered as Data Docs.")
 
 
-def _metadata(results: list[SuiteResult], index: str) -> dict:
-    failing = [{"suite": r.suite.name, "expectation": o.expectation.id, "severity": o.expectation.severity,
+def _metadata(results: list[SuiteResult], index: str, keys: dict[tuple[str, str], list]) -> dict:
+    failing = [{"suite": r.suite.name, "expectation": o.expectation.id,
+                "severity": o.expectation.effective_severity, "blocking": o.expectation.blocking,
                 "unexpected": o.unexpected, "observed": o.result.get("observed_value"),
-                "samples": (o.result.get("partial_unexpected_list") or [])[:5], "error": o.error}
+                "samples": (o.result.get("partial_unexpected_list") or [])[:5],
+                "sample_keys": keys.get((r.suite.name, o.expectation.id), []),
+                "look_at": look_at(r.suite, o.expectation), "error": o.error}
                for r in results for o in r.failed]
     page = next((r.docs_page for r in results if r.docs_page), None)
     meta = {
@@ -37,7 +43,8 @@ def _metadata(results: list[SuiteResult], index: str) -> dict:
         "unexpected": sum(o.unexpected or 0 for r in results for o in r.failed),
         "expectations": sum(len(r.outcomes) for r in results),
         "failed_expectations": len(failing),
-        "failed_errors": sum(f["severity"] == "error" for f in failing),
+        "failed_errors": sum(f["blocking"] for f in failing),
+        "failed_row_level": sum(not f["blocking"] for f in failing),
         "failing": dg.MetadataValue.json(failing),
         "engine": ", ".join(sorted({r.engine for r in results})),
         "seconds": round(sum(r.seconds for r in results), 3),
@@ -60,17 +67,23 @@ def _expectation_check(asset: tuple[str, ...], suites: list[Suite]) -> dg.AssetC
 
         with warehouse.connect() as con:
             results = run_gate(con, suites, run_id=context.run.run_id)
+            # the rows behind a row-level failure, by their key (a blocking one names its query instead)
+            keys = {(r.suite.name, o.expectation.id): sample_keys(con, r.suite, o.expectation)
+                    for r in results for o in r.failed if not o.expectation.blocking}
         failed = [o for r in results for o in r.failed]
-        errors = [o for o in failed if o.expectation.severity == "error"]
+        errors = [o for o in failed if o.expectation.blocking]
         for o in failed:
-            context.log.warning(f"{o.expectation.severity}: {o.expectation.id} unexpected={o.unexpected} "
+            context.log.warning(f"{o.expectation.effective_severity}: {o.expectation.id} unexpected={o.unexpected} "
                                 f"{o.error or ''}".rstrip())
         return dg.AssetCheckResult(
             passed=not failed,
             severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
-            metadata=_metadata(results, str(docs_index(quality_dir()))),
+            metadata=_metadata(results, str(docs_index(quality_dir())), keys),
             description=(f"{len(failed)} of {sum(len(r.outcomes) for r in results)} expectations failed "
-                         f"({len(errors)} error)") if failed else None)
+                         f"({len(errors)} blocking: "
+                         + (", ".join(f"{o.expectation.id} on {r.suite.table}" for r in results
+                                      for o in r.failed if o.expectation.blocking) or "none")
+                         + ")") if failed else None)
 
     return _check
 

@@ -11,6 +11,11 @@ expectation type with its arguments, plus the hub's own keys::
       severity: error                 # error blocks publishing; warning is reported
       description: 性别 is a GB/T 2261.1 code
 
+Blocking is reserved for what is systemic (``quality/blocking.py``): only a :data:`SYSTEMIC`
+expectation (a key that repeats, a row count off its previous one) of severity ``error`` blocks. An
+expectation that judges single rows (missing, out of set, range or shape) is reported as a
+``warning`` whatever its severity says — staging quarantines bad rows; one bad row stops nothing.
+
 Two expectation types are the hub's, evaluated in DuckDB SQL whatever the engine (GX has nothing
 like them): ``expect_column_values_to_pass_gb11643_checksum`` (the ``id_is_valid`` macro; with
 ``normalize: true`` on the value as staging will normalise it) and
@@ -82,6 +87,8 @@ SUPPORTED: dict[str, set[str]] = {
 SQL_ONLY = {"expect_column_values_to_pass_gb11643_checksum", "expect_table_row_count_to_be_within_ratio_of_previous"}
 UNIQUENESS = {"expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"}
 TABLE_LEVEL = {"expect_table_row_count_to_be_between", "expect_table_row_count_to_be_within_ratio_of_previous"}
+# Expectations whose failure speaks of the table as a whole, not of a row: the only ones that block.
+SYSTEMIC = UNIQUENESS | TABLE_LEVEL
 
 # Columns whose values are never written out in clear (samples in check_result and Data Docs).
 SENSITIVE = {"id_number": "id", "sfzjh": "id", "idCard": "id", "公民身份号码": "id",
@@ -126,6 +133,16 @@ class Expectation:
     def mostly(self) -> float:
         return float(self.kwargs.get("mostly", 1.0))
 
+    @property
+    def blocking(self) -> bool:
+        """Severity ``error`` and systemic (uniqueness, row count): a failure holds back the table."""
+        return self.severity == "error" and self.type in SYSTEMIC
+
+    @property
+    def effective_severity(self) -> str:
+        """What a failure counts as: ``error`` only when it blocks; a row-level problem is a ``warning``."""
+        return "error" if self.blocking else "warning"
+
 
 @dataclass(frozen=True)
 class Suite:
@@ -138,7 +155,7 @@ class Suite:
 
     @property
     def blocking(self) -> bool:
-        return any(e.severity == "error" for e in self.expectations)
+        return any(e.blocking for e in self.expectations)
 
     @property
     def asset_str(self) -> str:
@@ -299,7 +316,7 @@ class SuiteResult:
 
     @property
     def failed_errors(self) -> list[Outcome]:
-        return [o for o in self.failed if o.expectation.severity == "error"]
+        return [o for o in self.failed if o.expectation.blocking]
 
 
 def _success(exp: Expectation, unexpected: int, denominator: int) -> bool:
@@ -561,7 +578,7 @@ def gx_expectation(exp: Expectation, dtypes: dict[str, Any] | None = None) -> An
         kwargs = _timestamp_bounds(kwargs, dtypes.get(exp.kwargs["column"]))
     cls = get_expectation_impl(exp.type)
     meta = {"hub_id": exp.id, "hub_severity": exp.severity}
-    return cls(**kwargs, severity="critical" if exp.severity == "error" else "warning",
+    return cls(**kwargs, severity="critical" if exp.blocking else "warning",
                description=exp.description or None, meta=meta)
 
 
@@ -785,7 +802,7 @@ def record_results(con: duckdb.DuckDBPyConnection, results: Iterable[SuiteResult
             if res.docs_page:
                 detail["data_docs"] = str(res.docs_page)
             rows.append((check_name(res.suite, o.expectation), res.suite.asset_str,
-                         GX_ENGINE_NAME if o.engine == GX_ENGINE_NAME else "sql", o.expectation.severity,
+                         GX_ENGINE_NAME if o.engine == GX_ENGINE_NAME else "sql", o.expectation.effective_severity,
                          o.success, o.evaluated, o.unexpected, json.dumps(detail, ensure_ascii=False, default=str),
                          res.run_id, res.checked_at))
     if rows:
@@ -834,7 +851,7 @@ def build_data_docs(results: Sequence[SuiteResult], qdir: Path, runner: _GxRunne
             info = {"raised_exception": bool(o.error), "exception_message": o.error, "exception_traceback": None}
             evrs.append(ExpectationValidationResult(success=o.success, expectation_config=configs[o.expectation.id],
                                                     result=o.result, exception_info=info,
-                                                    meta={"engine": o.engine, "severity": o.expectation.severity}))
+                                                    meta={"engine": o.engine, "severity": o.expectation.effective_severity}))
         ok = sum(o.success for o in res.outcomes)
         run = RunIdentifier(run_name=res.run_id, run_time=res.checked_at)
         batch = f"{res.suite.table}-{res.engine}"

@@ -152,7 +152,9 @@ def test_injected_bad_values_fail_with_the_right_expectation(wh):
     assert checksum.engine == "sql" and checksum.unexpected == 1
     assert checksum.result["partial_unexpected_list"] == [bad_id[:6] + "*" * 12]  # masked to the area code
     assert [o.expectation.id for o in dues.failed] == ["expect_column_values_to_be_between(paid)"]
-    assert dues.failed[0].unexpected == 2 and person.failed_errors and dues.failed_errors
+    assert dues.failed[0].unexpected == 2
+    # bad values in single rows are reported, never blocking (quality/blocking.py), whatever the suite says
+    assert not gender.expectation.blocking and not person.failed_errors and not dues.failed_errors
 
 
 def test_check_result_history_grows_and_data_docs_name_the_suites(wh, tmp_path):
@@ -175,7 +177,8 @@ def test_check_result_history_grows_and_data_docs_name_the_suites(wh, tmp_path):
                             WHERE check_name = 'warehouse.dim_person:expect_column_values_to_be_in_set(gender)'
                             ORDER BY checked_at""").fetchall()
     assert [(r[0], r[1], r[2], r[3], r[4]) for r in history[-2:]] == [
-        ("run-clean", True, "error", "great_expectations", 0), ("run-bad", False, "error", "great_expectations", 1)]
+        ("run-clean", True, "warning", "great_expectations", 0),
+        ("run-bad", False, "warning", "great_expectations", 1)]  # a row-level expectation: recorded as a warning
     detail = json.loads(history[-1][5])
     assert detail["partial_unexpected_list"] == ["7"] and detail["kwargs"]["column"] == "gender"
     assert detail["kwargs"]["value_set_from"] == [{"codeset": "gender"}]
@@ -208,7 +211,7 @@ expectations:
     wh.execute("DELETE FROM warehouse.shrink_probe WHERE grade_id % 10 <> 0")  # down to 10 %
     shrunk = run_gate(wh, [suite], docs=False)
     count = _outcome(shrunk[0], "expect_table_row_count_to_be_within_ratio_of_previous()")
-    assert not count.success and count.expectation.severity == "error"
+    assert not count.success and count.expectation.severity == "error" and count.expectation.blocking
     assert count.result["details"]["previous"] == full and count.result["details"]["ratio"] < 0.11
     # the failed count is not a baseline: the next run still compares with the last count that passed
     again = run_gate(wh, [suite], docs=False)
@@ -247,18 +250,39 @@ def test_dagster_checks_pass_block_and_link_to_data_docs(wh_path, tmp_path, monk
     probe = dg.AssetKey(["publish", "probe"])
     assert probe in {e.asset_key for e in ok.get_asset_materialization_events()}
 
+    # One bad value in one row: reported (WARN) with its count and the key of the row; nothing held back.
     con = connect(wh_path)
-    key, gender = con.execute("SELECT person_key, gender FROM warehouse.dim_person LIMIT 1").fetchone()
+    key, gender = con.execute("SELECT person_key, gender FROM warehouse.dim_person ORDER BY person_key LIMIT 1"
+                              ).fetchone()
     con.execute("UPDATE warehouse.dim_person SET gender = '7' WHERE person_key = ?", [key])
+    con.close()
+    try:
+        row = dg.materialize([stubs, downstream, *checks], resources=resources, raise_on_error=False)
+    finally:
+        con = connect(wh_path)
+        con.execute("UPDATE warehouse.dim_person SET gender = ? WHERE person_key = ?", [gender, key])
+        con.close()
+    evaluation = next(e for e in row.get_asset_check_evaluations() if e.asset_key == keys[0])
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    failing = evaluation.metadata["failing"].value
+    assert [(f["expectation"], f["unexpected"], f["blocking"], f["sample_keys"]) for f in failing] == [
+        ("expect_column_values_to_be_in_set(gender)", 1, False, [key])]
+    assert probe in {e.asset_key for e in row.get_asset_materialization_events()}, "a bad row stops nothing"
+
+    # A person twice (a key that repeats): systemic, blocking; what is built on the table is held back.
+    con = connect(wh_path)
+    con.execute("INSERT INTO warehouse.dim_person SELECT * FROM warehouse.dim_person WHERE person_key = ?", [key])
     con.close()
     try:
         bad = dg.materialize([stubs, downstream, *checks], resources=resources, raise_on_error=False)
     finally:
         con = connect(wh_path)
-        con.execute("UPDATE warehouse.dim_person SET gender = ? WHERE person_key = ?", [gender, key])
+        con.execute("DELETE FROM warehouse.dim_person WHERE rowid = (SELECT max(rowid) FROM warehouse.dim_person "
+                    "WHERE person_key = ?)", [key])
         con.close()
     evaluation = next(e for e in bad.get_asset_check_evaluations() if e.asset_key == keys[0])
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
-    failing = evaluation.metadata["failing"].value
-    assert [f["expectation"] for f in failing] == ["expect_column_values_to_be_in_set(gender)"]
+    blocking = [f for f in evaluation.metadata["failing"].value if f["blocking"]]
+    assert [f["expectation"] for f in blocking] == ["expect_column_values_to_be_unique(person_key)"]
+    assert "HAVING count(*) > 1" in blocking[0]["look_at"]
     assert probe not in {e.asset_key for e in bad.get_asset_materialization_events()}  # held back: blocking

@@ -98,9 +98,12 @@ SELECT
     lead(p.seen_at) OVER (PARTITION BY p.person_no ORDER BY p.seen_at) IS NULL AS is_current,
     p.load_id
 FROM previous p
-LEFT JOIN (SELECT DISTINCT person_key, record_key FROM warehouse.bridge_person_record
-           WHERE system IN ('party', 'development')) b ON b.record_key = p.person_no
-LEFT JOIN warehouse.dim_person dp ON b.person_key IS NULL AND p.person_no IN (dp.staff_no, dp.student_no)
+-- one row per number on each side, so that two persons sharing a number cannot duplicate a version: the
+-- party record's person where the party registers agree on one, else the one person the number leads to
+LEFT JOIN (SELECT record_key, CASE WHEN count(DISTINCT person_key) = 1 THEN min(person_key) END AS person_key
+           FROM warehouse.bridge_person_record
+           WHERE system IN ('party', 'development') GROUP BY record_key) b ON b.record_key = p.person_no
+LEFT JOIN warehouse.person_number dp ON b.person_key IS NULL AND dp.person_no = p.person_no
 LEFT JOIN _affiliation a ON a.person_no = p.person_no;
 
 DELETE FROM quality.reconciliation_issue WHERE model = 'dim_party_member';
@@ -121,7 +124,7 @@ SELECT 'party_status_without_party_record', d.person_key, a.system || ',party', 
        a.system || ' says political status ' || a.political_status || ' but the party system has no current member record',
        json_object('political_status', a.political_status), 'dim_party_member'
 FROM _affiliation a
-LEFT JOIN warehouse.dim_person d ON a.person_no IN (d.staff_no, d.student_no)
+LEFT JOIN warehouse.person_number d ON d.person_no = a.person_no
 WHERE a.political_status IN ('01', '02')
   AND NOT EXISTS (SELECT 1 FROM _current c WHERE c.person_no = a.person_no AND c.register = 'member')
   AND NOT EXISTS (SELECT 1 FROM staging.stg_party_transfers t WHERE t.person_no = a.person_no)

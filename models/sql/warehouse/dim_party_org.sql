@@ -96,7 +96,9 @@ SELECT
 FROM versions v
 LEFT JOIN staging.stg_party_orgs p ON p.org_code = v.parent_code
 LEFT JOIN members m ON m.org_code = v.org_code
-LEFT JOIN warehouse.dim_person sec ON v.secretary_no IN (sec.staff_no, sec.student_no)
+-- the secretary through warehouse.person_number (one row per number; no person_key when the number leads to
+-- several persons): two persons sharing a 工号 must not duplicate an organisation version
+LEFT JOIN warehouse.person_number sec ON sec.person_no = v.secretary_no
 WINDOW w AS (PARTITION BY v.org_code ORDER BY v.seen_at ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
 
 -- Roll-ups on the current versions: an active organisation counts the members directly in it and in every
