@@ -1,6 +1,7 @@
 """The blocking check of each staging model: is the share of its rows that staging quarantined systemic?
 
-A row quarantined in staging is a problem of that row: it is kept out with its reason and stops nothing.
+A row quarantined in staging is a problem of that row: it is kept out with its reason and stops nothing
+(copies of a row and superseded versions are not counted: ``quality.blocking.NOT_FAULTS``).
 When the share of an entity's rows kept out is above its threshold (``HUB_QUARANTINE_MAX_RATE``, default
 2 %, per entity ``HUB_QUARANTINE_MAX_RATE_BY_ENTITY``), or the entity has no rows at all, the problem is
 the export or the feed, not a row: the check fails with severity ERROR and, being blocking, Dagster

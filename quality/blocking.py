@@ -30,8 +30,9 @@ from connectors.raw_zone import q
 DEFAULT_MAX_QUARANTINE_RATE = 0.02
 RATE_VAR = "HUB_QUARANTINE_MAX_RATE"
 RATE_BY_ENTITY_VAR = "HUB_QUARANTINE_MAX_RATE_BY_ENTITY"
-# Quarantine rules that are not faults of the row (a version replaced by a newer one): not counted.
-NOT_FAULTS = ("superseded",)
+# Quarantine rules that are not faults of the data, not counted in the rate: another copy of a row in the
+# same load (the accepted copy carries the record) and a version replaced by a newer one.
+NOT_FAULTS = ("duplicate_row", "superseded")
 SAMPLE_KEYS = 5
 
 
@@ -68,7 +69,7 @@ class QuarantineRate:
     source: str
     entity: str
     staged: int
-    quarantined: int                 # rows kept out for a fault of theirs (NOT_FAULTS excluded)
+    quarantined: int                 # rows kept out for a fault of theirs (NOT_FAULTS left out)
     by_rule: dict[str, int]
     samples: list[dict[str, Any]]    # rule, record_key, detail of a few quarantined rows
     threshold: float

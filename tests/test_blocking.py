@@ -54,8 +54,8 @@ def _campus(tmp_path: Path, campus_dir: Path) -> dict[str, str]:
     var = tmp_path / "var"
     var.mkdir()
     shutil.copytree(campus_dir, var / "campus")
-    # With the small campus one HR row is 2% of HR: this override keeps a single bad HR row (quarantined in
-    # staging) below HR's threshold, as it is at the campus's real size. It also shows a per-entity setting.
+    # The small campus has about 50 staff, so one HR row is 2% of HR: this per-entity setting keeps a single
+    # bad HR row quarantined in staging below HR's threshold, as it is at the campus's real size (~1,000).
     return {"HUB_VAR_DIR": str(var), "DAGSTER_HOME": str(home),
             "HUB_QUARANTINE_MAX_RATE_BY_ENTITY": "hr.staff=10%"}
 
@@ -200,3 +200,60 @@ def test_a_systemic_problem_stops_only_its_branch_and_a_bad_row_stops_nothing(tm
     finally:
         con.close()
     assert catalog["person_directory"]["row_count"] > 0 and "party_organisations" in catalog
+
+
+def test_the_quarantine_rate_check_blocks_only_what_is_built_on_its_table(tmp_path):
+    """The check through Dagster on a real warehouse: within the threshold it passes; above it, or with the
+    entity missing, it fails with ERROR and only the asset built on the table is skipped."""
+    import dagster as dg
+
+    from hub.resources import QualityResource, WarehouseResource
+    from hub.warehouse import connect
+    from pipelines.quarantine import _quarantine_rate_check
+
+    path = tmp_path / "w.duckdb"
+    con = connect(path)
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
+    con.execute("CREATE TABLE staging.stg_learning_courses AS SELECT 'LC' || i AS course_id FROM range(97) t(i)")
+    con.execute("INSERT INTO quality.quarantine (stage, source, entity, rule, record_key, detail) "
+                "SELECT 'staging', 'learning', 'courses', 'unmapped_code', 'X' || i, 'kind has no mapping' "
+                "FROM range(2) t(i) UNION ALL SELECT 'staging', 'learning', 'courses', 'duplicate_row', 'LC1', 'copy'")
+    con.close()
+    table = dg.AssetKey(["staging", "stg_learning_courses"])
+
+    @dg.asset(key=table)
+    def courses() -> None:  # the table is there already
+        return None
+
+    @dg.asset(key=["marts", "on_courses"], deps=[table])
+    def on_courses() -> None:
+        return None
+
+    @dg.asset(key=["marts", "elsewhere"])
+    def elsewhere() -> None:
+        return None
+
+    def run(rate: float):
+        return dg.materialize([courses, on_courses, elsewhere, _quarantine_rate_check("stg_learning_courses")],
+                              raise_on_error=False,
+                              resources={"warehouse": WarehouseResource(path=str(path)),
+                                         "quality": QualityResource(quarantine_max_rate_by_entity={
+                                             "learning.courses": rate})})
+
+    def outcome(result):
+        [e] = result.get_asset_check_evaluations()
+        built = {k.path[-1] for k in (m.asset_key for m in result.get_asset_materialization_events())}
+        return e.passed, e.severity, e.metadata["quarantined"].value, built
+
+    # 2 of 99 rows (the copy of a row is not a fault): 2.02% is above 2%, within 5%
+    assert outcome(run(0.05)) == (True, dg.AssetCheckSeverity.ERROR, 2, {"stg_learning_courses", "on_courses",
+                                                                         "elsewhere"})
+    assert outcome(run(0.02)) == (False, dg.AssetCheckSeverity.ERROR, 2, {"stg_learning_courses", "elsewhere"})
+    con = connect(path)
+    con.execute("DELETE FROM staging.stg_learning_courses")
+    con.execute("DELETE FROM quality.quarantine")
+    con.close()
+    failed = run(0.05)
+    assert outcome(failed)[:1] == (False,) and outcome(failed)[3] == {"stg_learning_courses", "elsewhere"}
+    [e] = failed.get_asset_check_evaluations()
+    assert e.metadata["missing"].value and "whole entity is missing" in e.description
