@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from connectors.config import DEFAULT_LANDING_MEMORY, memory_bytes
-from quality.blocking import DEFAULT_MAX_QUARANTINE_RATE, RATE_BY_ENTITY_VAR, RATE_VAR, parse_rate, parse_rates
+from quality.blocking import (
+    DEFAULT_MAX_QUARANTINE_RATE,
+    RATE_BY_ENTITY_VAR,
+    RATE_VAR,
+    parse_rate,
+    parse_rates,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
