@@ -36,6 +36,7 @@ class Settings:
     published_root_url: str
     catalogue_url: str
     raw_memory_limit: str = DEFAULT_LANDING_MEMORY
+    raw_root_url: str = ""  # HUB_RAW_DIR as given: a path, or an s3:// URL (connectors/object_raw_zone.py)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -52,7 +53,8 @@ class Settings:
             # The same with every column in clear, for the restricted role only (mode 0600 or its group).
             restricted_snapshot_path=Path(env.get("HUB_RESTRICTED_SNAPSHOT",
                                                   var / "restricted" / "restricted.duckdb")).resolve(),
-            raw_dir=Path(env.get("HUB_RAW_DIR", var / "raw")).resolve(),
+            raw_dir=Path(env.get("HUB_RAW_DIR", var / "raw")).resolve()
+            if "://" not in env.get("HUB_RAW_DIR", "") else var / "raw",
             inbox_dir=Path(env.get("HUB_INBOX_DIR", var / "inbox" / "party")).resolve(),
             published_root=Path(env.get("HUB_PUBLISHED_ROOT", var / "published")).resolve()
             if "://" not in env.get("HUB_PUBLISHED_ROOT", "") else var / "published",
@@ -68,6 +70,9 @@ class Settings:
             catalogue_url=env.get("HUB_CATALOGUE_URL", ""),
             # DuckDB's memory limit while a raw load lands (the warehouse's own is HUB_DUCKDB_MEMORY_LIMIT).
             raw_memory_limit=_memory_setting(env, "HUB_RAW_MEMORY_LIMIT", DEFAULT_LANDING_MEMORY),
+            # A path or an fsspec URL (s3://…): where the raw zone's Parquet parts are kept.
+            raw_root_url=env["HUB_RAW_DIR"] if "://" in env.get("HUB_RAW_DIR", "")
+            else str(Path(env.get("HUB_RAW_DIR", var / "raw")).resolve()),
         )
 
     def source_env(self, urls: dict[str, str] | None = None) -> dict[str, str]:
