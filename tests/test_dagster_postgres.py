@@ -88,7 +88,7 @@ def test_runs_events_and_the_queue_live_in_postgresql(tmp_path, monkeypatch):
             [limit] = queue.tag_concurrency_limits
             assert (limit["key"], limit["value"], limit["limit"]) == (COLLEGE_TAG, {"applyLimitPerUniqueValue": True}, 1)
 
-            # the code location as its own gRPC server (as in deploy/compose.yaml); the daemon and the
+            # the code location as its own gRPC server (as in deploy/docker-compose.yaml); the daemon and the
             # submissions reach it over loopback
             port = _free_port()
             code_server = subprocess.Popen(
