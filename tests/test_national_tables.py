@@ -610,6 +610,19 @@ def test_province_tables_read_back_equal_to_each_college_and_one_college_rewritt
         province.publish_college(catalog, SCHOOL, roots[OTHER], datasets=("zt_dksj",))
     assert snapshots() == before
 
+    # the command: the same catalog (HUB_VAR_DIR), nothing new to commit; a bad argument is one line
+    from click.testing import CliRunner
+
+    from hub.cli import main
+
+    env = {"HUB_VAR_DIR": str(tmp_path)}
+    result = CliRunner().invoke(main, ["province", "publish", "--college", f"{OTHER}={roots[OTHER]}"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.count(f"xxdm={OTHER}: unchanged") == 6
+    result = CliRunner().invoke(main, ["province", "publish", "--college", OTHER], env=env)
+    assert result.exit_code == 2 and "expected XXDM=ROOT" in result.output
+    assert snapshots() == before
+
 
 from tests import s3_server  # noqa: E402 (the province's S3 test below)
 
