@@ -190,7 +190,7 @@ def load(targets: tuple[str, ...]) -> None:
     with open_warehouse(settings.warehouse_path) as con:
         for source, entity in wanted:
             try:
-                results = load_entity(con, settings.raw_root_url, source, entity,
+                results = load_entity(con, settings.raw_root_url or settings.raw_dir, source, entity,
                                       landing_memory=settings.raw_memory_limit)
             except Exception as exc:  # load_entity audits every failure and raises it as a SourceError
                 failed += 1

@@ -127,3 +127,14 @@ def test_the_raw_zone_keeps_committed_loads_in_the_store(s3_bucket, tmp_path, co
     assert loads == sorted([f"load_id={ok.load_id}", f"load_id={again.load_id}"]), "uncommitted loads swept"
     statuses = dict(con.execute("SELECT status, count(*) FROM quality.load_audit GROUP BY 1").fetchall())
     assert statuses == {"ok": 2, "failed": 1}
+
+
+def test_settings_keep_an_s3_raw_zone_as_a_url_and_a_local_one_as_a_path(tmp_path):
+    from hub.settings import Settings
+
+    s3 = Settings.from_env({"HUB_VAR_DIR": str(tmp_path), "HUB_RAW_DIR": "s3://campus-hub/xxdm=4145000001/raw"})
+    assert s3.raw_root_url == "s3://campus-hub/xxdm=4145000001/raw" and s3.raw_dir == tmp_path / "raw"
+    local = Settings.from_env({"HUB_VAR_DIR": str(tmp_path), "HUB_RAW_DIR": "rel/raw"})
+    assert local.raw_root_url == str(local.raw_dir) and local.raw_dir.is_absolute()
+    with pytest.raises(object_store.ObjectStoreError, match="10-digit"):
+        object_store.college_root("s3://b", "41450")
