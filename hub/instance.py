@@ -3,9 +3,10 @@
 Without ``HUB_DAGSTER_PG_URL`` nothing changes: ``DAGSTER_HOME`` is the project's ``dagster_home/``
 (SQLite, the ``duckdb_warehouse`` pool of one slot). With it set, the instance is ``deploy/dagster.yaml``:
 runs, event logs and schedules in PostgreSQL (dagster-postgres), runs queued (``QueuedRunCoordinator``)
-and started by the daemon, at most one run per value of the ``college`` tag and 8 runs in all. :func:`instance_home` gives the folder to use as
-``DAGSTER_HOME`` (``var/dagster_pg``, holding a copy of deploy/dagster.yaml): ``hub dagster-home``
-prints it, so ``DAGSTER_HOME=$(hub dagster-home) dagster dev -w workspace.yaml`` runs on PostgreSQL.
+and started by the daemon, at most one run per value of the ``college`` tag (:func:`college_tags`) and
+8 runs in all. :func:`instance_home` gives the folder to use as ``DAGSTER_HOME`` (``var/dagster_pg``,
+holding a copy of deploy/dagster.yaml): ``hub dagster-home`` prints it, so
+``DAGSTER_HOME=$(hub dagster-home) dagster dev -w workspace.yaml`` runs on PostgreSQL.
 """
 
 from __future__ import annotations

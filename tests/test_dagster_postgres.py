@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.instance import COLLEGE_TAG, PG_URL_VAR, InstanceConfigError, instance_home
+from hub.instance import COLLEGE_TAG, PG_URL_VAR, InstanceConfigError, college_tags, instance_home
 from hub.settings import PROJECT_ROOT
 from tests.pg_database import fresh_database
 
@@ -103,7 +103,7 @@ def test_runs_events_and_the_queue_live_in_postgresql(tmp_path, monkeypatch):
             # three runs submitted as `dagster job launch` does: two for college A, one for college B
             for i, xxdm in enumerate((A, A, B)):
                 execute_launch_command(instance=instance, workspace_opts=WorkspaceOpts(workspace=[str(workspace)]),
-                                       job_name="college_job", tags=json.dumps({COLLEGE_TAG: xxdm, "order": str(i)}))
+                                       job_name="college_job", tags=json.dumps({**college_tags(xxdm), "order": str(i)}))
             with psycopg.connect(plain) as pg:
                 statuses = [r[0] for r in pg.execute("SELECT status FROM runs").fetchall()]
             assert statuses == ["QUEUED"] * 3, "submitted runs wait in PostgreSQL's queue"
