@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 		{ echo "Python 3.11 or newer is needed (found: $$($(PY) --version 2>&1)); set PY=python3.x"; exit 1; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,scale]'
 	@touch $@
 
 install: $(STAMP)

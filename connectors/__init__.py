@@ -8,6 +8,7 @@ import duckdb
 
 from connectors.base import ExtractStats, SourceError
 from connectors.config import DEFAULT_LANDING_MEMORY, ConfigError, Entity, Source, load_sources
+from connectors.object_raw_zone import open_raw_zone
 from connectors.raw_zone import AuditedFailure, LoadResult, RawZone, failure_reason
 
 __all__ = ["DEFAULT_LANDING_MEMORY", "ConfigError", "Entity", "LoadResult", "Source", "SourceError", "load_entity", "load_sources"]
@@ -22,7 +23,7 @@ def load_entity(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, source: Sou
     Whatever fails (configuration, connection, the source, landing; any error type) writes a ``failed``
     row in ``quality.load_audit`` with a one-line reason naming source and entity, and is raised as a
     :class:`SourceError` with that line: a caller loading several entities reports it and goes on."""
-    zone = RawZone(con, raw_dir, landing_memory)
+    zone = open_raw_zone(con, raw_dir, landing_memory)  # a folder, or an s3:// URL (connectors/object_raw_zone.py)
     try:
         return _load(zone, source, entity)
     except AuditedFailure:

@@ -190,7 +190,7 @@ def load(targets: tuple[str, ...]) -> None:
     with open_warehouse(settings.warehouse_path) as con:
         for source, entity in wanted:
             try:
-                results = load_entity(con, settings.raw_dir, source, entity,
+                results = load_entity(con, settings.raw_root_url or settings.raw_dir, source, entity,
                                       landing_memory=settings.raw_memory_limit)
             except Exception as exc:  # load_entity audits every failure and raises it as a SourceError
                 failed += 1
@@ -303,6 +303,43 @@ def inbox_retry(file: str) -> None:
     from hub.status import retry_inbox_file
 
     console.print(retry_inbox_file(Settings.from_env(), file), highlight=False)
+
+
+@main.command("dagster-home")
+@_friendly
+def dagster_home() -> None:
+    """Print the DAGSTER_HOME to use: dagster_home/ (SQLite), or with HUB_DAGSTER_PG_URL set a folder
+    holding deploy/dagster.yaml (PostgreSQL, queued runs, one per college): docs/deploy.md."""
+    from hub.instance import instance_home
+
+    click.echo(instance_home(Settings.from_env()))
+
+
+@main.group()
+def province() -> None:
+    """The province's Iceberg tables of the six national tables (docs/scale-out.md)."""
+
+
+@province.command("publish")
+@click.option("--college", "colleges", multiple=True, metavar="XXDM=ROOT",
+              help="A college's 学校代码 and its published root (path or s3:// URL); repeatable. "
+                   "Default: HUB_SCHOOL_CODE and HUB_PUBLISHED_ROOT.")
+@_friendly
+def province_publish(colleges: tuple[str, ...]) -> None:
+    """Make each college's partition of the province's tables its current published national datasets
+    (one Iceberg commit per college and table; unchanged versions commit nothing)."""
+    from hub import province as prov
+
+    settings = Settings.from_env()
+    pairs = [c.partition("=")[::2] for c in colleges] or [(settings.school_code, settings.published_root_url)]
+    catalog = prov.open_catalog()
+    for xxdm, root in pairs:
+        if not root:
+            raise ValueError(f"--college {xxdm!r}: expected XXDM=ROOT")
+        for c in prov.publish_college(catalog, xxdm, root):
+            state = "committed" if c.changed else "unchanged"
+            console.print(f"{prov.NAMESPACE}.{c.dataset} xxdm={c.xxdm}: {state} {c.version}, {c.rows:,} rows "
+                          f"({c.seconds:.2f} s)", highlight=False)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ Layout::
 
 A version is written completely (on a local root: into a hidden folder renamed into place; elsewhere:
 uploaded file by file, the manifest last) and only then made current by replacing ``catalog.json``
-(locally: temporary file, fsync, ``os.replace``; object stores replace an object atomically). A reader
+(locally: temporary file, fsync, ``os.replace`` under a lock; on S3 a PUT conditional on the ETag the
+catalog was read at, retried when another publisher got there first: hub.object_store). A reader
 that follows the catalog always lands on a complete version; a publish that fails or is killed leaves
 the previous version current. The same content publishes no new version. Datasets for the restricted
 audience are written with Parquet modular encryption (hub.encryption); no other audience may carry a
@@ -35,7 +36,7 @@ import fsspec
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from hub import encryption
+from hub import encryption, object_store
 
 SENSITIVITY = ("public", "internal", "restricted")
 AUDIENCES = ("public", "internal", "restricted")
@@ -102,10 +103,11 @@ def _filesystem(root: str | Path) -> tuple[fsspec.AbstractFileSystem, str]:
 
 def read_catalog(root: str | Path) -> dict[str, Any]:
     fs, base = _filesystem(root)
-    path = f"{base}/catalog.json"
-    if not fs.exists(path):
+    try:  # read, not exists() first: an object store's listing cache may not know a new catalog yet
+        data = fs.cat_file(f"{base}/catalog.json")
+    except FileNotFoundError:
         return {"datasets": {}}
-    return json.loads(fs.cat_file(path).decode("utf-8"))
+    return json.loads(data.decode("utf-8"))
 
 
 def read_manifest(root: str | Path, name: str) -> dict[str, Any]:
@@ -211,7 +213,7 @@ class Publisher:
     # -- the switch --------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _catalog_lock(self) -> Iterator[None]:
-        if not self.local:  # object stores: writers are serialised by the warehouse pool
+        if not self.local:  # object stores: the catalog is replaced by a conditional write instead
             yield
             return
         Path(self.base).mkdir(parents=True, exist_ok=True)
@@ -223,8 +225,8 @@ class Publisher:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _switch(self, spec: DatasetSpec, manifest: dict[str, Any]) -> None:
-        with self._catalog_lock():
-            catalog = read_catalog(self.root)
+        def updated(current: bytes | None) -> bytes:
+            catalog = json.loads(current.decode("utf-8")) if current else {"datasets": {}}
             catalog.setdefault("datasets", {})[spec.name] = {
                 "current_version": manifest["version"],
                 "manifest": f"{spec.name}/{manifest['version']}/manifest.json",
@@ -233,14 +235,19 @@ class Publisher:
                 "updated_at": manifest["created_at"],
             }
             catalog["updated_at"] = manifest["created_at"]
-            if self.local:
-                _write_local_atomic(Path(self.base) / "catalog.json", _dumps(catalog))
-            else:
-                self.fs.pipe_file(f"{self.base}/catalog.json", _dumps(catalog))
+            return _dumps(catalog)
+
+        if not self.local:  # no rename, no lock: a conditional PUT on the catalog's ETag (hub.object_store)
+            object_store.conditional_update(self.fs, f"{self.base}/catalog.json", updated)
+            return
+        with self._catalog_lock():
+            path = Path(self.base) / "catalog.json"
+            _write_local_atomic(path, updated(path.read_bytes() if path.exists() else None))
 
     def _prune(self, name: str) -> None:
         current = read_catalog(self.root)["datasets"][name]["current_version"]
         folder = f"{self.base}/{name}"
+        self.fs.invalidate_cache(folder)  # an object store's listing cache: list what is there now
         versions = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))
         versions = [v for v in versions if v.startswith("v")]
         for old in versions[:-self.keep_versions]:

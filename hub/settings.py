@@ -46,6 +46,7 @@ class Settings:
     # Blocking is for what is systemic (quality/blocking.py): a staging model's quarantine rate above this.
     quarantine_max_rate: float = 0.02
     quarantine_max_rate_by_entity: dict[str, float] = field(default_factory=dict)
+    raw_root_url: str = ""  # HUB_RAW_DIR as given: a path, or an s3:// URL (connectors/object_raw_zone.py)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -62,7 +63,8 @@ class Settings:
             # The same with every column in clear, for the restricted role only (mode 0600 or its group).
             restricted_snapshot_path=Path(env.get("HUB_RESTRICTED_SNAPSHOT",
                                                   var / "restricted" / "restricted.duckdb")).resolve(),
-            raw_dir=Path(env.get("HUB_RAW_DIR", var / "raw")).resolve(),
+            raw_dir=Path(env.get("HUB_RAW_DIR", var / "raw")).resolve()
+            if "://" not in env.get("HUB_RAW_DIR", "") else var / "raw",
             inbox_dir=Path(env.get("HUB_INBOX_DIR", var / "inbox" / "party")).resolve(),
             published_root=Path(env.get("HUB_PUBLISHED_ROOT", var / "published")).resolve()
             if "://" not in env.get("HUB_PUBLISHED_ROOT", "") else var / "published",
@@ -82,6 +84,9 @@ class Settings:
             # it (2% or 0.02), and per source.entity: HUB_QUARANTINE_MAX_RATE_BY_ENTITY=hr.staff=5%,…
             quarantine_max_rate=parse_rate(env.get(RATE_VAR, DEFAULT_MAX_QUARANTINE_RATE), RATE_VAR),
             quarantine_max_rate_by_entity=parse_rates(env.get(RATE_BY_ENTITY_VAR, "")),
+            # A path or an fsspec URL (s3://…): where the raw zone's Parquet parts are kept.
+            raw_root_url=env["HUB_RAW_DIR"] if "://" in env.get("HUB_RAW_DIR", "")
+            else str(Path(env.get("HUB_RAW_DIR", var / "raw")).resolve()),
         )
 
     def source_env(self, urls: dict[str, str] | None = None) -> dict[str, str]:

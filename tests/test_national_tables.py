@@ -499,3 +499,180 @@ def test_the_bound_school_code_comes_from_settings(wh):
         assert wh.execute(f"SELECT DISTINCT xxdm FROM ({SPECS['zt_dksj'].query})").fetchall() == [("4512345678",)]
     finally:
         bind(wh, school_code=SCHOOL, key_secret=SECRET)
+
+
+# ---------------------------------------------------------------------------------------------- the province
+# hub/province.py: two colleges' national tables, each as the college itself published it, written as
+# partitions of the six Iceberg tables and read back through pyiceberg, and through pyarrow and DuckDB
+# over the tables' data files: equal to each college's own published version; a college rewritten
+# leaves the other's rows and data files untouched.
+
+OTHER = "4145000002"
+
+
+@pytest.fixture(scope="module")
+def two_colleges(tmp_path_factory, wh, root) -> dict[str, str]:
+    """xxdm -> published root: college A's is a copy of ``root`` (the module's own stays as it is), college
+    B's the same warehouse bound to another school code and key."""
+    base = tmp_path_factory.mktemp("province")
+    roots = {SCHOOL: str(base / f"published-{SCHOOL}"), OTHER: str(base / f"published-{OTHER}")}
+    shutil.copytree(root, roots[SCHOOL])
+    try:
+        bind(wh, school_code=OTHER, key_secret="college-b-secret")
+        for spec in NATIONAL_DATASETS:
+            Publisher(roots[OTHER]).publish(wh, spec, lineage=[], quality={})
+    finally:
+        bind(wh, school_code=SCHOOL, key_secret=SECRET)
+    return roots
+
+
+def _sorted_rows(table) -> list[tuple]:
+    columns = sorted(table.column_names)
+    return sorted(zip(*[table.column(c).to_pylist() for c in columns], strict=True), key=repr)
+
+
+def _province_equals_published(catalog, roots: dict[str, str], read_files) -> None:
+    import pyarrow.dataset as pads
+
+    from hub import province
+    from pipelines.national import NATIONAL
+
+    for dataset in province.national_datasets():
+        over_files = read_files(province.data_files(catalog, dataset))
+        for xxdm, published_root in roots.items():
+            _, published = province.read_published(published_root, dataset)
+            assert published.num_rows > 0, f"{dataset} of {xxdm} has rows to compare"
+            assert _sorted_rows(province.read_college(catalog, dataset, xxdm)) == _sorted_rows(published), \
+                f"{dataset} {xxdm} through pyiceberg"
+            mine = over_files.filter(pads.field(NATIONAL.published_names[dataset]["xxdm"]) == xxdm)
+            assert _sorted_rows(mine) == _sorted_rows(published), f"{dataset} {xxdm} over the data files"
+
+
+def _local_files(files: list[str]):
+    import pyarrow.dataset as pads
+
+    return pads.dataset([f.removeprefix("file://") for f in files], format="parquet").to_table()
+
+
+def test_province_tables_read_back_equal_to_each_college_and_one_college_rewritten_alone(wh, two_colleges,
+                                                                                          tmp_path):
+    from hub import province
+
+    roots = two_colleges
+    catalog = province.open_catalog(province.catalog_properties(env={"HUB_VAR_DIR": str(tmp_path)}))
+    assert catalog.properties["uri"] == f"sqlite:///{tmp_path / 'province' / 'catalog.sqlite'}"
+    for xxdm, published_root in roots.items():
+        commits = province.publish_college(catalog, xxdm, published_root)
+        assert [c.dataset for c in commits] == list(province.national_datasets())
+        assert all(c.changed for c in commits)
+    _province_equals_published(catalog, roots, _local_files)
+    assert [f.name for f in catalog.load_table("national.zt_dyfzsj").spec().fields] == ["xxdm"]
+    assert {p.split("/")[-2] for p in province.data_files(catalog, "zt_dyfzsj")} == {f"xxdm={SCHOOL}",
+                                                                                     f"xxdm={OTHER}"}
+    # DuckDB over the same files (hive_partitioning off: xxdm is in the files, as text)
+    files = [f.removeprefix("file://") for f in province.data_files(catalog, "zt_dksj")]
+    counts = dict(duckdb.sql(f"SELECT xxdm, count(*) FROM read_parquet({files}, hive_partitioning = false) "
+                             "GROUP BY 1").fetchall())
+    assert counts == {x: read_catalog(r)["datasets"]["zt_dksj"]["row_count"] for x, r in roots.items()}
+
+    # the same versions again: nothing committed
+    def snapshots():
+        return {d: catalog.load_table(f"national.{d}").metadata.current_snapshot_id
+                for d in province.national_datasets()}
+
+    before = snapshots()
+    assert not any(c.changed for c in province.publish_college(catalog, SCHOOL, roots[SCHOOL]))
+    assert snapshots() == before
+
+    # college A publishes new versions (another key: every zjsjwyxbs changes); B's rows and files stay
+    def files_of(xxdm):
+        return {d: {f for f in province.data_files(catalog, d) if f"xxdm={xxdm}" in f}
+                for d in province.national_datasets()}
+
+    b_files, a_files = files_of(OTHER), files_of(SCHOOL)
+    try:
+        bind(wh, school_code=SCHOOL, key_secret="rotated-secret")
+        for spec in NATIONAL_DATASETS:
+            assert Publisher(roots[SCHOOL]).publish(wh, spec, lineage=[], quality={})["changed"]
+    finally:
+        bind(wh, school_code=SCHOOL, key_secret=SECRET)
+    assert all(c.changed for c in province.publish_college(catalog, SCHOOL, roots[SCHOOL]))
+    _province_equals_published(catalog, roots, _local_files)
+    assert files_of(OTHER) == b_files, "college B's data files are untouched"
+    assert all(not (files_of(SCHOOL)[d] & a_files[d]) for d in a_files), "college A's files were replaced"
+    for d in province.national_datasets():
+        assert catalog.load_table(f"national.{d}").properties[f"hub.source.{SCHOOL}"] == \
+            read_catalog(roots[SCHOOL])["datasets"][d]["current_version"]
+
+    # another college's published root under this college's code: refused, nothing changes
+    before = snapshots()
+    with pytest.raises(PublishError, match=f"holds xxdm \\['{OTHER}'\\], not only {SCHOOL}"):
+        province.publish_college(catalog, SCHOOL, roots[OTHER], datasets=("zt_dksj",))
+    assert snapshots() == before
+
+    # the command: the same catalog (HUB_VAR_DIR), nothing new to commit; a bad argument is one line
+    from click.testing import CliRunner
+
+    from hub.cli import main
+
+    env = {"HUB_VAR_DIR": str(tmp_path)}
+    result = CliRunner().invoke(main, ["province", "publish", "--college", f"{OTHER}={roots[OTHER]}"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.count(f"xxdm={OTHER}: unchanged") == 6
+    result = CliRunner().invoke(main, ["province", "publish", "--college", OTHER], env=env)
+    assert result.exit_code == 2 and "expected XXDM=ROOT" in result.output
+    assert snapshots() == before
+
+
+from tests import s3_server  # noqa: E402 (the province's S3 test below)
+
+s3_endpoint, s3_bucket = s3_server.s3_endpoint, s3_server.s3_bucket  # fixtures: moto's S3 server on loopback
+
+
+@pytest.mark.postgres
+def test_province_catalog_on_postgresql_and_warehouse_on_s3_with_colleges_committing_at_once(two_colleges,
+                                                                                             s3_bucket):
+    """The production shape: catalog in PostgreSQL, data and metadata on the S3 API; the two colleges'
+    commits race on every table (the catalog's compare-and-swap, retried)."""
+    import os
+    import threading
+
+    import fsspec
+    import psycopg
+    import pyarrow.dataset as pads
+
+    from hub import province
+    from tests.pg_database import fresh_database
+
+    roots = two_colleges
+    with fresh_database("hub_iceberg_test") as url:
+        env = {**os.environ, "HUB_ICEBERG_CATALOG_URI": url.replace("postgresql://", "postgresql+psycopg://"),
+               "HUB_ICEBERG_WAREHOUSE": f"s3://{s3_bucket}/province"}
+        catalog = province.open_catalog(province.catalog_properties(env=env))
+        results, errors = {}, []
+
+        def run(xxdm):
+            try:
+                results[xxdm] = province.publish_college(catalog, xxdm, roots[xxdm])
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(x,)) for x in roots]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors and sorted(results) == sorted(roots)
+
+        def over_s3(files):
+            assert all(f.startswith(f"s3://{s3_bucket}/province/national/") for f in files)
+            return pads.dataset([f.removeprefix("s3://") for f in files], format="parquet",
+                                filesystem=fsspec.filesystem("s3")).to_table()
+
+        _province_equals_published(catalog, roots, over_s3)
+        with psycopg.connect(url) as pg:
+            rows = pg.execute("SELECT table_namespace, table_name, metadata_location FROM iceberg_tables "
+                              "ORDER BY table_name").fetchall()
+        assert [(ns, name) for ns, name, _ in rows] == [("national", d) for d in sorted(province.national_datasets())]
+        assert all(loc.startswith(f"s3://{s3_bucket}/province/national/") for _, _, loc in rows)
+        catalog.engine.dispose()
