@@ -9,6 +9,7 @@ import dagster as dg
 
 from hub.publisher import Column, DatasetSpec, PublishError, notify_catalogue
 from hub.resources import WAREHOUSE_POOL, PublisherResource, WarehouseResource
+from pipelines.asset_metadata import spec_code_version, spec_column_schema
 from pipelines.common import OWNER, failing_error_checks
 from pipelines.marts_publish import MART_DATASETS, MART_SOURCES
 from pipelines.national import NATIONAL_DATASETS, NATIONAL_SOURCES, bind_national, national_problems
@@ -104,6 +105,7 @@ def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         deps=([dg.AssetKey(["marts", MART_SOURCES[spec.name]])] if spec.name in MART_SOURCES
               else [dg.AssetKey(["warehouse", table]) for table in SOURCES[spec.name]]),
         description=f"{spec.description} Published as a versioned Parquet dataset ({spec.audience}).",
+        code_version=spec_code_version(spec), metadata={"dagster/column_schema": spec_column_schema(spec)},
     )
     def _publish(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                  publisher: PublisherResource) -> dg.MaterializeResult:

@@ -6,6 +6,7 @@ import dagster as dg
 from hub.resources import WAREHOUSE_POOL, IdentityResource, WarehouseResource
 from models.build import LAYERS, MART_MODELS, WAREHOUSE_MODELS, build_warehouse, model_of
 from models.standards import bind_as_of, bind_mart_settings
+from pipelines.asset_metadata import materialized_column_schema, table_metadata
 from pipelines.common import OWNER, preview, record_check
 
 
@@ -16,6 +17,7 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
         key=[layer, name], group_name=layer, kinds={"duckdb", "sql"}, owners=[OWNER],
         pool=WAREHOUSE_POOL, tags={"layer": layer}, description=model.description,
         deps=sorted({dg.AssetKey(list(model_of(layer, dep))) for layer, dep in model.reads}, key=str),
+        code_version=model.code_version, metadata=table_metadata(layer, name),
     )
     def _build(warehouse: WarehouseResource, identity: IdentityResource) -> dg.MaterializeResult:
         with warehouse.connect() as con:
@@ -25,9 +27,10 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
                 bind_as_of(con)  # the warehouse judges dates (a receipt overdue) against it too, never the clock
             rows = build_warehouse(con, name, secret=identity.person_key_secret, layer=layer)
             pv = preview(con, f"{layer}.{name}")
+            schema = materialized_column_schema(con, layer, name)
             findings = dict(con.execute("SELECT kind, count(*) FROM quality.reconciliation_issue WHERE model = ? "
                                         "GROUP BY ALL ORDER BY 1", [name]).fetchall())
-        return dg.MaterializeResult(metadata={"dagster/row_count": rows, "preview": pv,
+        return dg.MaterializeResult(metadata={"dagster/row_count": rows, "preview": pv, "dagster/column_schema": schema,
                                               "findings": dg.MetadataValue.json(findings)})
 
     return _build
