@@ -36,6 +36,7 @@ class Settings:
     published_root_url: str
     catalogue_url: str
     raw_memory_limit: str = DEFAULT_LANDING_MEMORY
+    data_docs_url: str = "http://127.0.0.1:3001"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -68,6 +69,8 @@ class Settings:
             catalogue_url=env.get("HUB_CATALOGUE_URL", ""),
             # DuckDB's memory limit while a raw load lands (the warehouse's own is HUB_DUCKDB_MEMORY_LIMIT).
             raw_memory_limit=_memory_setting(env, "HUB_RAW_MEMORY_LIMIT", DEFAULT_LANDING_MEMORY),
+            # Where `hub serve-docs` serves the Data Docs (<var>/quality/docs): the checks link there.
+            data_docs_url=env.get("HUB_DATA_DOCS_URL", "http://127.0.0.1:3001"),
         )
 
     def source_env(self, urls: dict[str, str] | None = None) -> dict[str, str]:

@@ -7,10 +7,12 @@ Expectations is imported only when a check runs (``quality.expectations``).
 """
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, WarehouseResource
+from quality.datadocs import docs_url
 from quality.expectations import SUITES_DIR, Suite, SuiteResult, suites_by_asset
 
 CHECK_NAME = "expectations"
@@ -31,7 +33,8 @@ def _metadata(results: list[SuiteResult], index: str) -> dict:
                 "unexpected": o.unexpected, "observed": o.result.get("observed_value"),
                 "samples": (o.result.get("partial_unexpected_list") or [])[:5], "error": o.error}
                for r in results for o in r.failed]
-    page = next((r.docs_page for r in results if r.docs_page), None)
+    # The asset's own suite first (dim_person also carries the suites of the tables its model writes).
+    ranked = sorted((r for r in results if r.docs_page), key=lambda r: r.suite.table != ".".join(r.suite.asset))
     meta = {
         "evaluated": sum(r.rows or 0 for r in results),
         "unexpected": sum(o.unexpected or 0 for r in results for o in r.failed),
@@ -44,8 +47,9 @@ def _metadata(results: list[SuiteResult], index: str) -> dict:
         "suites": ", ".join(r.suite.name for r in results),
         "data_docs_index": dg.MetadataValue.path(index),
     }
-    if page:
-        meta["data_docs"] = dg.MetadataValue.url(page.as_uri())
+    for i, r in enumerate(ranked):  # http links (hub serve-docs): a browser opens no file:// link from the UI
+        name = "data_docs" if i == 0 else f"data_docs {r.suite.name}"
+        meta[name] = dg.MetadataValue.url(docs_url(r.docs_page, Path(index).parent))
     return meta
 
 

@@ -883,6 +883,9 @@ def build_data_docs(results: Sequence[SuiteResult], qdir: Path, runner: _GxRunne
         identifiers += [key, ExpectationSuiteIdentifier(name=res.suite.name)]
     _prune(ctx, qdir, {r.suite.name for r in results})
     ctx.build_data_docs(site_names=["hub"], resource_identifiers=identifiers)
+    from quality.datadocs import make_offline
+
+    make_offline(qdir / "docs")  # CDN scripts and styles, and GX's S3 logo, from the site itself
     for res, key in zip(results, identifiers[::2], strict=True):
         url = ctx.get_docs_sites_urls(resource_identifier=key, site_name="hub")[0]["site_url"]
         res.docs_page = Path(url.removeprefix("file://")) if url else None
