@@ -11,6 +11,7 @@ from hub.settings import Settings
 from pipelines.expectations import expectation_checks
 from pipelines.jobs import build_automation
 from pipelines.publish import publish_assets
+from pipelines.quality_tables import quality_table_specs
 from pipelines.raw import build_raw
 from pipelines.report import party_report_asset
 from pipelines.rules import rule_checks
@@ -28,7 +29,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     assets.append(party_report_asset([a.key for a in mart_assets], settings.var_dir / "report"))
     jobs, schedules, sensors = build_automation(sources, assets)
     return dg.Definitions(
-        assets=assets,
+        assets=[*assets, *quality_table_specs([a.key for a in raw_assets])],  # not materialised: see module
         asset_checks=[*raw_checks, *warehouse_checks, *rule_checks,
                       *expectation_checks([a.key for a in assets])],
         jobs=jobs,

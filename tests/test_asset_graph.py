@@ -169,3 +169,33 @@ def test_a_materialised_table_reports_its_types_with_the_descriptions_of_the_spe
     assert cols["undocumented"].description is None and not cols["undocumented"].tags
     staging = {c.name: c for c in materialized_column_schema(con, "staging", "stg_students").columns}
     assert staging["phone"].tags == {"sensitivity": "restricted"}  # a column every preview masks
+
+
+def test_the_quality_tables_are_assets_with_the_columns_bookkeeping_creates(graph):
+    from models import sql_dir
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA IF NOT EXISTS quality; CREATE SCHEMA IF NOT EXISTS meta")
+    con.execute((sql_dir / "bookkeeping.sql").read_text(encoding="utf-8"))
+    tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables "
+                                        "WHERE table_schema = 'quality' ORDER BY 1").fetchall()]
+    assert {"quarantine", "reconciliation_issue", "rule_violation", "load_audit", "check_result"} <= set(tables)
+    for table in tables:
+        node = graph.get(dg.AssetKey(["quality", table]))
+        assert node.group_name == "quality" and node.description and not node.is_materializable
+        assert node.metadata["dagster/table_name"] == f"quality.{table}"
+        real = con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = "
+                           "'quality' AND table_name = ? ORDER BY ordinal_position", [table]).fetchall()
+        declared = [(c.name, c.type) for c in node.metadata["dagster/column_schema"].columns]
+        assert declared == [(c, t) for c, t in real], table
+    writers = graph.get(dg.AssetKey(["quality", "reconciliation_issue"])).metadata["written_by"].data
+    assert "warehouse/dim_person" in writers and "warehouse/fact_dues_payment" in writers
+    assert "staging/stg_party_orgs" in graph.get(dg.AssetKey(["quality", "quarantine"])).metadata["written_by"].data
+
+
+def test_every_quality_table_something_reads_is_a_declared_asset_not_a_stub(graph):
+    read = {k for node in graph.asset_nodes for k in node.parent_keys if k.path[0] == "quality"}
+    assert {dg.AssetKey(["quality", "quarantine"]), dg.AssetKey(["quality", "rule_violation"]),
+            dg.AssetKey(["quality", "load_audit"])} <= read
+    for key in read:
+        assert graph.get(key).group_name == "quality", key  # an undeclared dep would land in 'default'
