@@ -104,6 +104,16 @@ def model_of(layer: str, table: str) -> tuple[str, str]:
     return layer, table
 
 
+def asset_of(layer: str, table: str) -> tuple[str, str]:
+    """The asset (key path) a table belongs to: its own for every table a model writes, the side tables
+    of a script included (a multi-asset builds them together); ``staging/code_sets`` for a code set; the
+    staging model for its history and loads tables; itself otherwise (quality.*)."""
+    owner = model_of(layer, table)
+    if owner == ("staging", "code_sets") or (layer == "staging" and owner != (layer, table)):
+        return owner
+    return layer, table
+
+
 def _parse(path: Path) -> Model:
     """Read a model's header: ``-- key: value`` lines between two ``-- ---`` lines. A value is taken as
     written (a description may hold colons); a value in brackets is a YAML list."""

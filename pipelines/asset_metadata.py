@@ -133,8 +133,8 @@ def materialized_column_schema(con: duckdb.DuckDBPyConnection, schema: str, tabl
 def published_deps(spec: DatasetSpec) -> list[dg.AssetKey]:
     """The assets a published dataset reads, from its query by the SQL parser: the models that build the
     tables it names (quality.* tables included), never a hand-kept list."""
-    from models.build import model_of
+    from models.build import asset_of
     from models.sqlrefs import table_refs
 
     reads = table_refs(spec.query, where=f"dataset {spec.name}").reads
-    return sorted({dg.AssetKey(list(model_of(schema, table))) for schema, table in reads}, key=str)
+    return sorted({dg.AssetKey(list(asset_of(schema, table))) for schema, table in reads}, key=str)

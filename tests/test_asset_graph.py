@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from models import build, sqlrefs
-from models.build import LAYERS, model_of
+from models.build import LAYERS, asset_of, model_of
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +83,14 @@ def test_every_sql_model_asset_declares_exactly_the_tables_its_sql_reads_and_wri
         for name, model in models.items():
             refs = sqlrefs.table_refs(model.sql)
             node = graph.get(dg.AssetKey([layer, name]))
-            expected = {dg.AssetKey(list(model_of(*t))) for t in refs.reads - refs.writes} - {node.key}
+            expected = {dg.AssetKey(list(asset_of(*t))) for t in refs.reads - refs.writes} - {node.key}
             undeclared = expected - set(node.parent_keys)
             assert not undeclared, f"{layer}/{name} reads {sorted(map(str, undeclared))} but its asset does not declare it"
             for schema, table in refs.writes - {(layer, name)}:
-                if schema in build.LAYER_NAMES:  # another table of the model layers: owned by this model
+                if schema in build.LAYER_NAMES:  # another table of the model layers: its own asset, built here
                     assert model_of(schema, table) == (layer, name), f"{layer}/{name} writes {schema}.{table}"
+                    side = graph.get(dg.AssetKey([schema, table]))
+                    assert graph.assets_def_for_key(side.key).keys == graph.assets_def_for_key(node.key).keys
                 else:  # a side table: declared in the header
                     assert f"{schema}.{table}" in model.side_writes, f"{layer}/{name} writes {schema}.{table}"
             checked += 1
@@ -108,7 +110,7 @@ def test_published_datasets_depend_on_what_their_query_reads(graph):
 
     for spec in DATASETS:
         parents = set(graph.get(dg.AssetKey(["publish", spec.name])).parent_keys)
-        reads = {dg.AssetKey(list(model_of(*t))) for t in sqlrefs.table_refs(spec.query).reads}
+        reads = {dg.AssetKey(list(asset_of(*t))) for t in sqlrefs.table_refs(spec.query).reads}
         assert parents == reads, spec.name
     # the transfer table reads the student register and the held-back records: both are now in the graph
     transfer = set(graph.get(dg.AssetKey(["publish", "zt_dyzzgxzysj"])).parent_keys)
