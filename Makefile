@@ -35,11 +35,11 @@ demo: install  ## simulate the campus (first time), serve it, run the main job, 
 test: install  ## the whole test suite
 	HUB_MODE=test $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-ui: install  ## the Dagster UI on http://127.0.0.1:3000, with the simulated sources served
+ui: install  ## the Dagster UI on http://127.0.0.1:3000, with the simulated sources and the Data Docs (:3001) served
 	@test -f var/campus/manifest.json || $(BIN)/hub simulate --scale $(SCALE)
 	@$(BIN)/hub recover
-	@$(BIN)/hub serve-sources & SERVE=$$!; \
-		trap 'kill $$SERVE 2>/dev/null' EXIT INT TERM; \
+	@$(BIN)/hub serve-sources & SERVE=$$!; $(BIN)/hub serve-docs & DOCS=$$!; \
+		trap 'kill $$SERVE $$DOCS 2>/dev/null' EXIT INT TERM; \
 		HUB_MODE=demo $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: install

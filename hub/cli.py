@@ -114,6 +114,28 @@ def serve_sources(data: Path | None, faults: float, slow_seconds: float, seed: i
                   inbox=inbox or settings.inbox_dir)
 
 
+@main.command("serve-docs")
+@click.option("--port", type=int, default=None, help="Port (default: the one in HUB_DATA_DOCS_URL, 3001).")
+@_friendly
+def serve_docs(port: int | None) -> None:
+    """Serve the Data Docs (<var>/quality/docs) on loopback, where the checks' data_docs links point."""
+    import time
+    from urllib.parse import urlsplit
+
+    from quality.datadocs import serve
+    from quality.expectations import quality_dir
+
+    settings = Settings.from_env()
+    port = port if port is not None else (urlsplit(settings.data_docs_url).port or 80)
+    server = serve(quality_dir(settings.var_dir) / "docs", port=port)
+    console.print(f"Data Docs on http://127.0.0.1:{server.server_address[1]}/index.html (Ctrl-C stops)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
 @main.command()
 @click.argument("query")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Rows to print.")

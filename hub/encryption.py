@@ -97,5 +97,6 @@ def read_encrypted(path: str | Path, keys: dict[str, bytes] | None = None) -> pa
 
 
 def new_key() -> str:
-    """A fresh 256-bit master key, base64: ``hub key`` tooling and tests use it."""
+    """A fresh 256-bit master key, base64 (for ``HUB_KMS_MASTER_KEYS=<id>:<key>``; the tests use it).
+    There is no ``hub`` command for it: ``python -c 'from hub.encryption import new_key; print(new_key())'``."""
     return base64.b64encode(os.urandom(32)).decode()

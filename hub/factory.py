@@ -17,6 +17,7 @@ from hub.settings import Settings
 from pipelines.expectations import expectation_checks
 from pipelines.jobs import build_automation
 from pipelines.publish import publish_assets
+from pipelines.quality_tables import quality_table_specs
 from pipelines.quarantine import quarantine_rate_checks
 from pipelines.raw import build_raw
 from pipelines.report import party_report_asset
@@ -31,13 +32,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     sources = load_sources(settings.sources_file)
     raw_assets, raw_checks = build_raw(sources)
     assets = [*raw_assets, *staging_assets, *warehouse_assets, *mart_assets, *publish_assets]
-    assets.append(analyst_snapshot_asset([a.key for a in [*warehouse_assets, *mart_assets]]))
+    assets.append(analyst_snapshot_asset([k for a in [*warehouse_assets, *mart_assets] for k in a.keys]))
     assets.append(party_report_asset([a.key for a in mart_assets], settings.var_dir / "report"))
     jobs, schedules, sensors = build_automation(sources, assets)
     return dg.Definitions(
-        assets=assets,
+        assets=[*assets, *quality_table_specs([a.key for a in raw_assets])],  # not materialised: see module
         asset_checks=[*raw_checks, *warehouse_checks, *rule_checks, *quarantine_rate_checks,
-                      *expectation_checks([a.key for a in assets])],
+                      *expectation_checks([k for a in assets for k in a.keys])],
         jobs=jobs,
         schedules=schedules,
         sensors=[*sensors, dead_run_sweeper()],

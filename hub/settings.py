@@ -47,6 +47,7 @@ class Settings:
     quarantine_max_rate: float = 0.02
     quarantine_max_rate_by_entity: dict[str, float] = field(default_factory=dict)
     raw_root_url: str = ""  # HUB_RAW_DIR as given: a path, or an s3:// URL (connectors/object_raw_zone.py)
+    data_docs_url: str = "http://127.0.0.1:3001"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -87,6 +88,8 @@ class Settings:
             # A path or an fsspec URL (s3://…): where the raw zone's Parquet parts are kept.
             raw_root_url=env["HUB_RAW_DIR"] if "://" in env.get("HUB_RAW_DIR", "")
             else str(Path(env.get("HUB_RAW_DIR", var / "raw")).resolve()),
+            # Where `hub serve-docs` serves the Data Docs (<var>/quality/docs): the checks link there.
+            data_docs_url=env.get("HUB_DATA_DOCS_URL", "http://127.0.0.1:3001"),
         )
 
     def source_env(self, urls: dict[str, str] | None = None) -> dict[str, str]:

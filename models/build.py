@@ -12,13 +12,16 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import duckdb
 import yaml
 
 from connectors.raw_zone import q
-from models import codesets_dir, sql_dir
+from models import codesets_dir, sql_dir, sqlrefs
+
+LAYER_NAMES = ("staging", "warehouse", "marts")
 
 
 @dataclass(frozen=True)
@@ -26,8 +29,11 @@ class Model:
     """A SQL model file: ``models/sql/<layer>/<name>.sql`` with a YAML header in ``-- ---`` comments.
 
     Staging headers name the raw ``source`` (``system.entity``) and its ``key``; every header has a
-    ``description``. Dependencies are read from the SQL itself (``staging.x``, ``warehouse.y``), so they
-    cannot go stale. ``materialize: script`` runs the file as statements that create the table themselves.
+    ``description``. Dependencies are read from the SQL itself by a SQL parser (models/sqlrefs.py: every
+    schema-qualified table, quality.* included), so they cannot go stale. ``materialize: script`` runs the
+    file as statements that create the table themselves; a script's header declares in ``writes`` every
+    table it writes besides its own (``[warehouse.person_number, quality.reconciliation_issue]``), and a
+    header that does not match what the SQL writes is refused.
     """
 
     layer: str
@@ -42,35 +48,69 @@ class Model:
     history: bool = False    # also build <name>_history: every version, with when it was seen
     # source columns an older export may lack (added to the export later): NULL when the raw table has none
     optional_columns: tuple[str, ...] = ()
+    side_writes: tuple[str, ...] = ()  # header ``writes``: tables written besides its own, schema.table
 
     @property
     def raw_table(self) -> str:
         return f"{self.source}__{self.entity}"
 
+    @cached_property
+    def refs(self) -> sqlrefs.Refs:
+        return sqlrefs.table_refs(self.sql, where=f"models/sql/{self.layer}/{self.name}.sql")
+
+    @property
+    def runner_writes(self) -> set[tuple[str, str]]:
+        """What the runner writes for the model: its table, and for staging the quarantine and history."""
+        out = {(self.layer, self.name)}
+        if self.layer == "staging":
+            out.add(("quality", "quarantine"))
+            if self.history:
+                out |= {("staging", f"{self.name}_history"), ("staging", f"{self.name}_loads")}
+        return out
+
+    @property
+    def writes(self) -> set[tuple[str, str]]:
+        """Every table building this model writes, in any schema (quality.* included)."""
+        return self.runner_writes | set(self.refs.writes)
+
     @property
     def creates(self) -> set[tuple[str, str]]:
-        """Tables this model writes: its own, and for a script every ``CREATE ... TABLE layer.name``."""
-        made = re.findall(r"CREATE\s+(?:OR\s+REPLACE\s+)?TABLE\s+(staging|warehouse|marts)\.([a-z_][a-z0-9_]*)",
-                          self.sql, flags=re.IGNORECASE)
-        return {(self.layer, self.name), *made}
+        """Tables of the model layers this model writes: its own, and a script's other tables."""
+        return {(s, t) for s, t in self.writes if s in LAYER_NAMES}
 
     @property
     def reads(self) -> list[tuple[str, str]]:
-        """(layer, table) this model reads, from its SQL text (code sets and its own tables left out)."""
-        found = dict.fromkeys(re.findall(r"\b(staging|warehouse|marts)\.([a-z_][a-z0-9_]*)", self.sql))
-        return [(layer, name) for layer, name in found
-                if (layer, name) not in self.creates and name != "code_map" and not name.startswith("cs_")]
+        """(schema, table) this model reads, from its parsed SQL (its own tables left out), sorted."""
+        return sorted(set(self.refs.reads) - self.writes)
+
+    @cached_property
+    def code_version(self) -> str:
+        """Hash of the model's SQL and of the macros it uses (models/sqlrefs.code_version)."""
+        return sqlrefs.code_version(self.sql, where=f"models/sql/{self.layer}/{self.name}.sql")
 
 
 def model_of(layer: str, table: str) -> tuple[str, str]:
-    """The model (layer, name) that builds a table: itself, the script that creates it, or the staging
-    model whose history/loads table it is."""
+    """The model (layer, name) that builds a table: itself, the script that creates it, the staging
+    model whose history/loads table it is, or ``staging/code_sets`` for a code set. A table outside the
+    model layers (quality.*) is its own."""
+    if layer == "staging" and (table == "code_map" or table.startswith("cs_")):
+        return "staging", "code_sets"
     for model in (*STAGING_MODELS.values(), *WAREHOUSE_MODELS.values(), *MART_MODELS.values()):
         if (layer, table) in model.creates:
             return model.layer, model.name
     for suffix in ("_history", "_loads"):
         if layer == "staging" and table.endswith(suffix) and table.removesuffix(suffix) in STAGING_MODELS:
             return layer, table.removesuffix(suffix)
+    return layer, table
+
+
+def asset_of(layer: str, table: str) -> tuple[str, str]:
+    """The asset (key path) a table belongs to: its own for every table a model writes, the side tables
+    of a script included (a multi-asset builds them together); ``staging/code_sets`` for a code set; the
+    staging model for its history and loads tables; itself otherwise (quality.*)."""
+    owner = model_of(layer, table)
+    if owner == ("staging", "code_sets") or (layer == "staging" and owner != (layer, table)):
+        return owner
     return layer, table
 
 
@@ -95,11 +135,24 @@ def _parse(path: Path) -> Model:
     if "description" not in header:
         raise ValueError(f"{path}: the header needs a description")
     source, _, entity = str(header.get("source", "")).partition(".")
-    return Model(layer=path.parent.name, name=path.stem, description=str(header["description"]), sql=text,
+    declared = tuple(header.get("writes", ()))
+    model = Model(layer=path.parent.name, name=path.stem, description=str(header["description"]), sql=text,
                  source=source or None, entity=entity or None,
                  primary_key=tuple(header.get("key", ())), materialize=str(header.get("materialize", "table")),
                  snapshot=header.get("snapshot") is True, history=header.get("history") is True,
-                 optional_columns=tuple(header.get("optional_columns", ())))
+                 optional_columns=tuple(header.get("optional_columns", ())), side_writes=declared)
+    try:
+        side = {f"{s}.{t}" for s, t in model.writes - model.runner_writes}
+    except sqlrefs.SqlRefError as exc:
+        raise ValueError(str(exc)) from None
+    if side != set(declared):
+        raise ValueError(f"{path}: the SQL writes {sorted(side) or 'no other table'} besides its own table but the "
+                         f"header declares writes: {sorted(declared) or '[]'}; make the '-- writes:' line match")
+    unknown = model.refs.unresolved - ({"current"} if model.layer == "staging" else set())
+    if unknown:
+        raise ValueError(f"{path}: reads {sorted(unknown)} without a schema (not a CTE or a temporary table it "
+                         "makes); name the schema, e.g. warehouse.<table>")
+    return model
 
 
 def discover(layer: str) -> dict[str, Model]:
@@ -117,7 +170,7 @@ def build_order(targets: list[tuple[str, str]]) -> list[tuple[str, str]]:
     order: list[tuple[str, str]] = []
 
     def visit(layer: str, name: str) -> None:
-        models = LAYERS[layer]
+        models = LAYERS.get(layer, {})
         if (layer, name) in order or name not in models:
             return
         for dep in models[name].reads:

@@ -9,11 +9,13 @@ Expectations is imported only when a check runs (``quality.expectations``).
 """
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, WarehouseResource
 from quality.blocking import look_at, sample_keys
+from quality.datadocs import docs_url
 from quality.expectations import SUITES_DIR, Suite, SuiteResult, suites_by_asset
 
 CHECK_NAME = "expectations"
@@ -37,7 +39,8 @@ def _metadata(results: list[SuiteResult], index: str, keys: dict[tuple[str, str]
                 "sample_keys": keys.get((r.suite.name, o.expectation.id), []),
                 "look_at": look_at(r.suite, o.expectation), "error": o.error}
                for r in results for o in r.failed]
-    page = next((r.docs_page for r in results if r.docs_page), None)
+    # The asset's own suite first (dim_person also carries the suites of the tables its model writes).
+    ranked = sorted((r for r in results if r.docs_page), key=lambda r: r.suite.table != ".".join(r.suite.asset))
     meta = {
         "evaluated": sum(r.rows or 0 for r in results),
         "unexpected": sum(o.unexpected or 0 for r in results for o in r.failed),
@@ -51,8 +54,9 @@ def _metadata(results: list[SuiteResult], index: str, keys: dict[tuple[str, str]
         "suites": ", ".join(r.suite.name for r in results),
         "data_docs_index": dg.MetadataValue.path(index),
     }
-    if page:
-        meta["data_docs"] = dg.MetadataValue.url(page.as_uri())
+    for i, r in enumerate(ranked):  # http links (hub serve-docs): a browser opens no file:// link from the UI
+        name = "data_docs" if i == 0 else f"data_docs {r.suite.name}"
+        meta[name] = dg.MetadataValue.url(docs_url(r.docs_page, Path(index).parent))
     return meta
 
 

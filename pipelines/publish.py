@@ -9,8 +9,9 @@ import dagster as dg
 
 from hub.publisher import Column, DatasetSpec, PublishError, notify_catalogue
 from hub.resources import WAREHOUSE_POOL, PublisherResource, WarehouseResource
+from pipelines.asset_metadata import published_deps, spec_code_version, spec_column_schema
 from pipelines.common import OWNER, failing_error_checks
-from pipelines.marts_publish import MART_DATASETS, MART_SOURCES
+from pipelines.marts_publish import MART_DATASETS
 from pipelines.national import NATIONAL_DATASETS, NATIONAL_SOURCES, bind_national, national_problems
 from quality.business_rules import load_config as load_rules
 from quality.business_rules import run_rules
@@ -92,18 +93,15 @@ RESTRICTED = (
 )
 DATASETS = DATASETS + RESTRICTED + NATIONAL_DATASETS + MART_DATASETS
 
-SOURCES = {"person_directory": ["dim_person"], "party_organisations": ["dim_party_org"],
-           "person_registry_restricted": ["dim_person"], **NATIONAL_SOURCES}
-
 
 def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=["publish", spec.name], group_name="publish", kinds={"parquet", "duckdb"}, owners=[OWNER],
         pool=WAREHOUSE_POOL, tags={"layer": "publish", "audience": spec.audience},
-        deps=([dg.AssetKey(["marts", MART_SOURCES[spec.name]])] if spec.name in MART_SOURCES
-              else [dg.AssetKey(["warehouse", table]) for table in SOURCES[spec.name]]),
+        deps=published_deps(spec),  # what its query reads, by the SQL parser
         description=f"{spec.description} Published as a versioned Parquet dataset ({spec.audience}).",
+        code_version=spec_code_version(spec), metadata={"dagster/column_schema": spec_column_schema(spec)},
     )
     def _publish(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                  publisher: PublisherResource) -> dg.MaterializeResult:

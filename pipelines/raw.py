@@ -47,6 +47,7 @@ def _raw_asset(source: Source, entity: Entity) -> dg.AssetsDefinition:
         owners=[source.owner],
         tags={"layer": "raw", "source": source.name},
         pool=WAREHOUSE_POOL,
+        metadata={"dagster/table_name": f"raw.{entity.table}"},
     )
     def _load(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
               campus_sources: CampusSourcesResource) -> dg.MaterializeResult:

@@ -5,6 +5,7 @@ import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, WarehouseResource
 from models.build import STAGING_MODELS, build_staging, load_code_sets, model_of
+from pipelines.asset_metadata import materialized_column_schema, table_metadata
 from pipelines.common import OWNER, preview
 
 CODE_SETS_KEY = dg.AssetKey(["staging", "code_sets"])
@@ -30,6 +31,7 @@ def _staging_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=["staging", name], group_name="staging", kinds={"duckdb", "sql"}, owners=[OWNER],
         pool=WAREHOUSE_POOL, tags={"layer": "staging", "source": model.source},
+        code_version=model.code_version, metadata=table_metadata("staging", name),
         deps=[dg.AssetKey(["raw", model.raw_table]), CODE_SETS_KEY,
               *sorted({dg.AssetKey(list(model_of(layer, dep))) for layer, dep in model.reads}, key=str)],
         description=f"{model.description} Rows failing row-level rules (duplicate or conflicting copies, "
@@ -39,10 +41,12 @@ def _staging_asset(name: str) -> dg.AssetsDefinition:
         with warehouse.connect() as con:
             stats = build_staging(con, name)
             pv = preview(con, f"staging.{name}")
+            schema = materialized_column_schema(con, "staging", name)
         return dg.MaterializeResult(metadata={
             "dagster/row_count": stats["rows_accepted"], "rows_in": stats["rows_in"],
             "rows_rejected": stats["rows_rejected"],
-            "rejected_by_rule": dg.MetadataValue.json(stats["rejected_by_rule"]), "preview": pv})
+            "rejected_by_rule": dg.MetadataValue.json(stats["rejected_by_rule"]), "preview": pv,
+            "dagster/column_schema": schema})
 
     return _build
 

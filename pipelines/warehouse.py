@@ -4,33 +4,61 @@
 import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, IdentityResource, WarehouseResource
-from models.build import LAYERS, MART_MODELS, WAREHOUSE_MODELS, build_warehouse, model_of
+from models.build import LAYERS, MART_MODELS, WAREHOUSE_MODELS, asset_of, build_warehouse
 from models.standards import bind_as_of, bind_mart_settings
-from pipelines.common import OWNER, preview, record_check
+from pipelines.asset_metadata import materialized_column_schema, table_metadata
+from pipelines.common import OWNER, preview, record_check, table_rows
 
 
 def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition:
+    """A model's asset; a model whose script writes more tables of the model layers (dim_person:
+    bridge_person_record and person_number) is a multi-asset with one spec per table."""
     model = LAYERS[layer][name]
+    tables = [(layer, name), *sorted(model.creates - {(layer, name)})]
+    own = {dg.AssetKey(list(t)) for t in tables}
+    deps = sorted({dg.AssetKey(list(asset_of(s, t))) for s, t in model.reads} - own, key=str)
 
-    @dg.asset(
-        key=[layer, name], group_name=layer, kinds={"duckdb", "sql"}, owners=[OWNER],
-        pool=WAREHOUSE_POOL, tags={"layer": layer}, description=model.description,
-        deps=sorted({dg.AssetKey(list(model_of(layer, dep))) for layer, dep in model.reads}, key=str),
-    )
-    def _build(warehouse: WarehouseResource, identity: IdentityResource) -> dg.MaterializeResult:
+    def build(warehouse: WarehouseResource, identity: IdentityResource) -> dict[tuple[str, str], dict]:
         with warehouse.connect() as con:
             if layer == "marts":
                 bind_mart_settings(con)  # as-of date and assessment standards, as session variables
             else:
                 bind_as_of(con)  # the warehouse judges dates (a receipt overdue) against it too, never the clock
             rows = build_warehouse(con, name, secret=identity.person_key_secret, layer=layer)
-            pv = preview(con, f"{layer}.{name}")
             findings = dict(con.execute("SELECT kind, count(*) FROM quality.reconciliation_issue WHERE model = ? "
                                         "GROUP BY ALL ORDER BY 1", [name]).fetchall())
-        return dg.MaterializeResult(metadata={"dagster/row_count": rows, "preview": pv,
-                                              "findings": dg.MetadataValue.json(findings)})
+            out = {}
+            for s, t in tables:
+                out[(s, t)] = {"dagster/row_count": rows if (s, t) == (layer, name) else table_rows(con, f"{s}.{t}"),
+                               "preview": preview(con, f"{s}.{t}"),
+                               "dagster/column_schema": materialized_column_schema(con, s, t)}
+            out[(layer, name)]["findings"] = dg.MetadataValue.json(findings)
+        return out
 
-    return _build
+    if len(tables) == 1:
+        @dg.asset(
+            key=[layer, name], group_name=layer, kinds={"duckdb", "sql"}, owners=[OWNER],
+            pool=WAREHOUSE_POOL, tags={"layer": layer}, description=model.description, deps=deps,
+            code_version=model.code_version, metadata=table_metadata(layer, name),
+        )
+        def _build(warehouse: WarehouseResource, identity: IdentityResource) -> dg.MaterializeResult:
+            return dg.MaterializeResult(metadata=build(warehouse, identity)[(layer, name)])
+
+        return _build
+
+    specs = [dg.AssetSpec(
+        key=[s, t], group_name=layer, kinds={"duckdb", "sql"}, owners=[OWNER], tags={"layer": layer}, deps=deps,
+        description=model.description if (s, t) == (layer, name) else
+        f"{s}.{t}, built by models/sql/{layer}/{name}.sql in one transaction with {layer}.{name}: "
+        f"{model.description}",
+        code_version=model.code_version, metadata=table_metadata(s, t)) for s, t in tables]
+
+    @dg.multi_asset(name=f"{layer}__{name}", specs=specs, pool=WAREHOUSE_POOL)
+    def _build_many(warehouse: WarehouseResource, identity: IdentityResource):
+        for (s, t), metadata in build(warehouse, identity).items():
+            yield dg.MaterializeResult(asset_key=[s, t], metadata=metadata)
+
+    return _build_many
 
 
 @dg.asset_check(asset=dg.AssetKey(["warehouse", "dim_person"]), name="one_row_per_person", blocking=True,

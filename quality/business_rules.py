@@ -41,7 +41,6 @@ AS_OF_SOURCES = (
 )
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
-_TABLE = re.compile(r"\b(staging|warehouse)\.([a-z_][a-z0-9_]*)")
 
 
 class RuleConfigError(ValueError):
@@ -65,8 +64,10 @@ class Rule:
 
     @property
     def reads(self) -> list[tuple[str, str]]:
-        """(layer, table) the SQL reads, in order of first mention."""
-        return list(dict.fromkeys(_TABLE.findall(self.sql)))
+        """(schema, table) the SQL reads, from the SQL parser (models/sqlrefs.py), sorted."""
+        from models.sqlrefs import table_refs
+
+        return sorted(table_refs(self.sql, where=f"quality/rules/{self.sql_name}.sql").reads)
 
     def bind(self, as_of: date) -> dict:
         """The named parameters of the SQL: thresholds, the built-ins, and nothing it does not use."""

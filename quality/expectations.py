@@ -28,8 +28,12 @@ Engines (``docs/benchmarks-quality.md`` has the figures behind the default):
 ``gx_chunked``  the same expectations on DataFrames of ``chunk_rows`` rows; uniqueness on partitions
                 of the key's hash so that copies of a key meet in one chunk; counts are summed;
 ``sql``         every expectation translated to one aggregate DuckDB query per table (same semantics
-                as GX: nulls ignored except by not-null, ``mostly`` over the non-null rows);
+                as GX: nulls ignored except by not-null, ``mostly`` over the non-null rows; a regex's ``$``
+                is the end of the value in every engine, see ``python_regex``);
 ``auto``        ``gx`` up to ``HUB_QUALITY_GX_MAX_ROWS`` rows (default 250,000), ``sql`` above.
+
+tests/test_expectations_differential.py runs every type the suites use through all three on the same data
+with injected violations and requires the same unexpected counts.
 
 Every run appends one ``quality.check_result`` row per expectation and renders the results as a
 GX Data Docs site under ``<HUB_VAR_DIR>/quality/docs`` (GX stores under ``quality/gx``). Great
@@ -568,12 +572,37 @@ def _gx() -> Any:
     return gx
 
 
-def gx_expectation(exp: Expectation, dtypes: dict[str, Any] | None = None) -> Any:
-    """The GX expectation object for ``exp`` (bounds of date columns as timestamps of their dtype)."""
+def python_regex(regex: str) -> str:
+    """``regex`` with every ``$`` anchor (unescaped, outside a character class) as ``\\Z``: in Python, which
+    GX's pandas engine uses, ``$`` also matches before a final newline ("123\\n" passes ``^[0-9]{3}$``); in
+    RE2, which DuckDB uses, it is the end of the value. The hub's meaning is RE2's, in every engine."""
+    out, escaped, in_class = [], False, False
+    for ch in regex:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "[" and not in_class:
+            in_class = True
+        elif ch == "]" and in_class:
+            in_class = False
+        elif ch == "$" and not in_class:
+            out.append("\\Z")
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
+def gx_expectation(exp: Expectation, dtypes: dict[str, Any] | None = None, *, validate: bool = False) -> Any:
+    """The GX expectation object for ``exp`` (bounds of date columns as timestamps of their dtype). With
+    ``validate`` it is the one GX evaluates (regex anchors as the hub means them, see python_regex);
+    without, the one Data Docs show, as the suite wrote it."""
     _gx()
     from great_expectations.expectations.registry import get_expectation_impl
 
     kwargs = resolved_kwargs(exp)
+    if validate and "regex" in kwargs:
+        kwargs["regex"] = python_regex(kwargs["regex"])
     if dtypes and exp.type == "expect_column_values_to_be_between":
         kwargs = _timestamp_bounds(kwargs, dtypes.get(exp.kwargs["column"]))
     cls = get_expectation_impl(exp.type)
@@ -650,7 +679,7 @@ class _GxRunner:
         dtypes = dict(df.dtypes.items())
         # built in one go: add_expectation compares each new expectation with all earlier ones
         suite = self.gx.ExpectationSuite(name=f"{name}.{uuid.uuid4().hex[:8]}",
-                                         expectations=[gx_expectation(e, dtypes) for e in exps])
+                                         expectations=[gx_expectation(e, dtypes, validate=True) for e in exps])
         batch = self._batch_definitions[name].get_batch(batch_parameters={"dataframe": df})
         result = batch.validate(suite, result_format="BASIC")
         by_id = {r.expectation_config.meta.get("hub_id"): r for r in result.results}
@@ -871,6 +900,9 @@ def build_data_docs(results: Sequence[SuiteResult], qdir: Path, runner: _GxRunne
         identifiers += [key, ExpectationSuiteIdentifier(name=res.suite.name)]
     _prune(ctx, qdir, {r.suite.name for r in results})
     ctx.build_data_docs(site_names=["hub"], resource_identifiers=identifiers)
+    from quality.datadocs import make_offline
+
+    make_offline(qdir / "docs")  # CDN scripts and styles, and GX's S3 logo, from the site itself
     for res, key in zip(results, identifiers[::2], strict=True):
         url = ctx.get_docs_sites_urls(resource_identifier=key, site_name="hub")[0]["site_url"]
         res.docs_page = Path(url.removeprefix("file://")) if url else None

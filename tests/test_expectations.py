@@ -246,7 +246,9 @@ def test_dagster_checks_pass_block_and_link_to_data_docs(wh_path, tmp_path, monk
     meta = evaluations["warehouse/dim_person"].metadata
     assert meta["failed_expectations"].value == 0 and meta["evaluated"].value > 1000
     assert meta["suites"].value == "warehouse.bridge_person_record, warehouse.dim_person, warehouse.person_number"
-    assert meta["data_docs"].value.startswith("file://") and Path(meta["data_docs_index"].value).is_file()
+    # an http link (hub serve-docs) to dim_person's own page, not the first suite's (bridge_person_record)
+    assert meta["data_docs"].value.startswith("http://127.0.0.1:3001/validations/warehouse/dim_person/")
+    assert Path(meta["data_docs_index"].value).is_file()
     probe = dg.AssetKey(["publish", "probe"])
     assert probe in {e.asset_key for e in ok.get_asset_materialization_events()}
 

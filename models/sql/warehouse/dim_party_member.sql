@@ -1,6 +1,7 @@
 -- ---
 -- description: Party members, people in the development pipeline and members transferred out, as SCD2 — one row per version of a person's party record (category, stage, status, branch, the date of each development stage) with valid_from / valid_to / is_current, built from every party export. Someone missing from a later export gets a closing version (status 'absent_from_export'); a transfer letter gives status 'transferred_out' and keeps the stage at transfer (stage_source says where it came from). Writes cross-system findings about members to quality.reconciliation_issue.
 -- materialize: script
+-- writes: [quality.reconciliation_issue]
 -- ---
 
 -- Where each person works or studies, from HR and student affairs: category, status, unit.

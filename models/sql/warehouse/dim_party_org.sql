@@ -1,6 +1,7 @@
 -- ---
 -- description: The party organisation tree (党委/党总支/党支部/党小组) as SCD2 — one row per version of each organisation (name, type, parent, secretary, founded, term end, committee) from every export, with valid_from / valid_to / is_current; an organisation missing from a later export gets a closing version (status 'dissolved_or_absent'). Current versions carry member counts — the one definition every table that shows them uses: members directly in it, and members_rollup over everything below it, the 党委's including members whose 党组织编码 is not an organisation (unknown_org_members); a 党小组's members are derived from 党小组会 attendance (warehouse.member_group), NULL with a note where there is none. Also builds warehouse.member_group.
 -- materialize: script
+-- writes: [warehouse.member_group]
 -- ---
 CREATE OR REPLACE TEMP TABLE _org_events AS
 WITH seen AS (

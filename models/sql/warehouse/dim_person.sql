@@ -1,6 +1,7 @@
 -- ---
 -- description: One row per real person across HR, student and party systems (birthplace area from the ID number per GB/T 2260). person_key is HMAC-SHA256 (keyed by HUB_PERSON_KEY_SECRET) of the normalised ID number (or, for a person with no valid ID, of their source record); attributes survive by the field-level source priority in models/codesets/survivorship.csv. Also builds warehouse.bridge_person_record (every source record -> its person) and warehouse.person_number (工号/学号 -> person) and writes identity findings to quality.reconciliation_issue.
 -- materialize: script
+-- writes: [quality.reconciliation_issue, warehouse.bridge_person_record, warehouse.person_number]
 -- ---
 
 -- Every person record in every system, with the number the systems share (工号 / 学号 = 人员编号).

@@ -1,6 +1,7 @@
 -- ---
 -- description: One row per meeting and expected attendee (签到): status present/excused/absent and check-in time, with the meeting's organisation and date. Rows for an unknown person or meeting are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
+-- writes: [quality.reconciliation_issue]
 -- ---
 -- A person_no is known when HR or the student system holds it (in staging, or quarantined there).
 CREATE OR REPLACE TEMP TABLE _fact_activity_attendance AS

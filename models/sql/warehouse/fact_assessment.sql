@@ -1,6 +1,7 @@
 -- ---
 -- description: One row per 民主评议党员 result (人员编号, 评议年度): organisation and grade (excellent / qualified / basically_qualified / unqualified, with the original 评议等次). Results for an unknown person or 党组织编码 are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
+-- writes: [quality.reconciliation_issue]
 -- ---
 CREATE OR REPLACE TEMP TABLE _fact_assessment AS
 WITH known_person AS (

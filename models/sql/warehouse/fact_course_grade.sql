@@ -1,6 +1,7 @@
 -- ---
 -- description: One row per grade (学号, 课程号, 学年学期, 考试性质) with course name and credits, score as points (the original value kept), grade point and pass flag. Grades for an unknown 学号 or 课程号 are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
+-- writes: [quality.reconciliation_issue]
 -- ---
 -- A 学号 is known when the student system holds it (in staging, or quarantined there for a row-level
 -- defect: the student exists, the record is what is wrong). person_key comes from dim_person by 学号;

@@ -1,6 +1,7 @@
 -- ---
 -- description: One row per party development milestone of a person (applied, talked, activist, candidate, probationary, full) with its date and the person's organisation, from the member register and the development pipeline export. A person whose 党组织编码 is not an organisation, or whose 人员编号 neither HR nor the student system holds, is kept out (dim_party_member reports it in quality.reconciliation_issue).
 -- materialize: script
+-- writes: [quality.reconciliation_issue]
 -- ---
 -- Sources: members (申请入党日期 applied, 列为积极分子日期 activist, 列为发展对象日期 candidate, 入党日期
 -- probationary, 转正日期 full) and the pipeline (申请入党日期, 谈话日期 talked, 列为积极分子日期, 列为发展对象日期).

@@ -1,6 +1,7 @@
 -- ---
 -- description: One row per party dues payment (人员编号, 缴费月份) with the member category, the rate band that applies, the expected amount per the 2008 dues rules and a below_rate flag. Payments of an unknown person or 党组织编码 are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
+-- writes: [quality.reconciliation_issue]
 -- ---
 -- member_category (staff / retired / student) decides the band, taken in this order:
 --   1. HR (stg_hr_staff): a status in post (staff_status.csv in_post) -> staff; 01 退休 or 02 离休 -> retired;

@@ -1,6 +1,7 @@
 -- ---
 -- description: One row per 三会一课 / 主题党日 meeting of a party organisation: type, date, start and end, place, lecturer, title, with attendance counts. Meetings of an unknown 党组织编码 are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
+-- writes: [quality.reconciliation_issue]
 -- ---
 -- Attendance counts come from the attendance fact (orphan rows already left out there); attendance_rate
 -- is present / expected attendees (NULL when nobody was expected).

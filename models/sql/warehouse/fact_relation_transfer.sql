@@ -1,6 +1,7 @@
 -- ---
 -- description: One row per 组织关系转接 letter (介绍信编号): who, from which organisation, to where, 省内/跨省, out and receipt dates, the receipt deadline and a receipt_overdue flag (receipt due within one month), and how long the letter is valid. Letters of an unknown person or 转出党组织编码 are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
+-- writes: [quality.reconciliation_issue]
 -- ---
 -- receipt_due_by = out_date + 1 month (the receiving committee returns the receipt within one month).
 -- receipt_overdue: the receipt came after receipt_due_by, or has not come and receipt_due_by is before the

@@ -1,6 +1,7 @@
 -- ---
 -- description: One row per online study record: who (学号/工号), which course (kind, title, hours from the platform's catalogue), minutes, progress, quiz score, completion, start and last-active dates and the school term. Records of an unknown person or course are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
+-- writes: [quality.reconciliation_issue]
 -- ---
 -- term: the school term of started_on (Beijing date): September-January -> YYYY-YYYY-1, February-August
 -- -> YYYY-YYYY-2 (the summer counts with the spring term).
