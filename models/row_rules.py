@@ -204,6 +204,10 @@ def apply_row_rules(con: duckdb.DuckDBPyConnection, m: Model) -> int:
     versions and the findings. Returns the number of superseded rows."""
     r = rules_of(con, m, "_latest")
     where = place("l")
+    # the model's own rejects: where the row came from, after what is wrong with it
+    con.execute(f"""UPDATE _model m SET _reject_detail = coalesce(m._reject_detail, m._reject_rule) || ' at ' || x.at
+        FROM (SELECT l._load_id, l._row_number, {where} AS at FROM _latest l) x
+        WHERE x._load_id = m.load_id AND x._row_number = m._row_number AND m._reject_rule IS NOT NULL""")
 
     # a required value missing: the first such column names the reason
     blank = {c: f"nullif(regexp_replace(l.{q(c)}, {_sql_str(SPACES)}, '', 'g'), '') IS NULL" for c in r.required}
