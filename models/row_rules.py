@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 SPACES = r"^[\s\p{Z}\x{FEFF}]+|[\s\p{Z}\x{FEFF}]+$"
 PART = 4294967296  # raw _row_number = part * 2^32 + row in the part (connectors/raw_zone.py)
 HELPER_COLUMNS = ("_key_variant", "_source_ts", "_content", "_superseded", "_winner_ts", "_winner_row")
+# _winner_ts: the winning version's source timestamp as the source wrote it
 
 
 def _sql_str(value: str) -> str:
@@ -166,11 +167,13 @@ def create_current(con: duckdb.DuckDBPyConnection, m: Model, relation: str) -> N
     r = rules_of(con, m, relation)
     pk = r.pk
     content = "hash(" + ", ".join(q(c) for c in r.used) + ")"
+    winner_value = (f"first({q(r.updated_at)} ORDER BY _source_ts DESC NULLS LAST, _row_number) OVER w"
+                    if r.updated_at else "NULL::VARCHAR")
     con.execute(f"CREATE OR REPLACE TEMP VIEW _raw_normalised AS {_normalised_select(r, relation)}")
     con.execute(f"""CREATE OR REPLACE TEMP VIEW _latest AS
         SELECT *, {content} AS _content,
                coalesce(_source_ts < max(_source_ts) OVER w, false) AS _superseded,
-               max(_source_ts) OVER w AS _winner_ts,
+               {winner_value} AS _winner_ts,
                first(_row_number ORDER BY _source_ts DESC NULLS LAST, _row_number) OVER w AS _winner_row
         FROM (SELECT * FROM _raw_normalised {_latest_filter(m, '_raw_normalised')}
               QUALIFY _extracted_at = max(_extracted_at) OVER (PARTITION BY {pk}))
@@ -260,14 +263,13 @@ def _record_superseded(con: duckdb.DuckDBPyConnection, m: Model, r: RowRules) ->
     con.execute("DELETE FROM quality.superseded WHERE stage = 'staging' AND model = ?", [m.name])
     if not r.updated_at:
         return 0
-    winner = ("CASE WHEN l._winner_row < 4294967296 THEN CAST(l._winner_row AS VARCHAR) ELSE "
-              "CAST(l._winner_row // 4294967296 AS VARCHAR) || ':' || CAST(l._winner_row % 4294967296 AS VARCHAR) END")
+    winner = place("l").replace("_row_number", "_winner_row")
     return con.execute(f"""INSERT INTO quality.superseded
             (stage, source, entity, model, load_id, record_key, winner_load_id, reason, detail, original_row)
         SELECT 'staging', ?, ?, ?, l._load_id, {r.record_key('l')}, l._load_id, 'older_version_in_load',
                {_sql_str(r.updated_at)} || ' ' || {_shown(f'r.{q(r.updated_at)}')} || ' at ' || {place('l')}
-               || ' is older than ' || strftime(l._winner_ts, '%Y-%m-%dT%H:%M:%S%z') || ' of the same key at row '
-               || {winner} || ' of the same load',
+               || ' is older than ' || {_shown('l._winner_ts')} || ' of the same key at ' || {winner}
+               || ': that version is the current one',
                to_json(r)
         FROM _latest l JOIN raw.{q(m.raw_table)} r ON r._load_id = l._load_id AND r._row_number = l._row_number
         WHERE l._superseded""", [m.source, m.entity, m.name]).fetchone()[0]
@@ -276,12 +278,15 @@ def _record_superseded(con: duckdb.DuckDBPyConnection, m: Model, r: RowRules) ->
 def _record_findings(con: duckdb.DuckDBPyConnection, m: Model, r: RowRules) -> None:
     con.execute("DELETE FROM quality.reconciliation_issue WHERE model = ?", [m.name])
     how = "surrounding spaces or case" if r.case_insensitive else "surrounding spaces"
-    sent = " || ', ' || ".join(f"{_sql_str(k)} || ' ' || {_shown(f'r.{q(k)}')}" for k in r.keys)
+    sent = "concat_ws(', ', " + ", ".join(
+        f"CASE WHEN r.{q(k)} IS DISTINCT FROM l.{q(k)} THEN {_sql_str(k + ' ')} || {_shown(f'r.{q(k)}')} END"
+        for k in r.keys) + ")"
     values = ", ".join(f"{_sql_str(k)}, json_object('sent', r.{q(k)}, 'read_as', l.{q(k)})" for k in r.keys)
+    values = f"json_object({values})"
     con.execute(f"""INSERT INTO quality.reconciliation_issue (kind, person_key, systems, record_key, detail, "values", model)
         SELECT 'key_variant', NULL, ?, {r.record_key('l')},
                {sent} || ' at ' || {place('l')} || ' differs from ' || {_shown(r.record_key('l'))}
-               || ' only by {how}: read as that key', json_object({values}), ?
+               || ' only by {how}: read as that key', {values}, ?
         FROM _latest l JOIN raw.{q(m.raw_table)} r ON r._load_id = l._load_id AND r._row_number = l._row_number
         WHERE l._key_variant""", [m.source, m.name])
     if not r.disjoint_loads:
