@@ -468,3 +468,56 @@ def test_hr_sends_one_staff_number_twice_in_a_load_and_the_newer_wins(corpus):
                                        "WHERE model = 'stg_hr_staff' AND record_key = '20109008'").fetchall()
     assert json.loads(original)["xm"] == "覃旧名" and HR_T.format(1) in detail
     assert not _quarantined(con, "stg_hr_staff", "20109008")
+
+
+def test_conservation_is_a_blocking_check_of_each_staging_asset(tmp_path):
+    """The check runs in Dagster on the staging asset, with its figures; a row gone missing fails it and
+    holds back what is built on the table."""
+    import dagster as dg
+    import pyarrow as pa
+
+    from hub.resources import WarehouseResource
+    from hub.warehouse import connect
+    from pipelines.staging import staging_checks
+
+    assert {next(iter(c.check_keys)).asset_key.path[1] for c in staging_checks} == set(STAGING_MODELS)
+    [check] = [c for c in staging_checks if next(iter(c.check_keys)).asset_key.path == ["staging", "stg_hr_staff"]]
+    assert all(spec.blocking for spec in check.check_specs)
+    path = tmp_path / "w.duckdb"
+    con = connect(path)
+    rows = [{**r, "zcdm": "012"} for r in _staff()] + [{**_template("stg_hr_staff", "20109008"), "xm": "旧"},
+                                                        {**_template("stg_hr_staff", "20109008"),
+                                                         "updated_at": HR_T.format(4)}]
+    con.register("staff", pa.Table.from_pylist(rows))
+    con.execute("CREATE TABLE raw.hr__staff AS SELECT * EXCLUDE (sjhm), CAST(sjhm AS VARCHAR) AS sjhm, 'L1' AS _load_id, "
+                "'hr' AS _source, TIMESTAMPTZ '2026-03-01' AS _extracted_at, row_number() OVER () AS _row_number, "
+                "NULL AS _row_hash, NULL::VARCHAR AS _file FROM staff")
+    load_code_sets(con)
+    stats = build_staging(con, "stg_hr_staff")
+    con.close()
+    assert (stats["rows_accepted"], stats["rows_rejected"], stats["rows_superseded"]) == (38, 1, 1)
+
+    @dg.asset(key=["staging", "stg_hr_staff"])
+    def stub() -> None:  # the table is built already
+        return None
+
+    key = dg.AssetKey(["publish", "probe"])
+
+    @dg.asset(key=key, deps=[dg.AssetKey(["staging", "stg_hr_staff"])])
+    def downstream() -> None:
+        return None
+
+    resources = {"warehouse": WarehouseResource(path=str(path))}
+    ok = dg.materialize([stub, downstream, check], resources=resources, raise_on_error=False)
+    [evaluation] = ok.get_asset_check_evaluations()
+    assert evaluation.passed and evaluation.check_name == "rows_conserved"
+    meta = {k: v.value for k, v in evaluation.metadata.items()}
+    assert meta == {"latest_raw_versions": 40, "staged": 38, "quarantined": 1, "superseded": 1, "difference": 0}
+
+    con = connect(path)
+    con.execute("DELETE FROM quality.superseded")
+    con.close()
+    bad = dg.materialize([stub, downstream, check], resources=resources, raise_on_error=False)
+    [evaluation] = bad.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.metadata["difference"].value == 1
+    assert key not in {e.asset_key for e in bad.get_asset_materialization_events()}
