@@ -161,23 +161,26 @@ def _normalised_select(r: RowRules, relation: str) -> str:
 
 
 def create_current(con: duckdb.DuckDBPyConnection, m: Model, relation: str) -> None:
-    """Temp views ``_raw_normalised`` (every raw row, keys normalised), ``_latest`` (each key's latest
-    load, with who is superseded there) and ``current`` (what the model reads: ``_latest`` without the
+    """Temp view ``_raw_normalised`` (every raw row, keys normalised), temp table ``_latest`` (each key's
+    latest load, with who is superseded there; dropped by :func:`apply_row_rules`) and view ``current`` (what the model reads: ``_latest`` without the
     superseded rows, ``_duplicate`` on second and later rows of a key in one load)."""
     r = rules_of(con, m, relation)
     pk = r.pk
     content = "hash(" + ", ".join(q(c) for c in r.used) + ")"
-    winner_value = (f"first({q(r.updated_at)} ORDER BY _source_ts DESC NULLS LAST, _row_number) OVER w"
-                    if r.updated_at else "NULL::VARCHAR")
+    winner_value = q(r.updated_at) if r.updated_at else "NULL::VARCHAR"
     con.execute(f"CREATE OR REPLACE TEMP VIEW _raw_normalised AS {_normalised_select(r, relation)}")
-    con.execute(f"""CREATE OR REPLACE TEMP VIEW _latest AS
-        SELECT *, {content} AS _content,
-               coalesce(_source_ts < max(_source_ts) OVER w, false) AS _superseded,
-               {winner_value} AS _winner_ts,
-               first(_row_number ORDER BY _source_ts DESC NULLS LAST, _row_number) OVER w AS _winner_row
-        FROM (SELECT * FROM _raw_normalised {_latest_filter(m, '_raw_normalised')}
-              QUALIFY _extracted_at = max(_extracted_at) OVER (PARTITION BY {pk}))
-        WINDOW w AS (PARTITION BY {pk}, _load_id)""")
+    # One sort: within each key, the latest load first, in it the latest source timestamp, then position.
+    # The first row of the key is then the current version; rows of that load with an older timestamp
+    # are superseded. (Two loads landed at the same instant count as one.)
+    # a table: the row rules read it several times; the window runs once
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _latest AS
+        SELECT * EXCLUDE (_latest_at, _winner_at), {content} AS _content,
+               coalesce(_source_ts < _winner_at, false) AS _superseded
+        FROM (SELECT *, first(_extracted_at) OVER p AS _latest_at, first(_source_ts) OVER p AS _winner_at,
+                     first(_row_number) OVER p AS _winner_row, first({winner_value}) OVER p AS _winner_ts
+              FROM _raw_normalised {_latest_filter(m, '_raw_normalised')}
+              WINDOW p AS (PARTITION BY {pk} ORDER BY _extracted_at DESC, _source_ts DESC NULLS LAST, _row_number))
+        WHERE _extracted_at = _latest_at""")
     con.execute(f"""CREATE OR REPLACE TEMP VIEW current AS
         SELECT * EXCLUDE (_rank, {', '.join(HELPER_COLUMNS)}), _rank > 1 AS _duplicate FROM (
             SELECT *, row_number() OVER (PARTITION BY {pk}, _load_id ORDER BY _row_number) AS _rank
@@ -228,7 +231,9 @@ def apply_row_rules(con: duckdb.DuckDBPyConnection, m: Model) -> int:
             WHERE x._load_id = m.load_id AND x._row_number = m._row_number AND m._reject_rule IS NULL""")
 
     # a JSON list or object where text is expected
-    shaped = {c: f"(regexp_matches(l.{q(c)}, '^\\s*[\\[{{]') AND coalesce(json_valid(trim(l.{q(c)})), false))"
+    # cheap test first (a bracket anywhere), the JSON parser only for those rows
+    shaped = {c: f"((contains(l.{q(c)}, '[') OR contains(l.{q(c)}, '{{')) AND regexp_matches(l.{q(c)}, '^\\s*[\\[{{]') "
+                 f"AND coalesce(json_valid(trim(l.{q(c)})), false))"
               for c in r.used}
     if shaped:
         which = "CASE " + " ".join(
@@ -256,6 +261,7 @@ def apply_row_rules(con: duckdb.DuckDBPyConnection, m: Model) -> int:
 
     superseded = _record_superseded(con, m, r)
     _record_findings(con, m, r)
+    con.execute("DROP TABLE _latest")  # ``current`` is not read again; the history reads _raw_normalised
     return superseded
 
 
