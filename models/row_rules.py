@@ -28,6 +28,10 @@
 Every detail names the column, the value and where the row came from: the file and its data row (the
 row's position among the data rows of the file), or the load and record number for an API or database.
 
+Rules that run after these (plausibility, models/plausibility.py) use the same contract: mark rows of
+``_model`` whose ``_reject_rule`` is still NULL; ``current`` and ``_latest`` are still there, and
+:func:`place` spells where a row came from.
+
 Conservation, per staging model (:func:`conservation`): the latest raw versions = staged rows + staging
 quarantine rows + superseded rows.
 """
@@ -162,7 +166,8 @@ def _normalised_select(r: RowRules, relation: str) -> str:
 
 def create_current(con: duckdb.DuckDBPyConnection, m: Model, relation: str) -> None:
     """Temp view ``_raw_normalised`` (every raw row, keys normalised), temp table ``_latest`` (each key's
-    latest load, with who is superseded there; dropped by :func:`apply_row_rules`) and view ``current`` (what the model reads: ``_latest`` without the
+    latest load, with who is superseded there; it lives with the connection, replaced by the next build)
+    and view ``current`` (what the model reads: ``_latest`` without the
     superseded rows, ``_duplicate`` on second and later rows of a key in one load)."""
     r = rules_of(con, m, relation)
     pk = r.pk
@@ -261,7 +266,6 @@ def apply_row_rules(con: duckdb.DuckDBPyConnection, m: Model) -> int:
 
     superseded = _record_superseded(con, m, r)
     _record_findings(con, m, r)
-    con.execute("DROP TABLE _latest")  # ``current`` is not read again; the history reads _raw_normalised
     return superseded
 
 
