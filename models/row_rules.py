@@ -87,6 +87,7 @@ class RowRules:
     columns: tuple[str, ...]          # source columns of the raw table
     used: tuple[str, ...]             # those the model's SQL reads
     judges_conflicts: bool            # the model's SQL yields conflicting_duplicate itself
+    has_file: bool = True             # the raw table has _file (a hand-made one may not)
 
     def norm(self, col: str, alias: str = "") -> str:
         expr = f"regexp_replace({alias}{q(col)}, {_sql_str(SPACES)}, '', 'g')"
@@ -102,8 +103,8 @@ class RowRules:
 
 def rules_of(con: duckdb.DuckDBPyConnection, m: Model, relation: str) -> RowRules:
     header = header_of(m)
-    columns = tuple(c for (c, *_) in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
-                    if c not in META_COLUMNS and c not in HELPER_COLUMNS)
+    described = [c for (c, *_) in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+    columns = tuple(c for c in described if c not in META_COLUMNS and c not in HELPER_COLUMNS)
     where = f"{m.name} (models/sql/staging/{m.name}.sql)"
     required = list(m.primary_key)
     for col in header.get("required") or []:
@@ -126,7 +127,7 @@ def rules_of(con: duckdb.DuckDBPyConnection, m: Model, relation: str) -> RowRule
                     updated_at=str(updated_at) if updated_at else None,
                     disjoint_loads=header.get("disjoint_loads") is True, columns=columns,
                     used=tuple(c for c in columns if read_by_sql(c) or c in m.primary_key),
-                    judges_conflicts="'conflicting_duplicate'" in code)
+                    judges_conflicts="'conflicting_duplicate'" in code, has_file="_file" in described)
 
 
 def _timestamp(col: str) -> str:
@@ -161,7 +162,8 @@ def _normalised_select(r: RowRules, relation: str) -> str:
     variant = " OR ".join(f"(r.{q(k)} IS DISTINCT FROM {r.norm(k, 'r.')})" for k in r.keys)
     ts = _timestamp(r.updated_at).replace(q(r.updated_at), f"r.{q(r.updated_at)}") if r.updated_at else \
         "NULL::TIMESTAMPTZ"
-    return f"SELECT r.* REPLACE ({replace}), ({variant}) AS _key_variant, {ts} AS _source_ts FROM {relation} r"
+    file = "" if r.has_file else ", NULL::VARCHAR AS _file"
+    return f"SELECT r.* REPLACE ({replace}), ({variant}) AS _key_variant, {ts} AS _source_ts{file} FROM {relation} r"
 
 
 def create_current(con: duckdb.DuckDBPyConnection, m: Model, relation: str) -> None:
