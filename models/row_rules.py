@@ -251,19 +251,25 @@ def apply_row_rules(con: duckdb.DuckDBPyConnection, m: Model) -> int:
 
     # versions of one key in one load that no source timestamp orders (the model may judge this itself)
     if not r.judges_conflicts:
+        # the groups in conflict first (one distinct count over the hashes), then, over those rows only,
+        # which columns differ and what this row says in them
+        differs = [f"CASE WHEN count(DISTINCT {q(c)}) OVER g > 1 THEN {_sql_str(c + ' ')} || {_shown(q(c))} END"
+                   for c in r.used if c not in r.keys]
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _conflicts AS
-            SELECT _load_id, _row_number, _versions FROM (
-                SELECT _load_id, _row_number,
-                       count(DISTINCT _content) OVER (PARTITION BY {r.pk}, _load_id) AS _versions
-                FROM _latest WHERE NOT _superseded) WHERE _versions > 1""")
-        key_names = "+".join(r.keys)
+            SELECT _load_id, _row_number, _versions, concat_ws(', ', {', '.join(differs) or "NULL"}) AS _says
+            FROM (SELECT *, count(DISTINCT _content) OVER (PARTITION BY {r.pk}, _load_id) AS _versions
+                  FROM _latest WHERE NOT _superseded)
+            WHERE _versions > 1
+            WINDOW g AS (PARTITION BY {r.pk}, _load_id)""")
         ts = (f" and the same {r.updated_at}" if r.updated_at else "")
-        _mark(con, "conflicting_duplicate",
-              "(l._load_id, l._row_number) IN (SELECT (_load_id, _row_number) FROM _conflicts)",
-              f"{_sql_str(key_names)} || ' ' || {r.record_key('l')} || ' has ' || "
-              f"(SELECT max(_versions) FROM _conflicts c WHERE c._load_id = l._load_id AND c._row_number = l._row_number)"
-              f" || ' different versions{ts} in one load (this one at ' || {where} || '): none is chosen'",
-              also_over="duplicate_row")
+        con.execute(f"""UPDATE _model m SET _reject_rule = 'conflicting_duplicate', _reject_detail = x.detail
+            FROM (SELECT l._load_id, l._row_number,
+                         {_sql_str('+'.join(r.keys) + ' ')} || {r.record_key('l')} || ' has ' || c._versions
+                         || ' different versions{ts} in one load; this one says ' || c._says || ' at ' || {where}
+                         || ': none is chosen' AS detail
+                  FROM _latest l JOIN _conflicts c USING (_load_id, _row_number)) x
+            WHERE x._load_id = m.load_id AND x._row_number = m._row_number
+              AND (m._reject_rule IS NULL OR m._reject_rule = 'duplicate_row')""")
         con.execute("DROP TABLE _conflicts")
 
     superseded = _record_superseded(con, m, r)

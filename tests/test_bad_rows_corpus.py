@@ -107,7 +107,7 @@ CASES: list[Case] = [
          [{"xm": "覃旧名", "updated_at": HR_T.format(1)}, {"xm": "覃新名", "updated_at": HR_T.format(3)}],
          "superseded", "updated_at", staged=("name", "覃新名")),
     Case("same 工号 twice, same updated_at, different values", "stg_hr_staff", "20109009",
-         [{"xm": "覃甲"}, {"xm": "覃乙"}], "conflicting_duplicate", "gh"),
+         [{"xm": "覃甲"}, {"xm": "覃乙"}], "conflicting_duplicate", "xm"),
     Case("same 工号 twice, identical", "stg_hr_staff", "20109010", [{}, {}], "duplicate", "gh"),
     # -- REST: students (cursor pagination) ------------------------------------------------------
     Case("student name null", "stg_students", "202409990001", [{"name": None}], "missing_value", "name"),
@@ -157,7 +157,7 @@ CASES: list[Case] = [
     Case("人员编号 of a full-width space only", "stg_party_development", "", [{"人员编号": "\u3000"}],
          "raw:missing_primary_key", "人员编号"),
     Case("人员编号 twice with different values and no timestamp", "stg_party_development", "D9003",
-         [{"发展阶段": "入党积极分子"}, {"发展阶段": "发展对象"}], "conflicting_duplicate", "人员编号"),
+         [{"发展阶段": "入党积极分子"}, {"发展阶段": "发展对象"}], "conflicting_duplicate", "发展阶段"),
     # -- CSV, UTF-8 (党费缴纳, one file per year) ---------------------------------------------------
     Case("dues key in two yearly files with different amounts", "stg_party_dues", "P9001|2024-12",
          [{"实缴金额": "12.00"}, {"实缴金额": "15.00", "_file": "2025"}], "finding:cross_load_conflict", "实缴金额",
@@ -173,7 +173,7 @@ CASES: list[Case] = [
          "accepted", "人员编号", finding="key_variant"),
     Case("member key with and without a space, different values", "stg_party_members", "P8004",
          [{"所在党支部": "第一支部"}, {"人员编号": "P8004\u3000", "所在党支部": "第二支部"}], "conflicting_duplicate",
-         "人员编号"),
+         "所在党支部"),
     # -- XLSX (组织关系转接, keys case-insensitive) -------------------------------------------------
     Case("介绍信编号 in lower case, also in upper case", "stg_party_transfers", "ZJ9001",
          [{"介绍信编号": "zj9001"}, {"介绍信编号": "ZJ9001"}], "duplicate", "介绍信编号", finding="key_variant"),
