@@ -23,7 +23,7 @@ from pipelines.raw import build_raw
 from pipelines.report import party_report_asset
 from pipelines.rules import rule_checks
 from pipelines.snapshot import analyst_snapshot_asset
-from pipelines.staging import staging_assets
+from pipelines.staging import staging_assets, staging_checks
 from pipelines.warehouse import mart_assets, warehouse_assets, warehouse_checks
 
 
@@ -37,7 +37,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     jobs, schedules, sensors = build_automation(sources, assets)
     return dg.Definitions(
         assets=[*assets, *quality_table_specs([a.key for a in raw_assets])],  # not materialised: see module
-        asset_checks=[*raw_checks, *warehouse_checks, *rule_checks, *quarantine_rate_checks,
+        asset_checks=[*raw_checks, *staging_checks, *warehouse_checks, *rule_checks, *quarantine_rate_checks,
                       *expectation_checks([k for a in assets for k in a.keys])],
         jobs=jobs,
         schedules=schedules,

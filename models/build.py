@@ -19,7 +19,7 @@ import duckdb
 import yaml
 
 from connectors.raw_zone import q
-from models import codesets_dir, sql_dir, sqlrefs
+from models import codesets_dir, row_rules, sql_dir, sqlrefs
 
 LAYER_NAMES = ("staging", "warehouse", "marts")
 
@@ -223,15 +223,12 @@ def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
     pk = ", ".join(q(k) for k in m.primary_key)
     sql = m.sql
     raw = _raw_with_optional(con, m)
-    latest = (f"WHERE _load_id = (SELECT arg_max(_load_id, _extracted_at) FROM {raw})" if m.snapshot else "")
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"""CREATE OR REPLACE TEMP VIEW current AS
-            SELECT * EXCLUDE (_rank), _rank > 1 AS _duplicate FROM (
-                SELECT r.*, row_number() OVER (PARTITION BY {pk}, _load_id ORDER BY _row_number) AS _rank
-                FROM {raw} r {latest}
-                QUALIFY _extracted_at = max(_extracted_at) OVER (PARTITION BY {pk}))""")
+        # current: each key's latest version, keys normalised, older versions in one load superseded
+        row_rules.create_current(con, m, raw)
         con.execute(f"CREATE OR REPLACE TEMP TABLE _model AS {sql}")
+        superseded = row_rules.apply_row_rules(con, m)
         con.execute("DELETE FROM quality.quarantine WHERE stage = 'staging' AND source = ? AND entity = ?",
                     [m.source, m.entity])
         con.execute(f"""INSERT INTO quality.quarantine
@@ -255,15 +252,13 @@ def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
         raise
     accepted = stats.pop("accepted", 0)
     return {"rows_in": accepted + sum(stats.values()), "rows_accepted": accepted,
-            "rows_rejected": sum(stats.values()), "rejected_by_rule": stats}
+            "rows_rejected": sum(stats.values()), "rejected_by_rule": stats, "rows_superseded": superseded}
 
 
 def _build_history(con: duckdb.DuckDBPyConnection, m: Model, pk: str, raw: str) -> None:
     """Every version of every key, one per load it was seen in, normalised by the same SQL; rejected
     versions are left out (their current one is in quarantine already)."""
-    con.execute(f"""CREATE OR REPLACE TEMP VIEW current AS
-        SELECT r.*, false AS _duplicate FROM {raw} r
-        QUALIFY row_number() OVER (PARTITION BY {pk}, _load_id ORDER BY _row_number) = 1""")
+    row_rules.history_current(con, m)
     con.execute(f"""CREATE OR REPLACE TABLE staging.{m.name}_history AS
         SELECT h.* EXCLUDE (_reject_rule, _reject_detail, _record_key, _row_number), r._extracted_at AS seen_at
         FROM ({m.sql}) h JOIN {raw} r ON r._load_id = h.load_id AND r._row_number = h._row_number

@@ -5,8 +5,9 @@ import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, WarehouseResource
 from models.build import STAGING_MODELS, build_staging, load_code_sets, model_of
+from models.row_rules import conservation
 from pipelines.asset_metadata import materialized_column_schema, table_metadata
-from pipelines.common import OWNER, preview
+from pipelines.common import OWNER, preview, record_check
 
 CODE_SETS_KEY = dg.AssetKey(["staging", "code_sets"])
 
@@ -35,7 +36,9 @@ def _staging_asset(name: str) -> dg.AssetsDefinition:
         deps=[dg.AssetKey(["raw", model.raw_table]), CODE_SETS_KEY,
               *sorted({dg.AssetKey(list(model_of(layer, dep))) for layer, dep in model.reads}, key=str)],
         description=f"{model.description} Rows failing row-level rules (duplicate or conflicting copies, "
-                    "unmapped codes, unparseable values) go to quality.quarantine with the reason.",
+                    "missing required values, wrong shapes, unmapped codes, unparseable values) go to "
+                    "quality.quarantine with the reason; older versions of a key in one load go to "
+                    "quality.superseded.",
     )
     def _build(warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.connect() as con:
@@ -44,11 +47,30 @@ def _staging_asset(name: str) -> dg.AssetsDefinition:
             schema = materialized_column_schema(con, "staging", name)
         return dg.MaterializeResult(metadata={
             "dagster/row_count": stats["rows_accepted"], "rows_in": stats["rows_in"],
-            "rows_rejected": stats["rows_rejected"],
+            "rows_rejected": stats["rows_rejected"], "rows_superseded": stats["rows_superseded"],
             "rejected_by_rule": dg.MetadataValue.json(stats["rejected_by_rule"]), "preview": pv,
             "dagster/column_schema": schema})
 
     return _build
 
 
+def _conservation_check(name: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=dg.AssetKey(["staging", name]), name="rows_conserved", blocking=True,
+                    pool=WAREHOUSE_POOL,
+                    description="Every latest raw version of the entity is staged, quarantined or superseded: "
+                                "latest raw versions = staged + quarantined + superseded.")
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connect() as con:
+            c = conservation(con, STAGING_MODELS[name])
+            accounted = c["staged"] + c["quarantined"] + c["superseded"]
+            passed = c["latest_raw_versions"] == accounted
+            record_check(con, check_name="rows_conserved", asset=f"staging/{name}", engine="sql",
+                         severity="error", passed=passed, evaluated=c["latest_raw_versions"],
+                         unexpected=abs(c["latest_raw_versions"] - accounted), detail=c, run_id=context.run.run_id)
+        return dg.AssetCheckResult(passed=passed, metadata={**c, "difference": c["latest_raw_versions"] - accounted})
+
+    return _check
+
+
 staging_assets = [code_sets, *(_staging_asset(n) for n in STAGING_MODELS)]
+staging_checks = [_conservation_check(n) for n in STAGING_MODELS]

@@ -59,6 +59,22 @@ CREATE TABLE IF NOT EXISTS quality.quarantine (
     quarantined_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
 );
 
+-- Versions that lost to a newer one of the same key in the same load (the later source timestamp wins):
+-- not errors, kept with the original row. Rebuilt with their staging model, like its quarantine rows.
+CREATE TABLE IF NOT EXISTS quality.superseded (
+    stage           VARCHAR NOT NULL,
+    source          VARCHAR NOT NULL,
+    entity          VARCHAR NOT NULL,
+    model           VARCHAR NOT NULL,
+    load_id         VARCHAR,
+    record_key      VARCHAR,
+    winner_load_id  VARCHAR,
+    reason          VARCHAR NOT NULL,
+    detail          VARCHAR,
+    original_row    JSON,
+    superseded_at   TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+);
+
 -- What a load noticed about rows it landed (a cursor value in the future, ...): written with the load.
 CREATE TABLE IF NOT EXISTS quality.load_finding (
     load_id     VARCHAR NOT NULL,

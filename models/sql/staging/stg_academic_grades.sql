@@ -2,6 +2,7 @@
 -- description: 教务系统 grades (jw_cj), one row per 学号, 课程号, 学年学期 and 考试性质; scores as points (grade words via models/codesets/grade_word.csv), the original value kept.
 -- source: academic.grades
 -- key: [xh, kch, xnxq, ksxz]
+-- updated_at: updated_at
 -- ---
 -- The key is the grade's natural key, not the database's surrogate id: the same grade stored twice under
 -- two ids is a duplicate (the lowest id is kept; the copy is quarantined). Two rows for one key with

@@ -2,6 +2,7 @@
 -- description: Meeting attendance (签到) from the 智慧党建 app, one row per meeting_id and person_no (学号/工号); status coded.
 -- source: activity.attendance
 -- key: [meeting_id, person_no]
+-- updated_at: updated_at
 -- ---
 -- Status 出席/请假/缺席 maps to present/excused/absent (map_facts.csv). Whether the person and the
 -- meeting exist is a warehouse question (fact_activity_attendance), not a row-level rule.

@@ -2,6 +2,8 @@
 -- description: 三会一课 and 主题党日 meetings from the 智慧党建 app, one row per meeting_id; type coded, times parsed (ISO 8601, +08:00).
 -- source: activity.meetings
 -- key: [meeting_id]
+-- required: [org_code]
+-- updated_at: updated_at
 -- ---
 -- meeting_date is the local (Beijing) calendar date of start_time; start_at / end_at keep the instant.
 WITH v AS (

@@ -2,6 +2,8 @@
 -- description: HR staff, one row per 工号, normalised and coded.
 -- source: hr.staff
 -- key: [gh]
+-- required: [xm]
+-- updated_at: updated_at
 -- ---
 -- 人事系统 staff, one row per 工号: normalised values and national codes.
 SELECT

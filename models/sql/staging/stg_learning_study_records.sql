@@ -2,6 +2,8 @@
 -- description: Online learning study records, one row per record_id; minutes, progress and quiz score as numbers, epoch-ms times parsed, user_no is the 学号/工号.
 -- source: learning.study_records
 -- key: [record_id]
+-- required: [user_no, course_id]
+-- updated_at: updated_at
 -- ---
 -- Epoch milliseconds become instants (started_at) and Beijing calendar dates (started_on, via
 -- parse_date_any). progress and quiz_score are 0-100; quiz_score is blank when there was no quiz.

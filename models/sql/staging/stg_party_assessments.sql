@@ -2,6 +2,8 @@
 -- description: 民主评议党员 results (one export per year), one row per 人员编号 and 评议年度, the grade coded.
 -- source: party.assessments
 -- key: [人员编号, 评议年度]
+-- required: [党组织编码]
+-- disjoint_loads: true
 -- ---
 -- Grades 优秀/合格/基本合格/不合格 map to excellent/qualified/basically_qualified/unqualified (map_facts.csv);
 -- a grade with no mapping is rejected, never guessed.

@@ -4,6 +4,7 @@
 -- snapshot: true
 -- history: true
 -- key: [人员编号]
+-- required: [姓名, 党组织编码]
 -- ---
 SELECT
     trim(c."人员编号")                            AS person_no,

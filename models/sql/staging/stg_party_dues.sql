@@ -2,6 +2,8 @@
 -- description: Party dues payments (党费缴纳 exports, one file per calendar year), one row per 人员编号 and 缴费月份; amounts as DECIMAL, dates parsed.
 -- source: party.dues
 -- key: [人员编号, 缴费月份]
+-- required: [党组织编码]
+-- disjoint_loads: true
 -- ---
 -- Amounts are yuan with two decimals; 缴费基数 is blank for students (flat 0.20 yuan). A value that does
 -- not parse is rejected with the field and the value; two different rows for one key are a conflict

@@ -5,6 +5,7 @@
 -- history: true
 -- key: [人员编号]
 -- optional_columns: [延长预备期]
+-- required: [姓名, 党组织编码]
 -- ---
 -- 党建系统 member register (党员信息 exports), one row per 人员编号 (学号 or 工号).
 SELECT

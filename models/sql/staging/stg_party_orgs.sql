@@ -4,6 +4,7 @@
 -- snapshot: true
 -- history: true
 -- key: [党组织编码]
+-- required: [党组织名称]
 -- ---
 -- 党建系统 organisations (党组织信息 export), one row per 党组织编码.
 SELECT

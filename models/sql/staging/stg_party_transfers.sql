@@ -2,6 +2,8 @@
 -- description: 组织关系转接 letters (transfers out of the college's organisations), one row per 介绍信编号, kind coded and dates parsed.
 -- source: party.transfers
 -- key: [介绍信编号]
+-- required: [人员编号, 转出党组织编码]
+-- key_case_insensitive: true
 -- ---
 -- 转接类型 省内/跨省 maps to in_province/cross_province (map_facts.csv). 回执日期 is blank until the
 -- receiving committee returns the receipt.

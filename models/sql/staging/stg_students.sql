@@ -2,6 +2,8 @@
 -- description: Students, one row per 学号, normalised and coded.
 -- source: student.students
 -- key: [studentNo]
+-- required: [name]
+-- updated_at: updatedAt
 -- ---
 -- 学工系统 students, one row per 学号.
 SELECT
