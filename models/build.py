@@ -19,6 +19,7 @@ import yaml
 
 from connectors.raw_zone import q
 from models import codesets_dir, sql_dir
+from models.plausibility import apply_plausibility
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
                 FROM {raw} r {latest}
                 QUALIFY _extracted_at = max(_extracted_at) OVER (PARTITION BY {pk}))""")
         con.execute(f"CREATE OR REPLACE TEMP TABLE _model AS {sql}")
+        apply_plausibility(con, m)  # quality/plausibility.yaml: implausible values quarantined or flagged
         con.execute("DELETE FROM quality.quarantine WHERE stage = 'staging' AND source = ? AND entity = ?",
                     [m.source, m.entity])
         con.execute(f"""INSERT INTO quality.quarantine
