@@ -329,6 +329,21 @@ def test_hub_sql_export_csv_neutralises_formulas(tmp_path):
     assert lines[1:] == ['"\'=1+1",-5', '"张三",2', '"\'@cmd",3']
 
 
+def test_hub_sql_csv_output_neutralises_formulas(tmp_path, monkeypatch):
+    import duckdb
+    from click.testing import CliRunner
+
+    from hub.cli import main
+
+    snap = tmp_path / "analyst.duckdb"
+    with duckdb.connect(str(snap)) as c:
+        c.execute("CREATE TABLE t AS SELECT * FROM (VALUES ('+1+1', -5), ('-5', 2)) v(name, n)")
+    monkeypatch.setenv("HUB_SNAPSHOT", str(snap))
+    result = CliRunner().invoke(main, ["sql", "SELECT * FROM t ORDER BY n", "--csv"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["name,n", "'+1+1,-5", "-5,2"]
+
+
 def test_the_report_neutralises_formulas():
     from hub.report import _t
 
