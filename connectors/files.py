@@ -302,7 +302,7 @@ class FileExtractor:
                         stats: ExtractStats) -> list[int]:
         """Rows whose identifier column (the key, ``identifier_columns``) holds a number cell of more than
         15 significant digits are quarantined as ``precision_lost``: Excel keeps 15 digits and a float 15-17,
-        so 450102199001010087 is read as 450102199001009984, and no reading can restore it. The rest of
+        so 450102199001010087 comes back as 450102199001010112, and no reading can restore it. The rest of
         the rows are returned. Text cells are read as the text they hold."""
         wanted = dict.fromkeys((*self.entity.primary_key, *self.entity.options.get("identifier_columns", ())))
         at = [names.index(c) for c in wanted if c in names]
@@ -316,16 +316,16 @@ class FileExtractor:
                 kept.append(i)
                 continue
             column, value = lost[0]
+            cells = dict(zip(names, row, strict=False))
             shown = value_as_text(value)
             stats.rejected.append(Rejected(
                 rule="precision_lost",
-                record_key="|".join(value_as_text(row[names.index(k)]) or "" if k in names and names.index(k) < len(row)
-                                    else "" for k in self.entity.primary_key),
+                record_key="|".join(value_as_text(cells.get(k)) or "" for k in self.entity.primary_key),
                 detail=f"{path.name} row {i + 1}: {column} is a number cell {shown} "
                        f"({len(shown.lstrip('-'))} digits): more than 15 significant digits cannot survive a float, "
                        "so the value is not what was typed; export the column as text",
                 original={"file": path.name, "row": i + 1,
-                          "values": {n: value_as_text(v) for n, v in zip(names, row, strict=False) if v not in (None, "")}}))
+                          "values": {n: value_as_text(v) for n, v in cells.items() if v not in (None, "")}}))
         return kept
 
     # -- footers --------------------------------------------------------------------------------

@@ -206,6 +206,7 @@ def corpus(tmp_path_factory):
             system, entity = name.split(".")
             [result] = load_entity(con, work / "raw", sources[system], sources[system].entities[entity])
             assert result.status == "ok", result.message
+            assert result.rows_read == result.rows_landed + result.rows_skipped + result.rows_rejected
         load_code_sets(con)
         for name in rows:
             build_staging(con, MODELS[name])
