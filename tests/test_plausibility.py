@@ -14,17 +14,17 @@ import csv
 import datetime as dt
 import json
 import sqlite3
-from decimal import Decimal
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import openpyxl
 import pyarrow as pa
 import pytest
+from foreign_rest import Reply, Vendor
 
 from connectors import load_entity, load_sources
-from foreign_rest import Reply, Vendor
 from hub.neutralise import neutralise, neutralise_batch
 from models.build import build_staging, load_code_sets
 from models.plausibility import PlausibilityConfigError, load_checks
@@ -116,7 +116,7 @@ STAGED_KEY = {"party.members": "person_no", "party.orgs": "org_code", "party.due
               "learning.study_records": "record_id", "activity.meetings": "meeting_id", "academic.courses": "course_code"}
 
 
-def _record(entity: str, i: int, good: bool) -> dict:
+def _record(entity: str, i: int) -> dict:
     """A good record of ``entity``, its key made unique by ``i`` (the good rows: 1, 2; case n: 100 + n)."""
     if entity == "party.members":
         r = dict(zip(MEMBER_HEADER, MEMBER, strict=True)) | {"人员编号": f"1985{i:04d}"}
@@ -147,8 +147,8 @@ def _text(value: Any) -> str:
 
 
 def _rows(entity: str) -> tuple[list[dict], dict[Case, dict]]:
-    good = [_record(entity, i, True) for i in (1, 2)]
-    bad = {c: _record(entity, 100 + n, False) | {c.field: c.value} for n, c in enumerate(CASES) if c.entity == entity}
+    good = [_record(entity, i) for i in (1, 2)]
+    bad = {c: _record(entity, 100 + n) | {c.field: c.value} for n, c in enumerate(CASES) if c.entity == entity}
     return good, bad
 
 
