@@ -293,9 +293,40 @@ class FileExtractor:
                 header[r1 - top][c] = header[r1 - top][c1]
         names = _header_names(header, layout.separator, carry=not in_header, path=path)
         body_at = [i for i in filled if i >= top + layout.header_rows]
+        body_at = self._precision_lost(names, rows, body_at, path, stats)
         table = _finish_columns(rows_to_table(names, [rows[i] for i in body_at]), path)
         sheet_rows = np.asarray(body_at, dtype=np.int64) + 1
         return self._set_footer_aside(table, path, stats, lambda: sheet_rows, "row")
+
+    def _precision_lost(self, names: list[str], rows: list[list[Any]], body_at: list[int], path: Path,
+                        stats: ExtractStats) -> list[int]:
+        """Rows whose identifier column (the key, ``identifier_columns``) holds a number cell of more than
+        15 significant digits are quarantined as ``precision_lost``: Excel keeps 15 digits and a float 15-17,
+        so 450102199001010087 comes back as 450102199001010112, and no reading can restore it. The rest of
+        the rows are returned. Text cells are read as the text they hold."""
+        wanted = dict.fromkeys((*self.entity.primary_key, *self.entity.options.get("identifier_columns", ())))
+        at = [names.index(c) for c in wanted if c in names]
+        if not at:
+            return body_at
+        kept = []
+        for i in body_at:
+            row = rows[i]
+            lost = [(names[c], row[c]) for c in at if c < len(row) and _too_long_for_float(row[c])]
+            if not lost:
+                kept.append(i)
+                continue
+            column, value = lost[0]
+            cells = dict(zip(names, row, strict=False))
+            shown = value_as_text(value)
+            stats.rejected.append(Rejected(
+                rule="precision_lost",
+                record_key="|".join(value_as_text(cells.get(k)) or "" for k in self.entity.primary_key),
+                detail=f"{path.name} row {i + 1}: {column} is a number cell {shown} "
+                       f"({len(shown.lstrip('-'))} digits): more than 15 significant digits cannot survive a float, "
+                       "so the value is not what was typed; export the column as text",
+                original={"file": path.name, "row": i + 1,
+                          "values": {n: value_as_text(v) for n, v in cells.items() if v not in (None, "")}}))
+        return kept
 
     # -- footers --------------------------------------------------------------------------------
     def _set_footer_aside(self, table: pa.Table, path: Path, stats: ExtractStats,
@@ -436,6 +467,13 @@ def _header_names(rows: list[list[Any]], separator: str, *, carry: bool, path: P
     if dupes:
         raise SourceError(f"{path.name}: the header names more than one column {dupes}")
     return names
+
+
+def _too_long_for_float(value: Any) -> bool:
+    """A number cell with more than 15 significant digits (its integer part alone has more than 15)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return abs(value) >= 1e15
 
 
 def _cell_text(value: Any) -> str:

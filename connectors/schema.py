@@ -242,6 +242,11 @@ class FilesEntity(_Entity):
     header_rows: Annotated[int, Field(ge=1)] = Field(
         1, description="Header rows: with 2, a merged top cell's name is joined with each name below it.")
     header_separator: str = Field("_", description="Joins the names of several header rows.")
+    identifier_columns: list[str] = Field(
+        default_factory=list,
+        description="XLSX: columns holding identifiers (ID numbers, 工号) besides the key, which always counts. "
+                    "A number cell in one with more than 15 significant digits cannot survive a float: its row is "
+                    "quarantined as precision_lost. Text cells are read as the text they hold.")
     footer: Footer | Literal[False, "none"] | None = Field(
         None, description="Rows set aside as footers (合计, 总计, 小计, 制表人, …) by default; none: no footer rule.")
 

@@ -6,7 +6,8 @@ everything else: ``enable_external_access = false`` (no file, network or extensi
 undo that. On top, only queries (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE) are accepted: ATTACH, COPY,
 EXPLAIN (ANALYZE would run its statement), EXPORT, INSTALL, LOAD, SET, PRAGMA, CREATE, INSERT, UPDATE … are refused with one line before they
 run. Saving a result is ``--export FILE`` (CSV or Parquet), written by the hub from the query's result,
-so it carries the same masking as the snapshot itself.
+so it carries the same masking as the snapshot itself; in a CSV, text that a spreadsheet would run as a
+formula (``=``, ``+``, ``-``, ``@``) is written with a leading apostrophe (hub/neutralise.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from hub.neutralise import neutralise_batch
 from models import sql_dir
 
 # Queries only. Not even EXPLAIN: EXPLAIN ANALYZE runs its statement, a COPY included.
@@ -97,7 +99,8 @@ def export(con: duckdb.DuckDBPyConnection, query: str, target: str | Path) -> in
                   else pacsv.CSVWriter(tmp, reader.schema))
         with writer:
             for batch in reader:
-                writer.write_batch(batch) if fmt == "csv" else writer.write_table(pa.Table.from_batches([batch]))
+                # CSV opens in a spreadsheet: text a spreadsheet would run as a formula is neutralised
+                writer.write_batch(neutralise_batch(batch)) if fmt == "csv" else writer.write_table(pa.Table.from_batches([batch]))
                 rows += batch.num_rows
         os.chmod(tmp, 0o640)
         os.replace(tmp, target)

@@ -169,9 +169,11 @@ def sql(query: str, limit: int, as_csv: bool, export_to: Path | None) -> None:
     if as_csv:
         import csv
 
+        from hub.neutralise import neutralise
+
         writer = csv.writer(sys.stdout)
         writer.writerow(names)
-        writer.writerows(rows)
+        writer.writerows([neutralise(v) for v in row] for row in rows)
         return
     from rich.table import Table
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 
+from hub.neutralise import neutralise
 from hub.settings import Settings
 
 FONT_STACK = ('"Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Source Han Sans CN", "PingFang SC", '
@@ -45,7 +46,9 @@ def report_dir(settings: Settings | None = None) -> Path:
 
 
 def _t(value: object) -> str:
-    return escape("" if value is None else str(value))
+    """Text for the page: HTML-escaped, and neutralised if a spreadsheet would run it as a formula
+    (the report is opened in Excel/WPS too; hub/neutralise.py)."""
+    return escape("" if value is None else str(neutralise(value)))
 
 
 def _num(value: float | int | None, digits: int = 0) -> str:

@@ -20,6 +20,7 @@ import yaml
 
 from connectors.raw_zone import q
 from models import codesets_dir, row_rules, sql_dir, sqlrefs
+from models.plausibility import apply_plausibility
 
 LAYER_NAMES = ("staging", "warehouse", "marts")
 
@@ -229,6 +230,7 @@ def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
         row_rules.create_current(con, m, raw)
         con.execute(f"CREATE OR REPLACE TEMP TABLE _model AS {sql}")
         superseded = row_rules.apply_row_rules(con, m)
+        apply_plausibility(con, m)  # quality/plausibility.yaml: implausible values quarantined or flagged
         con.execute("DELETE FROM quality.quarantine WHERE stage = 'staging' AND source = ? AND entity = ?",
                     [m.source, m.entity])
         con.execute(f"""INSERT INTO quality.quarantine

@@ -88,6 +88,23 @@ CREATE TABLE IF NOT EXISTS quality.load_finding (
     found_at    TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
 );
 
+-- Values a staging model kept but flagged as implausible (quality/plausibility.yaml, severity flag): a
+-- date after the as-of date, control characters stripped from a name, ... Rebuilt with the model (its rows
+-- are replaced), so a rerun never duplicates them. column_name and value are the raw column and the value as sent.
+CREATE TABLE IF NOT EXISTS quality.value_finding (
+    model        VARCHAR NOT NULL,
+    source       VARCHAR NOT NULL,
+    entity       VARCHAR NOT NULL,
+    load_id      VARCHAR,
+    row_number   BIGINT,
+    record_key   VARCHAR,
+    rule         VARCHAR NOT NULL,
+    column_name  VARCHAR NOT NULL,
+    value        VARCHAR,
+    detail       VARCHAR,
+    found_at     TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+);
+
 -- The type family each source column arrived as (raw keeps text, so a change is reported, never coerced).
 CREATE TABLE IF NOT EXISTS meta.source_schema (
     source         VARCHAR NOT NULL,

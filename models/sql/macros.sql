@@ -50,22 +50,29 @@ CREATE OR REPLACE TEMP MACRO name_clean(s) AS
             '([\p{Han}·])\s+([\p{Han}·])', '\1\2', 'g'),
         '\s+', ' ', 'g')), '');
 
--- Dates in every shape the campus systems use: 2023-09-01, 2023/9/1, 20230901, 2023.09.01,
--- ISO timestamps, Excel serial numbers (days since 1899-12-30) and epoch milliseconds.
-CREATE OR REPLACE TEMP MACRO parse_date_any(s) AS
+-- Dates in every shape the campus systems use: 2023-09-01, 2023/9/1, 20230901, 2023.09.01, 2024年3月5日,
+-- ISO timestamps (the date as written), Excel serial numbers (days since 1899-12-30) and epoch milliseconds;
+-- full-width digits read as ASCII. The whole value must be one of these: anything else, a date that does not
+-- exist (2024-02-30, 0000-00-00, 20240230) or a year before 1900 (a placeholder) is NULL, which the
+-- plausibility checks (quality/plausibility.yaml) report with the value.
+CREATE OR REPLACE TEMP MACRO date_text(s) AS
+    regexp_replace(translate(trim(s), '０１２３４５６７８９－／．', '0123456789-/.'),
+                   '^([0-9]{4})\s*年\s*([0-9]{1,2})\s*月\s*([0-9]{1,2})\s*日$', '\1-\2-\3');
+CREATE OR REPLACE TEMP MACRO parse_date_text(t) AS
     CASE
-        WHEN s IS NULL OR trim(s) = '' THEN NULL
-        WHEN regexp_full_match(trim(s), '[0-9]{5}(\.0+)?')
-            THEN CAST(DATE '1899-12-30' + CAST(CAST(trim(s) AS DOUBLE) AS INTEGER) AS DATE)
-        WHEN regexp_full_match(trim(s), '[0-9]{12,13}')
-            THEN CAST(timezone('Asia/Shanghai', to_timestamp(CAST(trim(s) AS BIGINT) / 1000.0)) AS DATE)
-        ELSE CAST(coalesce(
-            try_strptime(substr(trim(s), 1, 10), '%Y-%m-%d'),
-            try_strptime(split_part(trim(s), ' ', 1), '%Y/%m/%d'),
-            try_strptime(trim(s), '%Y%m%d'),
-            try_strptime(split_part(trim(s), ' ', 1), '%Y.%m.%d'),
-            try_strptime(split_part(trim(s), ' ', 1), '%Y-%m-%d')) AS DATE)
+        WHEN t IS NULL OR t = '' THEN NULL
+        WHEN regexp_full_match(t, '[0-9]{5}(\.0+)?')
+            THEN CAST(DATE '1899-12-30' + CAST(CAST(t AS DOUBLE) AS INTEGER) AS DATE)
+        WHEN regexp_full_match(t, '[0-9]{12,13}')
+            THEN CAST(timezone('Asia/Shanghai', to_timestamp(CAST(t AS BIGINT) / 1000.0)) AS DATE)
+        WHEN regexp_full_match(t, '[0-9]{8}')
+            THEN CAST(try_strptime(t, '%Y%m%d') AS DATE)
+        WHEN regexp_full_match(t, '[0-9]{4}[-/.][0-9]{1,2}[-/.][0-9]{1,2}([T ][0-9]{1,2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?')
+            THEN CAST(try_strptime(regexp_replace(regexp_extract(t, '^[0-9]{4}[-/.][0-9]{1,2}[-/.][0-9]{1,2}'), '[/.]', '-', 'g'),
+                                   '%Y-%m-%d') AS DATE)
     END;
+CREATE OR REPLACE TEMP MACRO parse_date_any(s) AS
+    CASE WHEN year(parse_date_text(date_text(s))) >= 1900 THEN parse_date_text(date_text(s)) END;
 
 -- Mobile numbers: digits only, a leading 86 country code dropped; NULL unless it is a mainland mobile.
 CREATE OR REPLACE TEMP MACRO phone_clean(s) AS
