@@ -5,7 +5,8 @@ the college's publishing. A table check blocks — Dagster skips only the assets
 the publish gate keeps their datasets at the previous version — when the table as a whole is wrong:
 
 * the share of an entity's rows that staging quarantined is above its threshold
-  (``HUB_QUARANTINE_MAX_RATE``, default 2 %, per entity ``HUB_QUARANTINE_MAX_RATE_BY_ENTITY``), or an
+  (``HUB_QUARANTINE_MAX_RATE``, default 2 %, per entity ``HUB_QUARANTINE_MAX_RATE_BY_ENTITY``) and at
+  least :data:`MIN_ROWS_TO_BLOCK` rows are quarantined (a single row never blocks), or an
   entity has no rows at all (a whole entity missing): the ``quarantine_rate`` check of each staging model;
 * a key repeats (uniqueness expectations of severity ``error``), or a table shrank or grew beyond its
   ratio of the previous count (row-count expectations): :data:`quality.expectations.SYSTEMIC`;
@@ -33,6 +34,9 @@ RATE_BY_ENTITY_VAR = "HUB_QUARANTINE_MAX_RATE_BY_ENTITY"
 # Quarantine rules that are not faults of the data, not counted in the rate: another copy of a row in the
 # same load (the accepted copy carries the record) and a version replaced by a newer one.
 NOT_FAULTS = ("duplicate_row", "superseded")
+# One bad row never stops the college, however small the entity (one of 40 party organisations is 2.5%):
+# the rate blocks only when at least this many rows are quarantined.
+MIN_ROWS_TO_BLOCK = 2
 SAMPLE_KEYS = 5
 
 
@@ -88,7 +92,7 @@ class QuarantineRate:
 
     @property
     def passed(self) -> bool:
-        return not self.missing and self.rate <= self.threshold
+        return not self.missing and (self.rate <= self.threshold or self.quarantined < MIN_ROWS_TO_BLOCK)
 
     def look_at(self) -> str:
         return (f"SELECT rule, record_key, detail, original_row FROM quality.quarantine WHERE stage = 'staging' "
@@ -99,8 +103,10 @@ class QuarantineRate:
             return (f"{self.source}.{self.entity} has no rows at all: the whole entity is missing "
                     "(an empty export or an empty response)")
         verdict = "above" if self.rate > self.threshold else "within"
+        single = (f" (a single row never blocks: at least {MIN_ROWS_TO_BLOCK} are needed)"
+                  if self.rate > self.threshold and self.quarantined < MIN_ROWS_TO_BLOCK else "")
         return (f"{self.quarantined} of {self.rows} rows quarantined ({self.rate:.1%}), {verdict} the "
-                f"threshold of {self.threshold:.1%} for {self.source}.{self.entity}")
+                f"threshold of {self.threshold:.1%} for {self.source}.{self.entity}{single}")
 
 
 def quarantine_rate(con: duckdb.DuckDBPyConnection, *, source: str, entity: str, staging_table: str,

@@ -40,6 +40,9 @@ def test_a_rate_is_systemic_above_its_threshold_and_an_empty_entity_is_missing()
 
     assert rate(98, 2).passed and not rate(97, 3).passed  # 2% is allowed, 3% is not
     assert rate(0, 0).missing and not rate(0, 0).passed
+    # one bad row never blocks, even where it is most of a small entity (1 of 9 is 11%); two do
+    assert rate(8, 1).passed and "a single row never blocks" in rate(8, 1).describe()
+    assert not rate(7, 2).passed
     assert "whole entity is missing" in rate(0, 0).describe()
     assert "quality.quarantine" in rate(97, 3).look_at()
 
