@@ -1,0 +1,106 @@
+"""Every source ends in bounded time: hostile REST servers (tests/foreign_rest.py ``Hostile``) that drip,
+never answer, send without end, page without end or are not there end the load within its bounds, in
+one line, with a ``failed`` audit row; a load reads the network without holding the warehouse."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+
+from connectors import SourceError, load_entity, load_sources
+from tests.foreign_rest import Hostile, Reply, Seen, Vendor, free_port
+
+
+def _source(tmp_path, url: str, **options):
+    spec = {"kind": "rest", "base_url": url, **options,
+            "entities": {"items": {"path": "/items", "records_path": "data", "primary_key": "id",
+                                   "paginator": {"type": "cursor", "cursor_param": "c", "limit_param": "n",
+                                                 "next_cursor_path": "next"}}}}
+    path = tmp_path / "sources.yaml"
+    path.write_text(yaml.safe_dump({"sources": {"vendor": spec}}), encoding="utf-8")
+    src = load_sources(path)["vendor"]
+    return src, src.entities["items"]
+
+
+def _fails_within(con, tmp_path, seconds: float, url: str, **options) -> str:
+    src, entity = _source(tmp_path, url, **options)
+    started = time.monotonic()
+    with pytest.raises(SourceError) as err:
+        load_entity(con, tmp_path / "raw", src, entity)
+    took = time.monotonic() - started
+    message = str(err.value)
+    assert took < seconds, f"took {took:.1f} s: {message}"
+    assert "\n" not in message and message.startswith("vendor.items: ")
+    status, audited = con.execute("SELECT status, message FROM quality.load_audit").fetchone()
+    assert status == "failed" and audited == message
+    return message
+
+
+def test_a_dripping_server_is_cut_at_the_request_deadline(tmp_path, con):
+    with Hostile("drip") as server:
+        message = _fails_within(con, tmp_path, 8, server.url, timeout=5, deadline=1.5, max_retries=1)
+    assert "deadline of 1.5 s" in message and "after 2 attempts" in message
+
+
+def test_a_server_that_never_answers_ends_within_the_retry_budget(tmp_path, con):
+    with Hostile("silent") as server:
+        message = _fails_within(con, tmp_path, 8, server.url, timeout=1, max_retries=8, retry_budget=2.5)
+    assert "retry budget spent" in message and "retry_budget = 2.5 s" in message
+    assert server.connections <= 3
+
+
+def test_a_server_that_is_not_there_fails_fast_and_says_what_to_check(tmp_path, con):
+    message = _fails_within(con, tmp_path, 3, f"http://127.0.0.1:{free_port()}", max_retries=8)
+    assert "is not reachable (connection refused)" in message
+    assert "sources.vendor.base_url" in message and "hub serve-sources" in message
+
+
+def test_a_body_over_the_size_limit_fails_the_load(tmp_path, con):
+    with Hostile("huge", size=200_000_000) as server:
+        message = _fails_within(con, tmp_path, 10, server.url, max_response_bytes="2MB")
+    assert "max_response_bytes" in message and "2,000,000" in message
+
+
+def test_endless_pagination_ends_at_the_load_timeout(tmp_path, con):
+    def pages(seen: Seen) -> Reply:  # a new cursor every time, records that never repeat
+        n = int(seen.query.get("c") or 0)
+        return Reply(200, {"data": [{"id": f"{n}-{i}"} for i in range(50)], "next": str(n + 1)})
+
+    with Vendor({"/items": pages}) as vendor:
+        message = _fails_within(con, tmp_path, 6, vendor.url, load_timeout=1.5)
+    assert "stopped after load_timeout = 1.5 s" in message and "cursor stays" in message
+    assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'vendor__items'"
+                       ).fetchone()[0] == 0, "nothing landed"
+
+
+def test_transient_errors_are_retried_within_the_loads_budget_of_attempts(tmp_path, con):
+    calls = {"n": 0}
+
+    def flaky(seen: Seen) -> Reply:
+        calls["n"] += 1
+        if calls["n"] % 3:  # two 503s before every good answer
+            return Reply(503, {"error": "busy"}, {"Retry-After": "0"})
+        n = int(seen.query.get("c") or 0)
+        return Reply(200, {"data": [{"id": str(n)}], "next": str(n + 1) if n < 3 else None})
+
+    with Vendor({"/items": flaky}) as vendor:
+        src, entity = _source(tmp_path, vendor.url, max_retries=3, max_retries_per_load=20)
+        [result] = load_entity(con, tmp_path / "raw", src, entity)
+    assert result.rows_landed == 4 and result.retries == 8
+
+
+def test_the_retries_of_one_load_are_bounded_in_number(tmp_path, con):
+    calls = {"n": 0}
+
+    def flaky(seen: Seen) -> Reply:
+        calls["n"] += 1
+        if calls["n"] % 2:
+            return Reply(503, {"error": "busy"}, {"Retry-After": "0"})
+        n = int(seen.query.get("c") or 0)
+        return Reply(200, {"data": [{"id": str(n)}], "next": str(n + 1)})
+
+    with Vendor({"/items": flaky}) as vendor:
+        message = _fails_within(con, tmp_path, 8, vendor.url, max_retries=3, max_retries_per_load=4)
+    assert "the load's 4 retries spent (max_retries_per_load)" in message and calls["n"] == 9
