@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import duckdb
 
 from connectors.base import ExtractStats, SourceError
 from connectors.config import DEFAULT_LANDING_MEMORY, ConfigError, Entity, Source, load_sources
-from connectors.raw_zone import AuditedFailure, LoadResult, RawZone, failure_reason
+from connectors.raw_zone import AuditedFailure, LoadResult, Progress, RawZone, failure_reason
 
 __all__ = ["DEFAULT_LANDING_MEMORY", "ConfigError", "Entity", "LoadResult", "Source", "SourceError", "load_entity", "load_sources"]
 
 
-def load_entity(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, source: Source, entity: Entity, *,
-                landing_memory: str | None = DEFAULT_LANDING_MEMORY) -> list[LoadResult]:
+def load_entity(con: duckdb.DuckDBPyConnection | Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]],
+                raw_dir: str | Path, source: Source, entity: Entity, *,
+                landing_memory: str | None = DEFAULT_LANDING_MEMORY, progress: Progress | None = None,
+                ) -> list[LoadResult]:
     """Run one load of one source entity into the raw zone. File sources make one load per new file.
 
-    ``landing_memory`` is DuckDB's memory limit while a load lands (None: the warehouse's own).
+    ``con`` is an open warehouse connection, or an opener of one (``lambda: open_warehouse(path)``): given
+    an opener, the warehouse is open only to read the cursor and to land, never while the source is read
+    (see RawZone). ``landing_memory`` is DuckDB's memory limit while a load lands (None: the warehouse's
+    own). ``progress(rows, pages, files)`` is called as the load reads.
 
     Whatever fails (configuration, connection, the source, landing; any error type) writes a ``failed``
     row in ``quality.load_audit`` with a one-line reason naming source and entity, and is raised as a
     :class:`SourceError` with that line: a caller loading several entities reports it and goes on."""
-    zone = RawZone(con, raw_dir, landing_memory)
+    zone = RawZone(con, raw_dir, landing_memory, progress)
     try:
         return _load(zone, source, entity)
     except AuditedFailure:

@@ -104,3 +104,58 @@ def test_the_retries_of_one_load_are_bounded_in_number(tmp_path, con):
     with Vendor({"/items": flaky}) as vendor:
         message = _fails_within(con, tmp_path, 8, vendor.url, max_retries=3, max_retries_per_load=4)
     assert "the load's 4 retries spent (max_retries_per_load)" in message and calls["n"] == 9
+
+
+def test_a_load_reads_the_network_without_holding_the_warehouse(tmp_path):
+    """`hub load` of a slow source: while it reads, another process writes the warehouse; then it lands."""
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    from hub.settings import PROJECT_ROOT
+    from hub.warehouse import connect
+
+    first_page, release = threading.Event(), threading.Event()
+
+    def slow(seen: Seen) -> Reply:
+        n = int(seen.query.get("c") or 0)
+        if n == 1:
+            first_page.set()
+            release.wait(20)  # the load is mid-read until the test has written the warehouse
+        return Reply(200, {"data": [{"id": str(n)}], "next": str(n + 1) if n < 2 else None})
+
+    with Vendor({"/items": slow}) as vendor:
+        _source(tmp_path, vendor.url)
+        warehouse = tmp_path / "warehouse.duckdb"
+        env = {**os.environ, "HUB_SOURCES_FILE": str(tmp_path / "sources.yaml"), "HUB_WAREHOUSE": str(warehouse),
+               "HUB_RAW_DIR": str(tmp_path / "raw"), "HUB_VAR_DIR": str(tmp_path / "var"),
+               "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+        proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "load", "vendor"], cwd=PROJECT_ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            assert first_page.wait(60), "the load never reached the source"
+            con = connect(warehouse)  # read-write, from this process, while the load waits on the network
+            con.execute("CREATE TABLE meta.written_meanwhile AS SELECT 1 AS x")
+            con.close()
+        finally:
+            release.set()
+            out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "✓ vendor__items: ok, read 3, landed 3" in out
+    con = connect(warehouse, read_only=True)
+    assert con.execute("SELECT count(*) FROM raw.vendor__items").fetchone()[0] == 3
+    assert con.execute("SELECT x FROM meta.written_meanwhile").fetchone()[0] == 1
+    con.close()
+
+
+def test_progress_is_reported_page_by_page(tmp_path, con):
+    def pages(seen: Seen) -> Reply:
+        n = int(seen.query.get("c") or 0)
+        return Reply(200, {"data": [{"id": f"{n}-{i}"} for i in range(3)], "next": str(n + 1) if n < 3 else None})
+
+    seen: list[tuple[int, int, int]] = []
+    with Vendor({"/items": pages}) as vendor:
+        src, entity = _source(tmp_path, vendor.url)
+        load_entity(con, tmp_path / "raw", src, entity, progress=lambda *a: seen.append(a))
+    assert seen == [(3, 1, 0), (6, 2, 0), (9, 3, 0), (12, 4, 0)]
