@@ -35,6 +35,7 @@ import pyarrow.csv as pacsv
 
 from connectors.base import ExtractStats, Rejected, SourceError, rows_to_table, value_as_text
 from connectors.config import Entity, Source, file_format
+from connectors.limits import XlsxLimits, check_xlsx
 
 ENCODINGS = ("utf-8-sig", "gb18030")  # gb18030 is a superset of GBK and GB2312
 
@@ -135,6 +136,7 @@ class FileExtractor:
         try:
             if file_format(self.entity) == "xlsx":
                 stats.encoding = "xlsx"
+                check_xlsx(item.path, XlsxLimits.of(self.source), self.entity.options.get("sheet"))  # before parsing
                 return self._read_xlsx(item.path, stats)
             return self._read_csv(item.path, stats)
         except pa.ArrowException as exc:

@@ -271,6 +271,11 @@ class FilesSource(_Source):
     inbox: str = Field(description="The folder exports are dropped into.")
     archive: str | None = Field(None, description="Where loaded files go; <inbox>/../_archive/<name> if absent.")
     rejected: str | None = Field(None, description="Where unreadable files go, with a .reason.txt.")
+    max_xlsx_cells: PosInt = Field(10_000_000, description="The largest sheet range (rows × columns), declared "
+                                                         "or used, an XLSX file may have; checked before parsing.")
+    max_xlsx_bytes: MemorySize = Field("1GB", description="The largest size an XLSX file may unpack to.")
+    max_shared_strings_bytes: MemorySize = Field("200MB", description="The largest size an XLSX file's shared "
+                                                                      "strings may unpack to.")
     entities: dict[str, FilesEntity] = Field(min_length=1)
 
 

@@ -159,3 +159,98 @@ def test_progress_is_reported_page_by_page(tmp_path, con):
         src, entity = _source(tmp_path, vendor.url)
         load_entity(con, tmp_path / "raw", src, entity, progress=lambda *a: seen.append(a))
     assert seen == [(3, 1, 0), (6, 2, 0), (9, 3, 0), (12, 4, 0)]
+
+
+# -- XLSX checked before it is parsed -------------------------------------------------------------------
+
+
+def _xlsx_with(path, replace: dict[str, bytes] | None = None, edit=None):
+    """A real workbook (openpyxl), then members replaced or edited in its zip, as a hostile export would be."""
+    import zipfile
+
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["人员编号", "姓名"])
+    ws.append(["2024010101", "韦小宝"])
+    plain = path.with_suffix(".plain.xlsx")
+    wb.save(plain)
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            data = src.read(info)
+            if replace and info.filename in replace:
+                data = replace[info.filename]
+            if edit and info.filename == "xl/worksheets/sheet1.xml":
+                data = edit(data)
+            if replace and "xl/sharedStrings.xml" in replace and info.filename == "xl/_rels/workbook.xml.rels":
+                data = data.replace(b"</Relationships>", b'<Relationship Id="rIdSST" Target="sharedStrings.xml" '
+                                    b'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+                                    b'sharedStrings"/></Relationships>')
+            if replace and "xl/sharedStrings.xml" in replace and info.filename == "[Content_Types].xml":
+                data = data.replace(b"</Types>", b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/'
+                                    b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>')
+            out.writestr(info.filename, data)
+        for name, data in (replace or {}).items():
+            if name not in src.namelist():  # openpyxl writes strings inline: add the part
+                out.writestr(name, data)
+    plain.unlink()
+    return path
+
+
+def _load_members(tmp_path, con, **source_options):
+    from connectors import Entity, Source
+
+    inbox = tmp_path / "inbox"
+    entity = Entity("party", "members", ("人员编号",), {"pattern": "党员信息*.xlsx"})
+    source = Source("party", "files", "", "t", {"inbox": str(inbox), **source_options}, {"members": entity})
+    return load_entity(con, tmp_path / "raw", source, entity)
+
+
+def _rejected_reason(tmp_path) -> str:
+    [reason] = (tmp_path / "_rejected" / "inbox").glob("*.reason.txt")
+    return reason.read_text(encoding="utf-8")
+
+
+def test_an_xlsx_declaring_the_whole_sheet_is_set_aside_unparsed(tmp_path, con):
+    import re
+
+    (tmp_path / "inbox").mkdir()
+    path = _xlsx_with(tmp_path / "inbox" / "党员信息_炸弹.xlsx",
+                      edit=lambda xml: re.sub(rb'<dimension ref="[^"]+"', b'<dimension ref="A1:XFD1048576"', xml))
+    assert path.stat().st_size < 10_000
+    [result] = _load_members(tmp_path, con)
+    assert result.status == "rejected"
+    assert "declares a sheet range of 1,048,576 rows × 16,384 columns (A1:XFD1048576" in result.message
+    assert "max_xlsx_cells" in _rejected_reason(tmp_path)
+
+
+def test_an_xlsx_with_one_far_cell_is_set_aside_unparsed(tmp_path, con):
+    (tmp_path / "inbox").mkdir()
+    far = b'<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row></sheetData>'
+    _xlsx_with(tmp_path / "inbox" / "党员信息.xlsx",
+               edit=lambda xml: xml.replace(b"</sheetData>", far).replace(b"<dimension", b"<ignored"))
+    [result] = _load_members(tmp_path, con)
+    assert result.status == "rejected" and "uses a sheet range of 1,048,576 rows × 16,384 columns" in result.message
+
+
+def test_a_shared_strings_bomb_is_set_aside_unparsed(tmp_path, con):
+    (tmp_path / "inbox").mkdir()
+    strings = (b'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/'
+               b'spreadsheetml/2006/main">' + b"<si><t>" + b"A" * 20_000_000 + b"</t></si></sst>")
+    path = _xlsx_with(tmp_path / "inbox" / "党员信息.xlsx", replace={"xl/sharedStrings.xml": strings})
+    del strings
+    assert path.stat().st_size < 1_000_000
+    [result] = _load_members(tmp_path, con, max_shared_strings_bytes="10MB")
+    assert result.status == "rejected"
+    assert "shared strings unpack to 20,000,1" in result.message and "(10,000,000)" in result.message
+
+
+def test_limits_are_the_sources_to_set(tmp_path, con):
+    (tmp_path / "inbox").mkdir()
+    _xlsx_with(tmp_path / "inbox" / "党员信息.xlsx")
+    [result] = _load_members(tmp_path, con, max_xlsx_cells=3)
+    assert result.status == "rejected" and "(A1:B2, 4 cells), over max_xlsx_cells (3)" in result.message
+    _xlsx_with(tmp_path / "inbox" / "党员信息2.xlsx")
+    [result] = _load_members(tmp_path, con)
+    assert result.status == "ok" and result.rows_landed == 1
