@@ -81,15 +81,21 @@ def _load_files(zone: RawZone, source: Source, entity: Entity) -> list[LoadResul
             extractor.archive_file(item)
             continue
         stats = ExtractStats()
-        rows = 0
+        read = _Counted()
         try:
-            table = extractor.read(item, stats)
-            rows = table.num_rows + len(stats.rejected)
-            extractor.check_columns(item, table)
-            result = zone.land(entity, [table], stats, file_name=item.path.name, file_sha256=item.sha256)
+            columns, pages = extractor.read(item, stats)
+            pages = read.count(pages)
+            try:
+                extractor.check_columns(item, columns)
+            except SourceError:
+                read.drain(pages)  # set aside whole: every row it has is counted (read in blocks, not kept)
+                raise
+            result = zone.land(entity, pages, stats, file_name=item.path.name, file_sha256=item.sha256)
         except SourceError as exc:
             # Unreadable, a required column missing, or failing at landing: set aside with its reason,
-            # every row it had counted as rejected (a failed landing's audit row becomes this one).
+            # every row it had (as far as it was read) counted as rejected (a failed landing's audit row
+            # becomes this one).
+            rows = read.rows + len(stats.rejected)
             moved = extractor.reject_file(item, str(exc))
             results.append(zone.record_file_outcome(entity, item.path.name, "rejected", f"{exc} (moved to {moved})",
                                                     rows=rows, load_id=getattr(exc, "load_id", None)))
@@ -97,3 +103,22 @@ def _load_files(zone: RawZone, source: Source, entity: Entity) -> list[LoadResul
         results.append(result)
         extractor.archive_file(item)
     return results
+
+
+class _Counted:
+    """Counts the rows of a stream of tables as they pass."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def count(self, pages):
+        for table in pages:
+            self.rows += table.num_rows
+            yield table
+
+    def drain(self, pages) -> None:
+        try:
+            for _ in pages:
+                pass
+        except SourceError:
+            pass  # broken further on: what was read is counted

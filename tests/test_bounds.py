@@ -254,3 +254,76 @@ def test_limits_are_the_sources_to_set(tmp_path, con):
     _xlsx_with(tmp_path / "inbox" / "党员信息2.xlsx")
     [result] = _load_members(tmp_path, con)
     assert result.status == "ok" and result.rows_landed == 1
+
+
+# -- CSV read in blocks ---------------------------------------------------------------------------------
+
+
+def _export(rows: int, *, damaged: bool) -> bytes:
+    """A party-system export as people make them: a title, two header rows, blank lines, values over
+    several lines, rows with the wrong number of fields, a 合计 row and a 制表人 line at the end."""
+    lines = ["2024年党费缴纳明细表", "人员编号,姓名,缴费,缴费", ",,月份,金额"]
+    for i in range(rows):
+        if i % 97 == 5:
+            lines.append(f"20240{i:05d},断行,2024-03")  # too few fields
+        elif i % 89 == 7:
+            lines.append(f'20240{i:05d},"覃丽\n(补缴)",2024-03,{i % 50}.00')  # a value over two lines
+        elif i % 83 == 3:
+            lines.append("")
+        else:
+            lines.append(f"20240{i:05d},韦小宝{i},2024-{1 + i % 12:02d},{i % 50}.50")
+        if i == rows // 2:
+            lines.append("小计,,,123.00")
+    lines += ["合计,,,9999.00", "制表人：王芳"]
+    data = ("\n".join(lines) + "\n").encode("gb18030")
+    if damaged:  # two lines with bytes no encoding decodes
+        data = data.replace("韦小宝17,".encode("gb18030"), b"\xff\xfe17,").replace(
+            "韦小宝1201,".encode("gb18030"), b"\x80\xff1201,")
+    return data
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_a_csv_read_in_small_blocks_lands_as_if_read_whole(tmp_path, monkeypatch, damaged):
+    """Block boundaries anywhere (1 kB blocks: rows, quoted line breaks and multi-byte characters cut)
+    change nothing: the same rows land, the same rows are set aside with the same lines and reasons."""
+    import tempfile
+
+    from connectors import Entity, Source, csv_stream
+    from hub.warehouse import connect
+
+    data = _export(3000, damaged=damaged)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the UTF-8 copy of a GB18030 file goes
+    outcomes = []
+    for block in (64 << 20, 1024):
+        monkeypatch.setattr(csv_stream, "BLOCK", block)
+        run = tmp_path / f"block-{block}"
+        (run / "inbox").mkdir(parents=True)
+        (run / "inbox" / "党费缴纳_2024.csv").write_bytes(data)
+        entity = Entity("party", "dues", ("人员编号", "缴费_月份"),
+                        {"pattern": "党费缴纳_*.csv", "header_rows": 2, "header_row": 2,
+                         "footer": {"last_rows": 1, "first_cell": ["合计", "小计"]}})
+        source = Source("party", "files", "", "t", {"inbox": str(run / "inbox")}, {"dues": entity})
+        con = connect(run / "warehouse.duckdb")
+        [result] = load_entity(con, run / "raw", source, entity)
+        rows = con.execute('SELECT * EXCLUDE (_load_id, _extracted_at, _file, _row_number) FROM raw.party__dues '
+                           'ORDER BY "人员编号"').fetchall()
+        set_aside = con.execute("SELECT rule, detail, original_row FROM quality.quarantine ORDER BY detail").fetchall()
+        outcomes.append((result.status, result.rows_read, result.rows_landed, result.rows_rejected, result.encoding,
+                         rows, set_aside))
+        con.close()
+    whole, blocks = outcomes
+    assert whole == blocks
+    assert not list(scratch.iterdir()), "the transcoded copy is removed"
+    status, read, landed, rejected, encoding, rows, set_aside = whole
+    assert status == "ok" and read == landed + rejected and encoding == "gb18030"
+    rules = [r[0] for r in set_aside]
+    assert rules.count("footer_row") == 3 and rules.count("wrong_field_count") == 31
+    assert rules.count("undecodable_bytes") == (2 if damaged else 0)
+    assert any("footer row '制表人：王芳'" in d for _, d, _ in set_aside)
+    file_lines = data.decode("gb18030", errors="replace").split("\n")
+    assert f"line {file_lines.index('合计,,,9999.00') + 1}: footer row '合计'" in [d.split(" ", 1)[1] for _, d, _ in set_aside]
+    short = [i + 1 for i, line in enumerate(file_lines) if "断行" in line]
+    assert sorted(int(d.split(" line ")[1].split(":")[0]) for r, d, _ in set_aside if r == "wrong_field_count") == short
+    assert ("2024000096", "覃丽\n(补缴)") in [(r[0], r[1]) for r in rows]
