@@ -12,7 +12,7 @@ from pipelines.expectations import expectation_checks
 from pipelines.jobs import build_automation
 from pipelines.publish import publish_assets
 from pipelines.raw import build_raw
-from pipelines.report import party_report_asset
+from pipelines.report import party_report_asset, report_automation_sensor
 from pipelines.rules import rule_checks
 from pipelines.snapshot import analyst_snapshot_asset
 from pipelines.staging import staging_assets
@@ -33,7 +33,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                       *expectation_checks([a.key for a in assets])],
         jobs=jobs,
         schedules=schedules,
-        sensors=[*sensors, dead_run_sweeper()],
+        sensors=[*sensors, dead_run_sweeper(), report_automation_sensor()],
         executor=dg.in_process_executor,
         resources={
             "warehouse": WarehouseResource(path=str(settings.warehouse_path),
