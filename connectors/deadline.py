@@ -140,15 +140,14 @@ def read_body(resp: requests.Response, max_bytes: int, what: str) -> None:
         resp.close()
         raise BodyTooLarge(f"{what}: the answer is {int(declared):,} bytes, over max_response_bytes "
                            f"({max_bytes:,})")
-    chunks, size = [], 0
-    for block in resp.iter_content(1 << 16):
-        size += len(block)
-        if size > max_bytes:
+    body = bytearray()  # grown in place: never a list of blocks and a joined copy side by side
+    for block in resp.iter_content(1 << 18):
+        if len(body) + len(block) > max_bytes:
             resp.close()
             raise BodyTooLarge(f"{what}: the answer passed max_response_bytes ({max_bytes:,} bytes) and was "
                                "stopped")
-        chunks.append(block)
-    resp._content = b"".join(chunks)  # what resp.content and resp.json() read
+        body += block
+    resp._content = body  # what resp.content, resp.text and resp.json() read
     resp._content_consumed = True
 
 

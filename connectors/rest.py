@@ -393,6 +393,7 @@ class RestExtractor:
         resp = self._get(url, params, stats, what)
         self._fetched += 1
         doc, records = self._records(resp)
+        resp._content = b""  # parsed: the body's bytes are not kept beside its records
         self._read += len(records)
         self._note_total(doc, resp)
         return resp, doc, records
