@@ -1,8 +1,13 @@
 """REST sources: auth, four paginators, incremental cursors, and retries that real servers need.
 
-Retries (tenacity) cover 429, 5xx, timeouts and dropped connections with capped exponential backoff
-that honours ``Retry-After``; any other 4xx fails at once with the server's own message. Every request
-has a timeout and TLS verification is on unless the source turns it off.
+Every request has a total ``deadline`` (connect, wait, headers and body; connectors/deadline.py), a
+``connect_timeout`` and a read ``timeout``, and a body larger than ``max_response_bytes`` is stopped as
+it arrives. A server that cannot be reached (refused, a name that does not resolve, no answer to
+connect) fails the load at once, in one line saying what to check. Retries cover 429, 5xx, timeouts and
+dropped connections with capped exponential backoff that honours ``Retry-After``, within ``max_retries``
+per request and the load's budget (``retry_budget`` seconds, ``max_retries_per_load`` retries); the
+whole load stops at ``load_timeout``. Any other 4xx fails at once with the server's own message. TLS
+verification is on unless the source turns it off.
 
 Pagination never stops early: a paginator stops on the server's own signal (a next link or cursor, a
 ``has_more`` flag, a total of records or pages, or an empty page), never on a short page alone, because
