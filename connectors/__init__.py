@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import duckdb
@@ -9,21 +11,27 @@ import duckdb
 from connectors.base import ExtractStats, SourceError
 from connectors.config import DEFAULT_LANDING_MEMORY, ConfigError, Entity, Source, load_sources
 from connectors.object_raw_zone import open_raw_zone
-from connectors.raw_zone import AuditedFailure, LoadResult, RawZone, failure_reason
+from connectors.raw_zone import AuditedFailure, LoadResult, Progress, RawZone, failure_reason
 
 __all__ = ["DEFAULT_LANDING_MEMORY", "ConfigError", "Entity", "LoadResult", "Source", "SourceError", "load_entity", "load_sources"]
 
 
-def load_entity(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, source: Source, entity: Entity, *,
-                landing_memory: str | None = DEFAULT_LANDING_MEMORY) -> list[LoadResult]:
+def load_entity(con: duckdb.DuckDBPyConnection | Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]],
+                raw_dir: str | Path, source: Source, entity: Entity, *,
+                landing_memory: str | None = DEFAULT_LANDING_MEMORY, progress: Progress | None = None,
+                ) -> list[LoadResult]:
     """Run one load of one source entity into the raw zone. File sources make one load per new file.
 
-    ``landing_memory`` is DuckDB's memory limit while a load lands (None: the warehouse's own).
+    ``con`` is an open warehouse connection, or an opener of one (``lambda: open_warehouse(path)``): given
+    an opener, the warehouse is open only to read the cursor and to land, never while the source is read
+    (see RawZone). ``landing_memory`` is DuckDB's memory limit while a load lands (None: the warehouse's
+    own). ``progress(rows, pages, files)`` is called as the load reads.
 
     Whatever fails (configuration, connection, the source, landing; any error type) writes a ``failed``
     row in ``quality.load_audit`` with a one-line reason naming source and entity, and is raised as a
     :class:`SourceError` with that line: a caller loading several entities reports it and goes on."""
-    zone = open_raw_zone(con, raw_dir, landing_memory)  # a folder, or an s3:// URL (connectors/object_raw_zone.py)
+    # a folder, or an s3:// URL (connectors/object_raw_zone.py)
+    zone = open_raw_zone(con, raw_dir, landing_memory, progress)
     try:
         return _load(zone, source, entity)
     except AuditedFailure:
@@ -75,15 +83,21 @@ def _load_files(zone: RawZone, source: Source, entity: Entity) -> list[LoadResul
             extractor.archive_file(item)
             continue
         stats = ExtractStats()
-        rows = 0
+        read = _Counted()
         try:
-            table = extractor.read(item, stats)
-            rows = table.num_rows + len(stats.rejected)
-            extractor.check_columns(item, table)
-            result = zone.land(entity, [table], stats, file_name=item.path.name, file_sha256=item.sha256)
+            columns, pages = extractor.read(item, stats)
+            pages = read.count(pages)
+            try:
+                extractor.check_columns(item, columns)
+            except SourceError:
+                read.drain(pages)  # set aside whole: every row it has is counted (read in blocks, not kept)
+                raise
+            result = zone.land(entity, pages, stats, file_name=item.path.name, file_sha256=item.sha256)
         except SourceError as exc:
             # Unreadable, a required column missing, or failing at landing: set aside with its reason,
-            # every row it had counted as rejected (a failed landing's audit row becomes this one).
+            # every row it had (as far as it was read) counted as rejected (a failed landing's audit row
+            # becomes this one).
+            rows = read.rows + len(stats.rejected)
             moved = extractor.reject_file(item, str(exc))
             results.append(zone.record_file_outcome(entity, item.path.name, "rejected", f"{exc} (moved to {moved})",
                                                     rows=rows, load_id=getattr(exc, "load_id", None)))
@@ -91,3 +105,22 @@ def _load_files(zone: RawZone, source: Source, entity: Entity) -> list[LoadResul
         results.append(result)
         extractor.archive_file(item)
     return results
+
+
+class _Counted:
+    """Counts the rows of a stream of tables as they pass."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def count(self, pages):
+        for table in pages:
+            self.rows += table.num_rows
+            yield table
+
+    def drain(self, pages) -> None:
+        try:
+            for _ in pages:
+                pass
+        except SourceError:
+            pass  # broken further on: what was read is counted

@@ -22,7 +22,7 @@ import csv
 import hashlib
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,12 +31,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from connectors.base import ExtractStats, Rejected, SourceError, rows_to_table, value_as_text
 from connectors.config import Entity, Source, file_format
-
-ENCODINGS = ("utf-8-sig", "gb18030")  # gb18030 is a superset of GBK and GB2312
+from connectors.limits import XlsxLimits, check_xlsx
 
 # A row whose first non-empty cell is one of these (spaces ignored; alone, or followed by ：/: or a
 # bracket, e.g. "合 计", "合计（人）", "制表人：王芳") is a footer row, not data.
@@ -130,139 +128,29 @@ class FileExtractor:
             found.append(InboxFile(path, sha256_of(path), path.stat().st_size))
         return found
 
-    def read(self, item: InboxFile, stats: ExtractStats) -> pa.Table:
+    def read(self, item: InboxFile, stats: ExtractStats) -> tuple[list[str], Iterable[pa.Table]]:
+        """The file's column names and its rows as text tables: a CSV streamed in blocks
+        (connectors/csv_stream.py), a workbook whole once its size is checked (connectors/limits.py)."""
         stats.files += 1
         try:
             if file_format(self.entity) == "xlsx":
                 stats.encoding = "xlsx"
-                return self._read_xlsx(item.path, stats)
-            return self._read_csv(item.path, stats)
+                check_xlsx(item.path, XlsxLimits.of(self.source), self.entity.options.get("sheet"))  # before parsing
+                table = self._read_xlsx(item.path, stats)
+                return table.column_names, [table]
+            from connectors.csv_stream import read_csv
+
+            return read_csv(item.path, self.layout, stats)
         except pa.ArrowException as exc:
             raise SourceError(f"{item.path.name}: {_first_line(exc)}") from None
 
-    def check_columns(self, item: InboxFile, table: pa.Table) -> None:
+    def check_columns(self, item: InboxFile, columns: list[str]) -> None:
         """A file without a required column (the primary key or ``required_columns``) cannot load."""
-        missing = [c for c in self.entity.required if c not in table.column_names]
+        missing = [c for c in self.entity.required if c not in columns]
         if missing:
-            cols = table.column_names
+            cols = columns
             raise SourceError(f"{item.path.name}: required column(s) {missing} missing (its header has "
                               f"{cols[:12]}{'…' if len(cols) > 12 else ''})")
-
-    # -- CSV ---------------------------------------------------------------------------------
-    def _read_csv(self, path: Path, stats: ExtractStats) -> pa.Table:
-        data = path.read_bytes()
-        for enc in ENCODINGS:
-            try:
-                text = data.decode(enc)
-            except UnicodeDecodeError:
-                continue
-            stats.encoding = "utf-8" if enc == "utf-8-sig" and not data.startswith(b"\xef\xbb\xbf") else enc
-            return self._parse_csv(text, path, stats, None)
-        return self._read_csv_damaged(path, data, stats)
-
-    def _read_csv_damaged(self, path: Path, data: bytes, stats: ExtractStats) -> pa.Table:
-        """Neither encoding decodes the whole file: keep the encoding most lines decode in, and reject
-        the lines that do not, each with its line number (line breaks are single bytes in all three)."""
-        lines = data.split(b"\n")
-
-        def failures(enc: str) -> list[int]:
-            bad = []
-            for i, line in enumerate(lines):
-                try:
-                    line.decode(enc)
-                except UnicodeDecodeError:
-                    bad.append(i)
-            return bad
-
-        enc, bad = min(((e, failures(e)) for e in ENCODINGS), key=lambda pair: len(pair[1]))
-        header_end = (self.layout.header_row or 1) + self.layout.header_rows - 1
-        if bad and bad[0] < header_end:
-            raise SourceError(f"{path.name}: line {bad[0] + 1} (title or header) cannot be decoded as UTF-8 "
-                              "or GB18030")
-        stats.encoding = "utf-8" if enc == "utf-8-sig" else enc
-        bad_set = set(bad)
-        for i in bad:
-            stats.rejected.append(Rejected(
-                rule="undecodable_bytes",
-                detail=f"{path.name} line {i + 1}: bytes not valid {stats.encoding}",
-                original={"file": path.name, "line": i + 1,
-                          "text": lines[i].decode(enc, errors="replace").rstrip("\r")}))
-        kept = np.delete(np.arange(len(lines)), bad)
-        text = "\n".join(line.decode(enc) for i, line in enumerate(lines) if i not in bad_set)
-        return self._parse_csv(text, path, stats, kept)
-
-    def _parse_csv(self, text: str, path: Path, stats: ExtractStats, kept: np.ndarray | None) -> pa.Table:
-        """Parse with Arrow's CSV reader, every column as text as written (leading zeros, codes like 01).
-
-        The title and header rows are taken off first; Arrow reads the rest. ``kept`` maps a line of
-        ``text`` to its line in the file (0-based), when undecodable lines were taken out."""
-        layout = self.layout
-        header, lines_used, chars_used = _take_header_rows(text, layout, path)
-        names = _header_names(header, layout.separator, carry=True, path=path)
-        skip = len(text[:chars_used].encode("utf-8"))
-        body = pa.py_buffer(text.encode("utf-8")).slice(skip)  # after the header, without a copy
-        del text
-
-        def file_line(data_lines: np.ndarray) -> np.ndarray:  # a 0-based line of ``body`` -> file line, 1-based
-            at = data_lines + lines_used
-            return (kept[at] if kept is not None else at) + 1
-
-        invalid: list[tuple[int | None, int, str]] = []
-
-        def on_invalid(row: pacsv.InvalidRow) -> str:
-            invalid.append((row.number, row.actual_columns, row.text))
-            return "skip"
-
-        table = pacsv.read_csv(
-            pa.BufferReader(body),
-            read_options=pacsv.ReadOptions(use_threads=False, column_names=names),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True,
-                null_values=[""], auto_dict_encode=False),
-        )
-        table = _finish_columns(table, path)
-        known: dict[str, np.ndarray] = {}
-
-        def record_starts() -> tuple[np.ndarray, bool]:
-            """Where each record starts, worked out only when a row is set aside (quotes minded)."""
-            if "starts" not in known:
-                known["starts"] = _record_starts(body)
-            starts = known["starts"]
-            return starts, len(starts) == table.num_rows + len(invalid)  # else: a stray quote misled us
-
-        footer_re = re.compile(layout.footer_pattern(r"\s*")) if layout.footer_pattern() else None
-        # ``last_rows`` counts records, broken ones too (a lone 制表人 line is the last record): Arrow
-        # numbers every record it reads, 1-based, blank lines not counted.
-        records = table.num_rows + len(invalid)
-        last_from = records - layout.footer_last_rows + 1 if layout.footer_last_rows else None
-        for number, actual, raw in invalid:
-            starts, exact = record_starts()
-            line = int(file_line(starts[number - 1:number])[0]) if exact and number else None
-            where = f"line {line}" if line else f"record {number} after the header"
-            cells = next(csv.reader([raw]), [])
-            first = next((c for c in cells if c.strip()), "")
-            if (footer_re and footer_re.match(first.strip())) or (last_from and number and number >= last_from):
-                stats.rejected.append(Rejected(
-                    rule="footer_row", detail=f"{path.name} {where}: footer row {first.strip()!r}",
-                    original={"file": path.name, "line": line, "text": raw}))
-            else:
-                stats.rejected.append(Rejected(
-                    rule="wrong_field_count",
-                    detail=f"{path.name} {where}: {actual} field(s), the header has {len(names)}",
-                    original={"file": path.name, "line": line, "text": raw}))
-
-        def row_lines() -> np.ndarray | None:
-            starts, exact = record_starts()
-            if not exact:
-                return None
-            return file_line(np.delete(starts, [n - 1 for n, _, _ in invalid if n]))
-
-        last = None
-        if last_from and all(n for n, _, _ in invalid):
-            numbers = np.delete(np.arange(1, records + 1), [n - 1 for n, _, _ in invalid])
-            last = numbers >= last_from
-        return self._set_footer_aside(table, path, stats, row_lines, "line", last)
 
     # -- XLSX ---------------------------------------------------------------------------------
     def _read_xlsx(self, path: Path, stats: ExtractStats) -> pa.Table:
@@ -498,25 +386,6 @@ def _finish_columns(table: pa.Table, path: Path) -> pa.Table:
             keep.append(i)
             out.append(name)
     return table.select(keep).rename_columns(out)
-
-
-def _record_starts(body: pa.Buffer | bytes) -> np.ndarray:
-    """The 0-based line on which each non-blank CSV record of ``body`` starts.
-
-    A line break inside quotes continues a record: quote parity decides (a doubled quote inside a
-    quoted value leaves it unchanged). Blank lines are no records (Arrow skips them too)."""
-    a = np.frombuffer(body, dtype=np.uint8)
-    if a.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    breaks = np.flatnonzero(a == 10)
-    quoted = np.bitwise_xor.accumulate((a == 34).view(np.uint8))
-    ends = breaks[quoted[breaks] == 0]
-    starts = np.concatenate(([0], ends + 1))
-    stops = np.concatenate((ends, [a.size]))
-    length = stops - starts
-    first = a[np.minimum(starts, a.size - 1)]
-    blank = (length == 0) | ((length == 1) & (first == 13))
-    return np.searchsorted(breaks, starts[~blank])
 
 
 # -- footers ------------------------------------------------------------------------------------

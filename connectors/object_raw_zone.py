@@ -26,17 +26,18 @@ import duckdb
 
 from connectors.base import ExtractStats
 from connectors.config import DEFAULT_LANDING_MEMORY, Entity
-from connectors.raw_zone import LoadResult, RawZone
+from connectors.raw_zone import LoadResult, Opener, Progress, RawZone
 
 
 class ObjectRawZone(RawZone):
-    def __init__(self, con: duckdb.DuckDBPyConnection, raw_url: str, landing_memory: str | None = DEFAULT_LANDING_MEMORY,
+    def __init__(self, con: duckdb.DuckDBPyConnection | Opener, raw_url: str,
+                 landing_memory: str | None = DEFAULT_LANDING_MEMORY, progress: Progress | None = None,
                  *, spool_dir: str | Path | None = None):
         from hub.object_store import filesystem
 
         spool = Path(spool_dir or os.environ.get("HUB_RAW_SPOOL_DIR")
                      or Path(tempfile.gettempdir()) / f"hub-raw-spool-{os.getuid()}")
-        super().__init__(con, spool, landing_memory)
+        super().__init__(con, spool, landing_memory, progress)
         self.raw_url = str(raw_url).rstrip("/")
         self.fs, self.base = filesystem(self.raw_url)
 
@@ -77,11 +78,11 @@ class ObjectRawZone(RawZone):
         shutil.rmtree(folder, ignore_errors=True)  # committed: the store's copy is the raw zone
 
 
-def open_raw_zone(con: duckdb.DuckDBPyConnection, raw_dir: str | Path,
-                  landing_memory: str | None = DEFAULT_LANDING_MEMORY) -> RawZone:
+def open_raw_zone(con: duckdb.DuckDBPyConnection | Opener, raw_dir: str | Path,
+                  landing_memory: str | None = DEFAULT_LANDING_MEMORY, progress: Progress | None = None) -> RawZone:
     """The raw zone at ``raw_dir``: a local folder, or an object-store URL (``s3://…``)."""
     from hub.object_store import is_url
 
     if is_url(str(raw_dir)):
-        return ObjectRawZone(con, str(raw_dir), landing_memory)
-    return RawZone(con, raw_dir, landing_memory)
+        return ObjectRawZone(con, str(raw_dir), landing_memory, progress)
+    return RawZone(con, raw_dir, landing_memory, progress)

@@ -21,9 +21,9 @@ import shutil
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,13 +78,45 @@ class LoadResult:
         return asdict(self)
 
 
+Opener = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+Progress = Callable[[int, int, int], None]  # rows read, pages, files: called as a load reads
+
+
 class RawZone:
-    def __init__(self, con: duckdb.DuckDBPyConnection, raw_dir: str | Path,
-                 landing_memory: str | None = DEFAULT_LANDING_MEMORY):
-        self.con, self.raw_dir = con, Path(raw_dir)
+    """``con`` is an open warehouse connection, or an opener (``lambda: open_warehouse(path)``): with an
+    opener the warehouse is open only while the zone reads its state or lands a load, never while the
+    source is read, so another process can write the warehouse meanwhile (DuckDB allows one writer)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection | Opener, raw_dir: str | Path,
+                 landing_memory: str | None = DEFAULT_LANDING_MEMORY, progress: Progress | None = None):
+        if isinstance(con, duckdb.DuckDBPyConnection):
+            self._con, self._opener = con, None
+        else:
+            self._con, self._opener = None, con
+        self.raw_dir = Path(raw_dir)
         self.landing_memory = landing_memory
+        self.progress = progress
         if landing_memory is not None:
             memory_bytes(landing_memory)
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise RuntimeError("the raw zone reached for the warehouse outside _connected()")
+        return self._con
+
+    @contextmanager
+    def _connected(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The warehouse, open for as long as this block (already open: the same connection)."""
+        if self._con is not None or self._opener is None:
+            yield self.con
+            return
+        with self._opener() as con:
+            self._con = con
+            try:
+                yield con
+            finally:
+                self._con = None
 
     @contextmanager
     def _landing_settings(self, lower_memory: bool = True) -> Iterator[None]:
@@ -117,12 +149,17 @@ class RawZone:
 
     # -- state ---------------------------------------------------------------------------------
     def cursor(self, entity: Entity) -> str | None:
+        with self._connected():
+            return self._cursor(entity)
+
+    def _cursor(self, entity: Entity) -> str | None:
         row = self.con.execute("SELECT cursor_value FROM meta.source_cursor WHERE source = ? AND entity = ?",
                                [entity.source, entity.name]).fetchone()
         return row[0] if row else None
 
     def is_file_loaded(self, sha256: str) -> bool:
-        return self.con.execute("SELECT count(*) FROM meta.loaded_file WHERE sha256 = ?", [sha256]).fetchone()[0] > 0
+        with self._connected():
+            return self.con.execute("SELECT count(*) FROM meta.loaded_file WHERE sha256 = ?", [sha256]).fetchone()[0] > 0
 
     def folder(self, entity: Entity) -> Path:
         return self.raw_dir / entity.source / entity.name
@@ -147,26 +184,34 @@ class RawZone:
         started_at = datetime.now(UTC)
         load_id = f"{started_at:%Y%m%dT%H%M%S}-{entity.source}-{entity.name}-{uuid.uuid4().hex[:8]}"
         result = LoadResult(load_id, entity.source, entity.name, cursor_before=cursor_before)
-        self._sweep_uncommitted(entity)
+        with self._connected():
+            self._sweep_uncommitted(entity)
         incoming = self.folder(entity) / "_incoming" / load_id
         final = self.folder(entity) / f"load_id={load_id}"
+        report = (lambda: self.progress(result.rows_read, stats.pages, stats.files)) if self.progress else None
         try:
-            parts = self._write_parts(pages, incoming, result)
+            # Read the source into Parquet with the warehouse closed (with an opener); open it to land.
+            parts = self._write_parts(pages, incoming, result, report)
             self._copy_stats(stats, result)
             if parts:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 incoming.rename(final)
             else:
                 shutil.rmtree(incoming, ignore_errors=True)
-            self._commit(entity, final if parts else None, stats, result, started_at, started,
-                         file_name, file_sha256)
+            with self._connected():
+                self._commit(entity, final if parts else None, stats, result, started_at, started,
+                             file_name, file_sha256)
         except Exception as exc:  # whatever failed (a driver's own error type too): audited, one line
             shutil.rmtree(incoming, ignore_errors=True)
             shutil.rmtree(final, ignore_errors=True)
             self._copy_stats(stats, result)
             result.status, result.message = "failed", failure_reason(entity.source, entity.name, exc)
             result.duration_s = time.monotonic() - started
-            self._audit(result, started_at)
+            try:
+                with self._connected():
+                    self._audit(result, started_at)
+            except duckdb.Error:
+                pass  # the warehouse itself cannot be opened: the one-line reason still goes up
             raise AuditedFailure(result.message, result.load_id) from None
         return result
 
@@ -176,7 +221,8 @@ class RawZone:
         result.encoding = stats.encoding
         result.cursor_after = stats.cursor_after if stats.cursor_after is not None else result.cursor_before
 
-    def _write_parts(self, pages: Iterable[pa.Table], folder: Path, result: LoadResult) -> list[Path]:
+    def _write_parts(self, pages: Iterable[pa.Table], folder: Path, result: LoadResult,
+                     report: Callable[[], None] | None = None) -> list[Path]:
         """Write the load as zstd Parquet parts of about ``PART_ROWS`` rows, in a background thread.
 
         Small pages (an API's 1,000 records) are gathered into one part: hundreds of small files would
@@ -211,6 +257,8 @@ class RawZone:
                     if table.num_rows == 0:
                         continue
                     result.rows_read += table.num_rows
+                    if report is not None:
+                        report()
                     gathered.append(table)
                     gathered_rows += table.num_rows
                     del table
@@ -367,7 +415,8 @@ class RawZone:
         result = LoadResult(load_id or f"{started_at:%Y%m%dT%H%M%S}-{entity.source}-{entity.name}-{uuid.uuid4().hex[:8]}",
                             entity.source, entity.name, status=status, files=1, rows_read=rows, rows_rejected=rows,
                             message=reason if reason.startswith(f"{file_name}:") else f"{file_name}: {reason}")
-        self._audit(result, started_at)
+        with self._connected():
+            self._audit(result, started_at)
         return result
 
     def record_failure(self, entity: Entity, reason: str, cursor_before: str | None = None) -> LoadResult:
@@ -376,7 +425,8 @@ class RawZone:
         result = LoadResult(f"{started_at:%Y%m%dT%H%M%S}-{entity.source}-{entity.name}-{uuid.uuid4().hex[:8]}",
                             entity.source, entity.name, status="failed", message=reason,
                             cursor_before=cursor_before, cursor_after=cursor_before)
-        self._audit(result, started_at)
+        with self._connected():
+            self._audit(result, started_at)
         return result
 
     def _audit(self, r: LoadResult, started_at: datetime) -> None:

@@ -1,8 +1,13 @@
 """REST sources: auth, four paginators, incremental cursors, and retries that real servers need.
 
-Retries (tenacity) cover 429, 5xx, timeouts and dropped connections with capped exponential backoff
-that honours ``Retry-After``; any other 4xx fails at once with the server's own message. Every request
-has a timeout and TLS verification is on unless the source turns it off.
+Every request has a total ``deadline`` (connect, wait, headers and body; connectors/deadline.py), a
+``connect_timeout`` and a read ``timeout``, and a body larger than ``max_response_bytes`` is stopped as
+it arrives. A server that cannot be reached (refused, a name that does not resolve, no answer to
+connect) fails the load at once, in one line saying what to check. Retries cover 429, 5xx, timeouts and
+dropped connections with capped exponential backoff that honours ``Retry-After``, within ``max_retries``
+per request and the load's budget (``retry_budget`` seconds, ``max_retries_per_load`` retries); the
+whole load stops at ``load_timeout``. Any other 4xx fails at once with the server's own message. TLS
+verification is on unless the source turns it off.
 
 Pagination never stops early: a paginator stops on the server's own signal (a next link or cursor, a
 ``has_more`` flag, a total of records or pages, or an empty page), never on a short page alone, because
@@ -23,11 +28,12 @@ from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
 import pyarrow as pa
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState
 
 from connectors.base import ExtractStats, SourceError, records_to_table
-from connectors.config import Entity, Source, interpolate
+from connectors.config import Entity, Source, interpolate, memory_bytes
 from connectors.cursor import CursorTracker
+from connectors.deadline import BodyTooLarge, bounded_session, read_body, unreachable, within
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 REDIRECT_STATUS = {301, 302, 303, 307, 308}
@@ -35,6 +41,14 @@ MAX_REDIRECTS = 10
 MAX_BACKOFF_S = 30.0
 DEFAULT_MAX_PAGES = 100_000
 DEFAULT_OK_CODES = (0, 200)
+# Bounds in time and size (docs/connectors.md, "Bounds"): each can be set per source in sources.yaml.
+DEFAULT_DEADLINE_S = 120.0  # one request in all: connect, wait, headers and body
+DEFAULT_CONNECT_TIMEOUT_S = 5.0  # a server that is not there fails in this long, not after retries
+DEFAULT_RETRY_BUDGET_S = 300.0  # time one load may spend on failed attempts and backoff
+DEFAULT_MAX_RETRIES_PER_LOAD = 50
+DEFAULT_LOAD_TIMEOUT_S = 3600.0  # one load of one entity, every page
+DEFAULT_MAX_RESPONSE_BYTES = "256MB"
+SIMULATED_HINT = "for the simulated campus, start it with `hub serve-sources`"
 
 
 class RetryableHTTPError(requests.HTTPError):
@@ -43,7 +57,8 @@ class RetryableHTTPError(requests.HTTPError):
 
 
 def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, RetryableHTTPError | requests.ConnectionError | requests.Timeout)
+    return isinstance(exc, RetryableHTTPError | requests.ConnectionError | requests.Timeout
+                      | requests.exceptions.ChunkedEncodingError) and unreachable(exc) is None
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
@@ -55,6 +70,13 @@ def _retry_after(exc: BaseException | None) -> float | None:
         return float(header)
     when = email.utils.parsedate_to_datetime(header)
     return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+def _wait_for(exc: BaseException, base: float, attempt: int) -> float:
+    """Seconds to wait after failed attempt number ``attempt``: the server's Retry-After, else backoff."""
+    hinted = _retry_after(exc)
+    backoff = min(MAX_BACKOFF_S, base * 2 ** (attempt - 1))
+    return min(MAX_BACKOFF_S, hinted) if hinted is not None else backoff
 
 
 def _wait(base: float):
@@ -122,7 +144,19 @@ class RestExtractor:
         self.timeout = float(source.setting("timeout", 30))
         self.verify = bool(source.setting("verify_tls", True))
         self.max_attempts = int(source.setting("max_retries", 8)) + 1
-        self.session = session or requests.Session()
+        self.deadline = float(source.setting("deadline", DEFAULT_DEADLINE_S))
+        self.connect_timeout = min(float(source.setting("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S)),
+                                   self.timeout)
+        self.retry_budget = float(source.setting("retry_budget", DEFAULT_RETRY_BUDGET_S))
+        self.max_retries_per_load = int(source.setting("max_retries_per_load", DEFAULT_MAX_RETRIES_PER_LOAD))
+        self.load_timeout = float(source.setting("load_timeout", DEFAULT_LOAD_TIMEOUT_S))
+        self.max_response_bytes = memory_bytes(str(source.setting("max_response_bytes",
+                                                                  DEFAULT_MAX_RESPONSE_BYTES)))
+        self.session = bounded_session(session)
+        self._token_session = bounded_session()  # the token URL gets none of the API's headers
+        self._started = time.monotonic()
+        self._retry_spent = 0.0  # seconds of this load spent on failed attempts and backoff
+        self._retries = 0
         self.backoff_base = backoff_base
         self.envelope = entity.options.get("envelope", source.options.get("envelope"))
         self._secrets: list[str] = []
@@ -188,12 +222,55 @@ class RestExtractor:
             url = urlunsplit(parts._replace(query=query))
         return self._redact(url)
 
-    def _retrying(self, stats: ExtractStats) -> Retrying:
-        def count_retry(state: RetryCallState) -> None:
-            stats.retries += 1
+    def _with_retries(self, attempt, stats: ExtractStats, what: str, url: str):
+        """One request under its deadline, retried on 429, 5xx, timeouts and dropped connections with
+        capped exponential backoff (``Retry-After`` honoured) while the request's attempts and the load's
+        retry budget (time and count) last. A server that cannot be reached is not retried."""
+        n = 0
+        while True:
+            n += 1
+            remaining = self.load_timeout - (time.monotonic() - self._started)
+            if remaining <= 0:
+                raise SourceError(self._load_timed_out())
+            began = time.monotonic()
+            try:
+                with within(min(self.deadline, remaining), f"{what}"):
+                    return attempt()
+            except BodyTooLarge as exc:
+                raise SourceError(f"{self.where}: {self._redact(str(exc))}; raise max_response_bytes if "
+                                  "the source really sends pages this large, or ask for smaller pages") from None
+            except (RetryableHTTPError, requests.RequestException) as exc:
+                why = unreachable(exc)
+                if why is not None:
+                    scheme, host, port = _origin(url)
+                    raise SourceError(
+                        f"{self.where}: {scheme}://{host}:{port} is not reachable ({why}); check that the "
+                        f"server is running and sources.{self.source.name}.base_url — {SIMULATED_HINT}") from None
+                if not _retryable(exc):
+                    raise SourceError(f"{self.where}: {what} failed: {self._redact(str(exc))}") from None
+                if time.monotonic() - self._started >= self.load_timeout:
+                    raise SourceError(self._load_timed_out(f"; last failure: {self._redact(str(exc))}")) from None
+                self._retry_spent += time.monotonic() - began
+                wait = _wait_for(exc, self.backoff_base, n)
+                out_of = None
+                if n >= self.max_attempts:
+                    out_of = f"after {n} attempts (max_retries = {self.max_attempts - 1})"
+                elif self._retries >= self.max_retries_per_load:
+                    out_of = f"with the load's {self.max_retries_per_load} retries spent (max_retries_per_load)"
+                elif self._retry_spent + wait > self.retry_budget:
+                    out_of = (f"with the load's retry budget spent ({self._retry_spent:.0f} s of "
+                              f"retry_budget = {self.retry_budget:g} s)")
+                if out_of:
+                    raise SourceError(f"{self.where}: {what} failed {out_of}: "
+                                      f"{self._redact(str(exc))}") from None
+                self._retries += 1
+                stats.retries += 1
+                self._retry_spent += wait
+                time.sleep(wait)
 
-        return Retrying(retry=retry_if_exception(_retryable), stop=stop_after_attempt(self.max_attempts),
-                        wait=_wait(self.backoff_base), before_sleep=count_retry, reraise=True)
+    def _load_timed_out(self, tail: str = "") -> str:
+        return (f"{self.where}: stopped after load_timeout = {self.load_timeout:g} s ({self._fetched:,} page(s), "
+                f"{self._read:,} records read); not committed, the cursor stays where it was{tail}")
 
     def _fetch_token(self, stats: ExtractStats) -> None:
         o = self._oauth
@@ -208,19 +285,17 @@ class RestExtractor:
             auth = (o["client_id"], o["client_secret"])
 
         def attempt() -> requests.Response:
-            # A plain request, not the source's session: the token URL gets none of the API's headers.
-            resp = requests.post(o["token_url"], data=data, auth=auth, timeout=self.timeout, verify=self.verify,
-                                 allow_redirects=False, headers={"Accept": "application/json"})
+            # Not the source's session: the token URL gets none of the API's headers.
+            resp = self._token_session.post(o["token_url"], data=data, auth=auth, verify=self.verify,
+                                            timeout=(self.connect_timeout, self.timeout), stream=True,
+                                            allow_redirects=False, headers={"Accept": "application/json"})
+            read_body(resp, self.max_response_bytes, f"POST {o['token_url']}")
             if resp.status_code in RETRY_STATUS:
                 raise RetryableHTTPError(resp)
             return resp
 
         self.token_requests += 1
-        try:
-            resp = self._retrying(stats)(attempt)
-        except (RetryableHTTPError, requests.RequestException) as exc:
-            raise SourceError(f"{self.where}: token request to {o['token_url']} failed after "
-                              f"{self.max_attempts} attempts: {self._redact(str(exc))}") from None
+        resp = self._with_retries(attempt, stats, f"token request to {o['token_url']}", o["token_url"])
         if resp.status_code != 200:
             raise SourceError(f"{self.where}: token request to {o['token_url']} -> HTTP {resp.status_code}: "
                               f"{self._redact(_server_message(resp))}")
@@ -266,8 +341,10 @@ class RestExtractor:
         def attempt() -> requests.Response:
             target, query, refreshed = url, params, False
             for _ in range(MAX_REDIRECTS + 2):
-                resp = self.session.get(target, params=query, timeout=self.timeout, verify=self.verify,
-                                        allow_redirects=False, headers=self._auth_headers(stats))
+                resp = self.session.get(target, params=query, timeout=(self.connect_timeout, self.timeout),
+                                        verify=self.verify, allow_redirects=False, stream=True,
+                                        headers=self._auth_headers(stats))
+                read_body(resp, self.max_response_bytes, f"GET {self._url_for_message(resp.url)}")
                 if resp.status_code in REDIRECT_STATUS and resp.headers.get("Location"):
                     target, query = urljoin(resp.url, resp.headers["Location"]), None
                     self._check_origin(target, f"a redirect from {self._url_for_message(resp.url)} to")
@@ -288,11 +365,7 @@ class RestExtractor:
                 return resp
             raise SourceError(f"{self.where}: GET {self._url_for_message(url)}: more than {MAX_REDIRECTS} redirects")
 
-        try:
-            return self._retrying(stats)(attempt)
-        except (RetryableHTTPError, requests.RequestException) as exc:
-            raise SourceError(f"{self.where}: GET {self._url_for_message(url)} failed after "
-                              f"{self.max_attempts} attempts: {self._redact(str(exc))}") from None
+        return self._with_retries(attempt, stats, f"GET {self._url_for_message(url)}", url)
 
     # -- pages ---------------------------------------------------------------------------------
     def extract(self, cursor: str | None, stats: ExtractStats) -> Iterator[pa.Table]:
@@ -304,6 +377,7 @@ class RestExtractor:
             params[self.entity.cursor_param] = cursor
         url = urljoin(self.base_url, opts["path"].lstrip("/"))
         self._max_pages = int(pag.get("max_pages", DEFAULT_MAX_PAGES))
+        self._started = time.monotonic()
         tracker = CursorTracker(self.entity, cursor, tolerance=self.entity.future_tolerance)
         for table in getattr(self, f"_pages_{pag['type']}")(url, params, pag, stats):
             stats.pages += 1
@@ -324,6 +398,7 @@ class RestExtractor:
         resp = self._get(url, params, stats, what)
         self._fetched += 1
         doc, records = self._records(resp)
+        resp._content = b""  # parsed: the body's bytes are not kept beside its records
         self._read += len(records)
         self._note_total(doc, resp)
         return resp, doc, records

@@ -110,6 +110,8 @@ Auth = Annotated[NoAuth | BearerAuth | ApiKeyAuth | BasicAuth | OAuth2ClientCred
 
 
 PosInt = Annotated[int, Field(gt=0)] | EnvRef
+MemorySize = Annotated[str, StringConstraints(pattern=r"(?i)^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)?\s*$")] \
+    | Annotated[int, Field(gt=0)] | EnvRef
 
 
 class _Paginator(_Model):
@@ -185,6 +187,15 @@ class RestSource(_Source):
     timeout: Float = Field(30, description="Seconds per request.")
     verify_tls: Bool = True
     max_retries: Int = Field(8, description="Retries of 429, 5xx, timeouts and dropped connections.")
+    deadline: Float = Field(120, description="Seconds one request may take in all (connect, wait, headers and "
+                                             "body), however slowly the server sends.")
+    connect_timeout: Float = Field(5, description="Seconds to open a connection; a server that is not "
+                                                  "reachable fails the load at once, without retries.")
+    retry_budget: Float = Field(300, description="Seconds one load may spend on failed attempts and backoff.")
+    max_retries_per_load: Int = Field(50, description="Retries one load may make over all its requests.")
+    load_timeout: Float = Field(3600, description="Seconds one load of one entity may read, every page.")
+    max_response_bytes: MemorySize = Field("256MB", description="The largest answer body (after gzip) read; "
+                                                                "a larger one fails the load.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent with every request.")
     envelope: EnvelopeOption | None = Field(
         None, description="How error envelopes are recognised; by default success: false, a code other than 0/200 "
@@ -265,6 +276,11 @@ class FilesSource(_Source):
     inbox: str = Field(description="The folder exports are dropped into.")
     archive: str | None = Field(None, description="Where loaded files go; <inbox>/../_archive/<name> if absent.")
     rejected: str | None = Field(None, description="Where unreadable files go, with a .reason.txt.")
+    max_xlsx_cells: PosInt = Field(10_000_000, description="The largest sheet range (rows × columns), declared "
+                                                         "or used, an XLSX file may have; checked before parsing.")
+    max_xlsx_bytes: MemorySize = Field("1GB", description="The largest size an XLSX file may unpack to.")
+    max_shared_strings_bytes: MemorySize = Field("200MB", description="The largest size an XLSX file's shared "
+                                                                      "strings may unpack to.")
     entities: dict[str, FilesEntity] = Field(min_length=1)
 
 

@@ -197,7 +197,8 @@ def load(targets: tuple[str, ...]) -> None:
     """
     from connectors import SourceError, load_entity, load_sources
     from connectors.redact import redact, register_source_secrets
-    from hub.warehouse import open_warehouse
+    from hub.progress import load_progress
+    from hub.warehouse import open_warehouse_when_free
 
     settings = Settings.from_env()
     _recover(settings, "hub load")
@@ -211,25 +212,30 @@ def load(targets: tuple[str, ...]) -> None:
                              f"sources are {sorted(sources)}")
         wanted += [(sources[name], sources[name].entities[e]) for e in ([entity] if entity else sources[name].entities)]
     failed = 0
-    with open_warehouse(settings.warehouse_path) as con:
-        for source, entity in wanted:
-            try:
-                results = load_entity(con, settings.raw_root_url or settings.raw_dir, source, entity,
-                                      landing_memory=settings.raw_memory_limit)
-            except Exception as exc:  # load_entity audits every failure and raises it as a SourceError
-                failed += 1
-                line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                if not isinstance(exc, SourceError):
-                    line = f"{type(exc).__name__}: {line}"
-                console.print(f"[red]✗[/] {entity.table}: {escape(redact(line))}", highlight=False, soft_wrap=True)
-                continue
-            for r in results:
-                console.print(f"[green]✓[/] {entity.table}: {r.status}, read {r.rows_read:,}, landed {r.rows_landed:,},"
-                              f" skipped {r.rows_skipped:,}, rejected {r.rows_rejected:,}, retries {r.retries}"
-                              + escape(redact("".join(f" — {m}" for m in (r.message, r.drift()) if m))),
-                              highlight=False)
-            if not results:
-                console.print(f"· {entity.table}: nothing new", highlight=False)
+
+    def warehouse():  # open only to read a cursor and to land: never while a source is read
+        return open_warehouse_when_free(settings.warehouse_path)
+
+    for source, entity in wanted:
+        try:
+            with load_progress(console, entity.table) as progress:
+                results = load_entity(warehouse, settings.raw_root_url or settings.raw_dir, source, entity,
+                                      landing_memory=settings.raw_memory_limit, progress=progress)
+        except Exception as exc:  # load_entity audits every failure and raises it as a SourceError
+            failed += 1
+            line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if not isinstance(exc, SourceError):
+                line = f"{type(exc).__name__}: {line}"
+            console.print(f"[red]✗[/] {entity.table}: {escape(redact(line))}", highlight=False, soft_wrap=True)
+            continue
+        for r in results:
+            mark = "[green]✓[/]" if r.status == "ok" else "[yellow]✗[/]" if r.status == "rejected" else "·"
+            console.print(f"{mark} {entity.table}: {r.status}, read {r.rows_read:,}, landed {r.rows_landed:,},"
+                          f" skipped {r.rows_skipped:,}, rejected {r.rows_rejected:,}, retries {r.retries}"
+                          + escape(redact("".join(f" — {m}" for m in (r.message, r.drift()) if m))),
+                          highlight=False)
+        if not results:
+            console.print(f"· {entity.table}: nothing new", highlight=False)
     if failed:
         console.print(f"[red]{failed} of {len(wanted)} load(s) failed[/] (reasons in quality.load_audit)",
                       highlight=False)

@@ -20,7 +20,7 @@ from pipelines.publish import publish_assets
 from pipelines.quality_tables import quality_table_specs
 from pipelines.quarantine import quarantine_rate_checks
 from pipelines.raw import build_raw
-from pipelines.report import party_report_asset
+from pipelines.report import party_report_asset, report_automation_sensor
 from pipelines.rules import rule_checks
 from pipelines.snapshot import analyst_snapshot_asset
 from pipelines.staging import staging_assets, staging_checks
@@ -41,7 +41,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                       *expectation_checks([k for a in assets for k in a.keys])],
         jobs=jobs,
         schedules=schedules,
-        sensors=[*sensors, dead_run_sweeper()],
+        sensors=[*sensors, dead_run_sweeper(), report_automation_sensor()],
         executor=dg.in_process_executor,
         resources={
             "warehouse": WarehouseResource(path=str(settings.warehouse_path),

@@ -10,6 +10,11 @@ start of execution (the warehouse resource, which every run uses). On start, ``h
 with a message saying why, and its concurrency slots (held and pending) are freed. Slots still held by
 runs that already ended are freed too. Runs recorded on another host are left alone: their process
 cannot be looked at from here (Dagster's run monitoring, on in dagster_home/dagster.yaml, covers them).
+
+A run the daemon launched and that was killed before its resources started has no tags yet: its process
+is then the one the run worker announced in its first engine event ("Started process for run (pid: N)",
+written by the worker itself, on this host with the default run launcher). A run still STARTING with
+no process at all after the instance's ``start_timeout_seconds`` is failed as never started.
 """
 
 from __future__ import annotations
@@ -83,8 +88,9 @@ def tag_current_run(instance, run_id: str | None) -> None:
         instance.add_run_tags(run_id, tags)
 
 
-def recover_dead_runs(instance, *, by: str = "hub") -> list[Recovered]:
-    """Mark failed every in-flight run whose process is gone, and free every slot a finished run holds."""
+def recover_dead_runs(instance, *, by: str = "hub", now: float | None = None) -> list[Recovered]:
+    """Mark failed every in-flight run whose process is gone, and free every slot a finished run holds.
+    ``now`` (a POSIX time; default the clock) is when start timeouts are judged."""
     from dagster import DagsterRunStatus, RunsFilter
     from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
@@ -95,10 +101,16 @@ def recover_dead_runs(instance, *, by: str = "hub") -> list[Recovered]:
     statuses = [DagsterRunStatus[s] for s in IN_FLIGHT]
     for record in instance.get_run_records(RunsFilter(statuses=statuses)):
         run = record.dagster_run
-        if process_alive(run.tags) is not False:
+        tags = run.tags if PID_TAG in run.tags else {**run.tags, **_announced_process(instance, run)}
+        alive = process_alive(tags)
+        if alive is None and PID_TAG not in tags and _start_timed_out(instance, record, now):
+            reason = (f"it was still {run.status.value} with no process after start_timeout_seconds "
+                      f"({instance.run_monitoring_settings.get('start_timeout_seconds', 180)} s); marked failed by {by}")
+        elif alive is not False:
             continue
-        reason = (f"its process {run.tags[PID_TAG]} on {run.tags[HOST_TAG]} is gone (killed or crashed "
-                  f"while {run.status.value}); marked failed by {by}")
+        else:
+            reason = (f"its process {tags[PID_TAG]} on {tags[HOST_TAG]} is gone (killed or crashed "
+                      f"while {run.status.value}); marked failed by {by}")
         freed = run.run_id in slot_runs
         instance.add_run_tags(run.run_id, {RECOVERED_TAG: by})
         instance.report_run_failed(run, message=f"Run worker died: {reason}"
@@ -116,6 +128,38 @@ def recover_dead_runs(instance, *, by: str = "hub") -> list[Recovered]:
                                        f"ended {record.dagster_run.status.value} but still held a slot; freed "
                                        f"by {by}", True))
     return recovered
+
+
+def _announced_process(instance, run) -> dict[str, str]:
+    """The run worker's PID from its "Started process for run" engine event, as tags ({} if none).
+
+    Only with the default run launcher: its workers run on this host (other launchers run them
+    elsewhere, and Dagster's run monitoring watches those)."""
+    if type(instance.run_launcher).__name__ != "DefaultRunLauncher":
+        return {}
+    from dagster._core.events import DagsterEventType
+
+    for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        event = entry.dagster_event
+        data = getattr(event, "engine_event_data", None)
+        pid = (data.metadata or {}).get("pid") if data is not None else None
+        if pid is not None and (event.message or "").startswith("Started process for run"):
+            return {PID_TAG: str(getattr(pid, "value", pid)), HOST_TAG: socket.gethostname()}
+    return {}
+
+
+def _start_timed_out(instance, record, now: float | None) -> bool:
+    """A run STARTING for longer than the instance's start timeout (never got a process)."""
+    import datetime as dt
+    import time
+
+    if record.dagster_run.status.value != "STARTING":
+        return False
+    limit = float(instance.run_monitoring_settings.get("start_timeout_seconds", 180))
+    created = record.create_timestamp
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=dt.UTC)
+    return (time.time() if now is None else now) - created.timestamp() > limit
 
 
 def instance_used(dagster_home: Path) -> bool:

@@ -11,7 +11,7 @@ import duckdb
 
 from connectors import DEFAULT_LANDING_MEMORY, Source, load_sources
 from hub.publisher import Publisher
-from hub.warehouse import open_warehouse
+from hub.warehouse import open_warehouse, open_warehouse_when_free
 
 # Every asset that writes the DuckDB file takes a slot in this pool; dagster_home/dagster.yaml gives it
 # one slot, so writers queue instead of failing on DuckDB's single-writer file lock.
@@ -39,7 +39,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        with open_warehouse(self.path, read_only=read_only) as con:
+        # Writing: wait (a while) for a `hub load` that is landing; loads hold the file only to land.
+        opened = open_warehouse(self.path, read_only=True) if read_only else open_warehouse_when_free(self.path)
+        with opened as con:
             yield con
 
 

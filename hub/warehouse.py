@@ -11,6 +11,7 @@ core_functions, and anything else would be a download at run time, which this hu
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +60,25 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
 @contextmanager
 def open_warehouse(path: str | Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     con = connect(path, read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def open_warehouse_when_free(path: str | Path, wait_s: float = 120.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse for writing, waiting up to ``wait_s`` while another process holds it (DuckDB
+    allows one writing process): a load that has read its source waits to land instead of failing."""
+    give_up = time.monotonic() + wait_s
+    while True:
+        try:
+            con = connect(path)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() >= give_up:
+                raise
+            time.sleep(0.25)
     try:
         yield con
     finally:

@@ -37,6 +37,21 @@ def _summarise(results: list[LoadResult]) -> dict:
             "type_changes": sorted({c for r in ok for c in r.type_changes})}
 
 
+def _progress_log(context: dg.AssetExecutionContext, entity: Entity, every: float = 30.0):
+    """Rows and pages read so far, in the run's log at most every ``every`` seconds: a slow source shows."""
+    import time
+
+    last = [time.monotonic()]
+
+    def log(rows: int, pages: int, files: int) -> None:
+        if time.monotonic() - last[0] >= every:
+            last[0] = time.monotonic()
+            context.log.info(f"{entity.source}.{entity.name}: {files or pages:,} {'file' if files else 'page'}(s), "
+                             f"{rows:,} rows read so far")
+
+    return log
+
+
 def _raw_asset(source: Source, entity: Entity) -> dg.AssetsDefinition:
     @dg.asset(
         key=raw_key(entity),
@@ -53,16 +68,17 @@ def _raw_asset(source: Source, entity: Entity) -> dg.AssetsDefinition:
               campus_sources: CampusSourcesResource) -> dg.MaterializeResult:
         live = campus_sources.load()[source.name]  # re-read at run time: the file may have changed
         register_source_secrets([live])  # its token, key or password never reaches the event log
+        try:  # the warehouse is opened to read the cursor and to land, not while the source is read
+            results = load_entity(warehouse.connect, campus_sources.raw_dir, live, live.entities[entity.name],
+                                  landing_memory=campus_sources.landing_memory,
+                                  progress=_progress_log(context, entity))
+        except SourceError as exc:
+            raise dg.Failure(description=redact(exc)) from None
+        except Exception as exc:  # anything unforeseen: its text may hold a URL with a password
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise dg.Failure(description=redact(f"{source.name}.{entity.name}: {type(exc).__name__}: "
+                                                f"{first}")) from None
         with warehouse.connect() as con:
-            try:
-                results = load_entity(con, campus_sources.raw_dir, live, live.entities[entity.name],
-                                      landing_memory=campus_sources.landing_memory)
-            except SourceError as exc:
-                raise dg.Failure(description=redact(exc)) from None
-            except Exception as exc:  # anything unforeseen: its text may hold a URL with a password
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise dg.Failure(description=redact(f"{source.name}.{entity.name}: {type(exc).__name__}: "
-                                                    f"{first}")) from None
             rows_total = table_rows(con, f"raw.{q(entity.table)}") if con.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_schema='raw' AND table_name=?",
                 [entity.table]).fetchone()[0] else 0

@@ -172,3 +172,82 @@ class TokenIssuer:
                              {"WWW-Authenticate": 'Bearer error="invalid_token"'})
             state[1] += 1
         return None
+
+
+# -- hostile servers: they never break the rules loudly, they just never finish ---------------------------
+
+
+class Hostile:
+    """A raw TCP server on loopback that misbehaves in one way (``mode``):
+
+    * ``drip``: answers 200 with a long Content-Length, then one byte a second, for ever;
+    * ``silent``: accepts the connection, reads the request and never answers;
+    * ``huge``: a JSON body of ``size`` bytes, sent as fast as the client reads (chunked, no length).
+
+    ``connections`` counts the connections it accepted (each one a request attempt)."""
+
+    def __init__(self, mode: str, size: int = 0):
+        import socket
+
+        self.mode, self.size = mode, size
+        self.connections = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        self._sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn) -> None:
+        import time
+
+        try:
+            conn.recv(65536)
+            if self.mode == "drip":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+                while not self._stop.is_set():
+                    conn.sendall(b" ")
+                    time.sleep(1.0)
+            elif self.mode == "silent":
+                self._stop.wait()
+            elif self.mode == "huge":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+                block = b'{"id": "0000000001", "name": "x"},' * 2000
+                sent = 0
+                conn.sendall(b"%x\r\n[\r\n" % 1)
+                while sent < self.size and not self._stop.is_set():
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(block), block))
+                    sent += len(block)
+                conn.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def __enter__(self) -> Hostile:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._sock.close()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -91,6 +91,33 @@ def test_a_dead_runs_slot_is_freed_and_a_live_run_is_left_alone(instance):
             child.kill()
 
 
+def test_a_run_killed_before_its_resources_started_is_found_by_its_workers_own_announcement(instance):
+    """The daemon's run worker writes "Started process for run (pid: N)" first: a run killed before the
+    warehouse resource tagged it is judged by that PID. A run STARTING with no process at all is failed
+    once the instance's start timeout has passed, not before."""
+    from dagster._core.events import EngineEventData
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    dead = _started_run(instance, {}, step="raw__hr__staff")
+    live = _started_run(instance, {})
+    for run_id, pid in ((dead, child.pid), (live, os.getpid())):
+        instance.report_engine_event(f"Started process for run (pid: {pid}).", instance.get_run_by_id(run_id),
+                                     EngineEventData.in_process(pid))
+    fresh = create_run_for_test(instance, job_name="inbox_load_job", status=DagsterRunStatus.STARTING).run_id
+    cleared = recover_dead_runs(instance, by="the test")
+    assert [c.run_id for c in cleared] == [dead]
+    assert f"process {child.pid} on" in _failure_message(instance, dead)
+    assert instance.get_run_by_id(live).status == DagsterRunStatus.STARTED
+    assert instance.get_run_by_id(fresh).status == DagsterRunStatus.STARTING, "just launched: left alone"
+
+    later = time.time() + instance.run_monitoring_settings["start_timeout_seconds"] + 5
+    [stuck] = recover_dead_runs(instance, by="the test", now=later)
+    assert stuck.run_id == fresh and "no process after start_timeout_seconds" in stuck.reason
+    assert instance.get_run_by_id(fresh).status == DagsterRunStatus.FAILURE
+
+
 def test_a_finished_run_still_holding_a_slot_gives_it_back(instance):
     run_id = _started_run(instance, process_tags(), step="raw__hr__staff")
     instance.report_run_failed(instance.get_run_by_id(run_id), message="ended elsewhere")

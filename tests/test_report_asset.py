@@ -35,3 +35,27 @@ def test_materialising_the_report_writes_var_report_index_html(tmp_path, monkeyp
     assert "暂无数据" in page and "<script" not in page
     [mat] = result.asset_materializations_for_node("publish__party_report")
     assert mat.metadata["path"].value == str(path)
+
+
+def test_a_mart_materialised_alone_gets_the_report_rebuilt_and_a_fresh_demo_launches_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("HUB_VAR_DIR", str(tmp_path / "var"))
+    defs = build_definitions(Settings.from_env())
+    sensor = defs.resolve_sensor_def("party_report_automation")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    marts = sorted(defs.resolve_asset_graph().get(REPORT_KEY).parent_keys, key=str)
+    instance = dg.DagsterInstance.ephemeral()
+    for key in [*marts, REPORT_KEY]:  # a demo: every mart, then the report
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    selection = dg.AssetSelection.assets(REPORT_KEY)
+
+    def tick(cursor=None):
+        return dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
+                                                 cursor=cursor)
+
+    first = tick()
+    assert first.total_requested == 0, "right after a demo nothing is launched"
+    instance.report_runless_asset_event(dg.AssetMaterialization(marts[0]))  # one mart, alone
+    second = tick(first.cursor)
+    assert second.total_requested == 1
+    instance.report_runless_asset_event(dg.AssetMaterialization(REPORT_KEY))  # the report rebuilt
+    assert tick(second.cursor).total_requested == 0
