@@ -56,6 +56,14 @@ SELECT * EXCLUDE (prev_register) FROM (
     FROM events e)
 WHERE NOT is_absence OR prev_register = register;
 
+-- Each person's 工号 and 学号 as rows, so that a number finds its person by an equi-join (hash join), not by
+-- `person_no IN (staff_no, student_no)`, which DuckDB can only evaluate as a nested loop over every pair.
+-- UNION (not ALL): a person whose 工号 equals their 学号 still matches once, as the IN did.
+CREATE OR REPLACE TEMP TABLE _person_by_number AS
+SELECT staff_no AS person_no, person_key FROM warehouse.dim_person WHERE staff_no IS NOT NULL
+UNION
+SELECT student_no, person_key FROM warehouse.dim_person WHERE student_no IS NOT NULL;
+
 CREATE OR REPLACE TABLE warehouse.dim_party_member AS
 WITH states AS (
     SELECT *, md5(concat_ws('|', register, category, stage, status, org_code, applied_on, talked_on, activist_on,
@@ -100,7 +108,7 @@ SELECT
 FROM previous p
 LEFT JOIN (SELECT DISTINCT person_key, record_key FROM warehouse.bridge_person_record
            WHERE system IN ('party', 'development')) b ON b.record_key = p.person_no
-LEFT JOIN warehouse.dim_person dp ON b.person_key IS NULL AND p.person_no IN (dp.staff_no, dp.student_no)
+LEFT JOIN _person_by_number dp ON b.person_key IS NULL AND dp.person_no = p.person_no
 LEFT JOIN _affiliation a ON a.person_no = p.person_no;
 
 DELETE FROM quality.reconciliation_issue WHERE model = 'dim_party_member';
@@ -121,7 +129,7 @@ SELECT 'party_status_without_party_record', d.person_key, a.system || ',party', 
        a.system || ' says political status ' || a.political_status || ' but the party system has no current member record',
        json_object('political_status', a.political_status), 'dim_party_member'
 FROM _affiliation a
-LEFT JOIN warehouse.dim_person d ON a.person_no IN (d.staff_no, d.student_no)
+LEFT JOIN _person_by_number d ON d.person_no = a.person_no
 WHERE a.political_status IN ('01', '02')
   AND NOT EXISTS (SELECT 1 FROM _current c WHERE c.person_no = a.person_no AND c.register = 'member')
   AND NOT EXISTS (SELECT 1 FROM staging.stg_party_transfers t WHERE t.person_no = a.person_no)
