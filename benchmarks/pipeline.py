@@ -205,12 +205,14 @@ def child_run() -> dict[str, Any]:
 
 def child_floor() -> dict[str, Any]:
     """Every raw table read once, every output table written once, plain DuckDB (same memory limit)."""
+    import duckdb
+
     from hub.settings import Settings
-    from hub.warehouse import connect
 
     settings = Settings.from_env()
     with tempfile.TemporaryDirectory(prefix="hub-floor-", dir=settings.var_dir) as tmp:
-        con = connect(Path(tmp) / "floor.duckdb")
+        con = duckdb.connect(str(Path(tmp) / "floor.duckdb"), config={
+            "memory_limit": os.environ.get("HUB_DUCKDB_MEMORY_LIMIT", "2GB"), "temp_directory": tmp})
         path = str(settings.warehouse_path).replace("'", "''")
         con.execute(f"ATTACH '{path}' AS hubwh (READ_ONLY)")
         names = con.execute("SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'hubwh' "
