@@ -353,19 +353,21 @@ def render(saved: dict[str, Any]) -> str:
              f"({saved['elapsed_s'] / 60:.0f} min). Machine: " +
              ", ".join(f"{k} {v}" for k, v in saved["machine"].items()) + ".", ""]
     parts += ["### Whole job per case", "",
-              "| scale | case | job s | job CPU s | child wall s | child CPU s | peak RSS MB | floor s | job / floor "
-              "| % of full | other processes (cores) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| scale | case | job s | job CPU s | child wall s | child CPU s | peak RSS MB | floor s (CPU s) | job / floor "
+              "| job CPU / floor CPU | % of full (CPU) | other processes (cores) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for sc in scales:
         floor = (sc["floor"]["result"] or {}).get("floor_s")
-        full = ((sc["cases"].get("full") or {}).get("result") or {}).get("job_s")
+        floor_cpu = (sc["floor"]["result"] or {}).get("cpu_s")
+        full = ((sc["cases"].get("full") or {}).get("result") or {}).get("job_cpu_s")
         for case, run in sc["cases"].items():
             res = run["result"] or {}
-            job = res.get("job_s")
-            parts.append(f"| {sc['scale']:g} | {case} | {_f(job)} | {_f(res.get('job_cpu_s'))} | {_f(run['wall_s'])} "
-                         f"| {_f(run['cpu_s'])} | {_f(run['tree_peak_rss_mb'], ',.0f')} | {_f(floor)} "
+            job, cpu = res.get("job_s"), res.get("job_cpu_s")
+            parts.append(f"| {sc['scale']:g} | {case} | {_f(job)} | {_f(cpu)} | {_f(run['wall_s'])} "
+                         f"| {_f(run['cpu_s'])} | {_f(run['tree_peak_rss_mb'], ',.0f')} | {_f(floor)} ({_f(floor_cpu)}) "
                          f"| {_f(job / floor if job and floor else None, '.1f')}× "
-                         f"| {_f(100 * job / full if job and full else None, '.0f')} "
+                         f"| {_f(cpu / floor_cpu if cpu and floor_cpu else None, '.1f')}× "
+                         f"| {_f(100 * cpu / full if cpu and full else None, '.0f')} "
                          f"| {run['other_cores']:.2f} |" + (f" FAILED: {run['error']}" if run["error"] else ""))
     parts += ["", "### Per stage, full run", "",
               "| scale | stage | steps | wall s | CPU s | peak RSS MB | rows in | rows out | wall growth vs previous scale |",
@@ -396,6 +398,17 @@ def render(saved: dict[str, Any]) -> str:
         for st in sorted(res.get("steps", []), key=lambda s: -s["wall_s"])[:8]:
             parts.append(f"| {sc['scale']:g} | {st['step']} | {st['wall_s']:.1f} | {st['cpu_s']:.1f} "
                          f"| {st['peak_rss_mb']:,.0f} |")
+    if len(scales) > 1:  # CPU growth of the costliest steps between the smallest and the largest scale
+        first, last = (((sc["cases"].get("full") or {}).get("result") or {}) for sc in (scales[0], scales[-1]))
+        before = {st["step"]: st for st in first.get("steps", [])}
+        parts += ["", f"### CPU growth of the costliest steps, scale {scales[0]['scale']:g} → {scales[-1]['scale']:g} "
+                  f"(×{scales[-1]['scale'] / scales[0]['scale']:g} data), full run", "",
+                  f"| step | CPU s at {scales[0]['scale']:g} | CPU s at {scales[-1]['scale']:g} | growth |",
+                  "|---|---|---|---|"]
+        for st in sorted(last.get("steps", []), key=lambda s: -s["cpu_s"])[:12]:
+            b = before.get(st["step"])
+            parts.append(f"| {st['step']} | {_f(b and b['cpu_s'], '.2f')} | {st['cpu_s']:.2f} | "
+                         f"{_f(st['cpu_s'] / b['cpu_s'] if b and b['cpu_s'] > 0.05 else None, '.1f')}× |")
     changes = [f"scale {sc['scale']:g}: {sc['changes']}" for sc in scales if sc.get("changes")]
     if changes:
         parts += ["", "Changed case, rows changed at the sources: " + "; ".join(changes) + "."]
