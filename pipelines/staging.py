@@ -5,7 +5,12 @@ import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, WarehouseResource
 from models.build import STAGING_MODELS, build_staging, load_code_sets, model_of
-from models.incremental import INCREMENTAL_STAGING, build_staging_incremental, data_version, full_rebuild_requested
+from models.incremental import (
+    INCREMENTAL_STAGING,
+    build_staging_incremental,
+    data_version,
+    full_rebuild_requested,
+)
 from pipelines.common import OWNER, preview
 
 CODE_SETS_KEY = dg.AssetKey(["staging", "code_sets"])
