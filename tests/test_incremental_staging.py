@@ -1,0 +1,96 @@
+"""Incremental staging (models/incremental.py) gives the same tables as a full build, table by table, after a
+sequence of raw loads: new grades, corrected grades, duplicates and conflicts that appear and are resolved, a
+key that differs only by spaces, and a code-set change that forces a full build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub.warehouse import connect
+from models.build import build_staging, load_code_sets
+from models.incremental import build_staging_incremental
+
+COLS = "t(id, xh, kch, xnxq, cj, ksxz, updated_at, _row_number)"
+
+# Each load: rows (id, 学号, 课程号, 学年学期, 成绩, 考试性质, updated_at, row number).
+LOADS = [
+    [("1", "S1", "C1", "2024-2025-1", "80", "正常考试", "2025-01-10 10:00:00", 1),
+     ("2", "S1", "C2", "2024-2025-1", "良好", "正常考试", "2025-01-10 10:00:00", 2),
+     ("3", "S2", "C1", "2024-2025-1", "55", "正常考试", "2025-01-10 10:00:00", 3),
+     ("4", "S2", "C1", "2024-2025-1", "55", "正常考试", "2025-01-10 10:00:00", 4),    # duplicate of id 3
+     ("5", "S3", "C1", "2024-2025-1", "70", "正常考试", "2025-01-10 10:00:00", 5),
+     ("6", "S3", "C1", "2024-2025-1", "71", "正常考试", "2025-01-10 10:00:00", 6),    # conflict with id 5
+     ("7", "S4", "C1", "2024-2025-1", "66", "期中考试", "2025-01-10 10:00:00", 7),    # unmapped exam type
+     ("8", "S5", "C9", "2024-2025-1", "8O", "正常考试", "2025-01-10 10:00:00", 8)],   # unparseable score
+    [("1", "S1", "C1", "2024-2025-1", "82", "正常考试", "2025-02-01 09:00:00", 1),    # corrected
+     ("5", "S3", "C1", "2024-2025-1", "70", "正常考试", "2025-02-01 09:00:00", 2),    # conflict resolved
+     ("9", "S2", "C1", "2024-2025-1", "58", "补考", "2025-02-01 09:00:00", 3),        # a new grade
+     ("10", "S1 ", "C1", "2024-2025-1", "90", "正常考试", "2025-02-01 09:00:00", 4)],  # same key, with a space
+    [("8", "S5", "C9", "2024-2025-1", "80", "正常考试", "2025-03-01 09:00:00", 1),    # fixed at the source
+     ("11", "S6", "C2", "2024-2025-2", "不及格", "正常考试", "2025-03-01 09:00:00", 2),
+     ("12", "S6", "C2", "2024-2025-2", "不及格", "正常考试", "2025-03-01 09:00:00", 3)],  # duplicate
+    [],  # nothing new
+]
+
+
+def _land(con, load_no: int, rows: list[tuple]) -> None:
+    meta = (f"'L{load_no}' AS _load_id, 'academic' AS _source, TIMESTAMPTZ '2025-01-01' + INTERVAL {load_no} DAY "
+            "AS _extracted_at, NULL AS _row_hash, NULL AS _file")
+    values = ", ".join(repr(r) for r in rows)
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'raw' "
+                       "AND table_name = 'academic__grades'").fetchone()[0]:
+        con.execute(f"CREATE TABLE raw.academic__grades AS SELECT *, {meta} FROM (VALUES {values}) {COLS}")
+    elif rows:
+        con.execute(f"INSERT INTO raw.academic__grades SELECT *, {meta} FROM (VALUES {values}) {COLS}")
+
+
+def _tables(con) -> dict[str, list[tuple]]:
+    return {
+        "staging.stg_academic_grades": sorted(con.execute(
+            "SELECT * FROM staging.stg_academic_grades").fetchall(), key=repr),
+        "quality.quarantine": sorted(con.execute(
+            "SELECT stage, source, entity, load_id, rule, record_key, detail, CAST(original_row AS VARCHAR) "
+            "FROM quality.quarantine WHERE entity = 'grades'").fetchall(), key=repr),
+    }
+
+
+@pytest.fixture
+def pair(tmp_path: Path):
+    a, b = connect(tmp_path / "incremental.duckdb"), connect(tmp_path / "full.duckdb")
+    for c in (a, b):
+        load_code_sets(c)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_incremental_equals_full_after_a_sequence_of_loads(pair):
+    inc, full = pair
+    modes = []
+    for n, rows in enumerate(LOADS, 1):
+        for c in pair:
+            _land(c, n, rows)
+        stats = build_staging_incremental(inc, "stg_academic_grades")
+        build_staging(full, "stg_academic_grades")
+        modes.append(stats["mode"])
+        got, want = _tables(inc), _tables(full)
+        for table in want:
+            assert got[table] == want[table], f"after load {n}: {table} differs"
+    assert modes == ["full", "incremental", "incremental", "skipped"]
+    accepted = dict(inc.execute("SELECT grade_id, score FROM staging.stg_academic_grades").fetchall())
+    assert accepted[5] == 70.0 and 2 in accepted and 8 in accepted
+
+
+def test_a_code_set_change_forces_a_full_build_and_the_flag_too(pair):
+    inc, _ = pair
+    _land(inc, 1, LOADS[0])
+    assert build_staging_incremental(inc, "stg_academic_grades")["mode"] == "full"
+    # 期中考试 becomes a known exam type: every key may change, so the next build is full
+    inc.execute("INSERT INTO staging.code_map VALUES ('academic', 'exam_type', '期中考试', 'midterm')")
+    stats = build_staging_incremental(inc, "stg_academic_grades")
+    assert stats["mode"] == "full" and "code sets" in stats["reason"]
+    assert inc.execute("SELECT count(*) FROM staging.stg_academic_grades WHERE exam_type = 'midterm'").fetchone()[0] == 1
+    assert build_staging_incremental(inc, "stg_academic_grades")["mode"] == "skipped"
+    assert build_staging_incremental(inc, "stg_academic_grades", full=True)["mode"] == "full"
