@@ -92,10 +92,13 @@ def _incremental_staging_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=["staging", name], group_name="staging", kinds={"duckdb", "sql"}, owners=[OWNER],
         pool=WAREHOUSE_POOL, tags={"layer": "staging", "source": model.source, "build": "incremental"},
+        code_version=model.code_version, metadata=table_metadata("staging", name),
         deps=[dg.AssetKey(["raw", model.raw_table]), CODE_SETS_KEY,
               *sorted({dg.AssetKey(list(model_of(layer, dep))) for layer, dep in model.reads}, key=str)],
         description=f"{model.description} Rows failing row-level rules (duplicate or conflicting copies, "
-                    "unmapped codes, unparseable values) go to quality.quarantine with the reason. Incremental: "
+                    "missing required values, wrong shapes, unmapped codes, unparseable values) go to "
+                    "quality.quarantine with the reason; older versions of a key in one load go to "
+                    "quality.superseded. Incremental: "
                     "only the keys in raw loads new since the last build are recomputed (build_mode in the "
                     "metadata says full, incremental or skipped, and why).",
     )
@@ -105,11 +108,14 @@ def _incremental_staging_asset(name: str) -> dg.AssetsDefinition:
             version = data_version(con, name)
             pv = preview(con, f"staging.{name}")
             rows = con.execute(f"SELECT count(*) FROM staging.{name}").fetchone()[0]
+            schema = materialized_column_schema(con, "staging", name)
         return dg.MaterializeResult(data_version=dg.DataVersion(version) if version else None, metadata={
             "dagster/row_count": rows, "build_mode": stats["mode"], "build_reason": stats["reason"],
             "loads_processed": stats["loads_processed"], "keys_touched": stats["keys_touched"] or 0,
             "rows_in": stats["rows_in"], "rows_rejected": stats["rows_rejected"],
-            "rejected_by_rule": dg.MetadataValue.json(stats["rejected_by_rule"]), "preview": pv})
+            "rows_superseded": stats["rows_superseded"],
+            "rejected_by_rule": dg.MetadataValue.json(stats["rejected_by_rule"]), "preview": pv,
+            "dagster/column_schema": schema})
 
     return _build
 
