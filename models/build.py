@@ -222,28 +222,17 @@ def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
     if not raw_exists(con, m.raw_table):
         raise RuntimeError(f"raw.{m.raw_table} does not exist yet: materialise raw/{m.raw_table} first")
     pk = ", ".join(q(k) for k in m.primary_key)
-    sql = m.sql
     raw = _raw_with_optional(con, m)
     con.execute("BEGIN TRANSACTION")
     try:
-        # current: each key's latest version, keys normalised, older versions in one load superseded
-        row_rules.create_current(con, m, raw)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _model AS {sql}")
-        superseded = row_rules.apply_row_rules(con, m)
-        apply_plausibility(con, m)  # quality/plausibility.yaml: implausible values quarantined or flagged
+        superseded = stage_model(con, m, raw)
         con.execute("DELETE FROM quality.quarantine WHERE stage = 'staging' AND source = ? AND entity = ?",
                     [m.source, m.entity])
-        con.execute(f"""INSERT INTO quality.quarantine
-                (stage, source, entity, load_id, rule, record_key, detail, original_row)
-            SELECT 'staging', ?, ?, m.load_id, m._reject_rule, m._record_key, m._reject_detail,
-                   to_json(r) FROM _model m
-            JOIN raw.{q(m.raw_table)} r ON r._load_id = m.load_id AND r._row_number = m._row_number
-            WHERE m._reject_rule IS NOT NULL""", [m.source, m.entity])
+        insert_quarantine(con, m)
         con.execute(f"""CREATE OR REPLACE TABLE staging.{name} AS
             SELECT * EXCLUDE (_reject_rule, _reject_detail, _record_key, _row_number)
             FROM _model WHERE _reject_rule IS NULL""")
-        stats = dict(con.execute("""SELECT coalesce(_reject_rule, 'accepted'), count(*) FROM _model
-                                    GROUP BY ALL""").fetchall())
+        stats = model_outcome(con)
         if m.history:
             _build_history(con, m, pk, raw)
         con.execute("DROP TABLE _model")
@@ -255,6 +244,38 @@ def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
     accepted = stats.pop("accepted", 0)
     return {"rows_in": accepted + sum(stats.values()), "rows_accepted": accepted,
             "rows_rejected": sum(stats.values()), "rejected_by_rule": stats, "rows_superseded": superseded}
+
+
+def stage_model(con: duckdb.DuckDBPyConnection, m: Model, relation: str, *, replace_all: bool = True) -> int:
+    """The steps of a staging build before it writes quarantine and staging, over the raw rows in
+    ``relation`` (the raw table, or some keys' raw rows in every load: models/incremental.py): ``current``
+    (each key's latest version, keys normalised, older versions in one load superseded), the model's SQL
+    into the temp table ``_model``, the row rules and the plausibility checks marking its rows, the
+    superseded versions and the findings written. ``replace_all`` deletes the model's earlier rows of
+    quality.superseded, value_finding and reconciliation_issue first; the incremental build deletes only
+    the rebuilt keys' rows itself and passes False. Returns the number of superseded rows written."""
+    row_rules.create_current(con, m, relation)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _model AS {m.sql}")
+    superseded = row_rules.apply_row_rules(con, m, replace_all=replace_all)
+    # quality/plausibility.yaml: implausible values quarantined or flagged
+    apply_plausibility(con, m, replace_all=replace_all)
+    return superseded
+
+
+def insert_quarantine(con: duckdb.DuckDBPyConnection, m: Model) -> None:
+    """The rows of ``_model`` with a rule, into quality.quarantine with their original raw row."""
+    con.execute(f"""INSERT INTO quality.quarantine
+            (stage, source, entity, load_id, rule, record_key, detail, original_row)
+        SELECT 'staging', ?, ?, m.load_id, m._reject_rule, m._record_key, m._reject_detail,
+               to_json(r) FROM _model m
+        JOIN raw.{q(m.raw_table)} r ON r._load_id = m.load_id AND r._row_number = m._row_number
+        WHERE m._reject_rule IS NOT NULL""", [m.source, m.entity])
+
+
+def model_outcome(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rows of ``_model`` per rule, 'accepted' for the rows without one."""
+    return dict(con.execute("""SELECT coalesce(_reject_rule, 'accepted'), count(*) FROM _model
+                               GROUP BY ALL""").fetchall())
 
 
 def _build_history(con: duckdb.DuckDBPyConnection, m: Model, pk: str, raw: str) -> None:

@@ -181,10 +181,12 @@ def _usable(con: duckdb.DuckDBPyConnection, m: Model, checks: list[Check], raw: 
 
 
 def apply_plausibility(con: duckdb.DuckDBPyConnection, m: Model, checks: dict[str, list[Check]] | None = None,
-                       *, as_of: date | None = None) -> dict[str, int]:
+                       *, as_of: date | None = None, replace_all: bool = True) -> dict[str, int]:
     """Run the model's checks on ``_model`` (see the module docstring); returns counts per rule and
-    severity, e.g. ``{"quarantine:future_date": 1, "flag:control_characters": 2}``."""
-    con.execute("DELETE FROM quality.value_finding WHERE model = ?", [m.name])
+    severity, e.g. ``{"quarantine:future_date": 1, "flag:control_characters": 2}``. ``replace_all=False``
+    keeps the model's earlier findings (the incremental build deletes those of the rows it rebuilds)."""
+    if replace_all:
+        con.execute("DELETE FROM quality.value_finding WHERE model = ?", [m.name])
     mine = (load_checks() if checks is None else checks).get(m.name, [])
     raw = m.raw_table
     mine = _usable(con, m, mine, raw)

@@ -212,9 +212,10 @@ def _mark(con: duckdb.DuckDBPyConnection, rule: str, condition: str, detail: str
         WHERE x._load_id = m.load_id AND x._row_number = m._row_number AND ({open_rule})""")
 
 
-def apply_row_rules(con: duckdb.DuckDBPyConnection, m: Model) -> int:
+def apply_row_rules(con: duckdb.DuckDBPyConnection, m: Model, *, replace_all: bool = True) -> int:
     """Mark missing values, wrong shapes and conflicting versions in ``_model``; record the superseded
-    versions and the findings. Returns the number of superseded rows."""
+    versions and the findings (``replace_all``: the model's earlier ones deleted first; the incremental
+    build deletes those of the keys it rebuilds itself). Returns the number of superseded rows."""
     r = rules_of(con, m, "_latest")
     where = place("l")
     # the model's own rejects: where the row came from, after what is wrong with it
@@ -272,13 +273,14 @@ def apply_row_rules(con: duckdb.DuckDBPyConnection, m: Model) -> int:
               AND (m._reject_rule IS NULL OR m._reject_rule = 'duplicate_row')""")
         con.execute("DROP TABLE _conflicts")
 
-    superseded = _record_superseded(con, m, r)
-    _record_findings(con, m, r)
+    superseded = _record_superseded(con, m, r, replace_all)
+    _record_findings(con, m, r, replace_all)
     return superseded
 
 
-def _record_superseded(con: duckdb.DuckDBPyConnection, m: Model, r: RowRules) -> int:
-    con.execute("DELETE FROM quality.superseded WHERE stage = 'staging' AND model = ?", [m.name])
+def _record_superseded(con: duckdb.DuckDBPyConnection, m: Model, r: RowRules, replace_all: bool = True) -> int:
+    if replace_all:
+        con.execute("DELETE FROM quality.superseded WHERE stage = 'staging' AND model = ?", [m.name])
     if not r.updated_at:
         return 0
     winner = place("l").replace("_row_number", "_winner_row")
@@ -293,8 +295,9 @@ def _record_superseded(con: duckdb.DuckDBPyConnection, m: Model, r: RowRules) ->
         WHERE l._superseded""", [m.source, m.entity, m.name]).fetchone()[0]
 
 
-def _record_findings(con: duckdb.DuckDBPyConnection, m: Model, r: RowRules) -> None:
-    con.execute("DELETE FROM quality.reconciliation_issue WHERE model = ?", [m.name])
+def _record_findings(con: duckdb.DuckDBPyConnection, m: Model, r: RowRules, replace_all: bool = True) -> None:
+    if replace_all:
+        con.execute("DELETE FROM quality.reconciliation_issue WHERE model = ?", [m.name])
     how = "surrounding spaces or case" if r.case_insensitive else "surrounding spaces"
     sent = "concat_ws(', ', " + ", ".join(
         f"CASE WHEN r.{q(k)} IS DISTINCT FROM l.{q(k)} THEN {_sql_str(k + ' ')} || {_shown(f'r.{q(k)}')} END"

@@ -5,6 +5,12 @@ import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, WarehouseResource
 from models.build import STAGING_MODELS, build_staging, load_code_sets, model_of
+from models.incremental import (
+    INCREMENTAL_STAGING,
+    build_staging_incremental,
+    data_version,
+    full_rebuild_requested,
+)
 from models.row_rules import conservation
 from pipelines.asset_metadata import materialized_column_schema, table_metadata
 from pipelines.common import OWNER, preview, record_check
@@ -26,8 +32,14 @@ def code_sets(warehouse: WarehouseResource) -> dg.MaterializeResult:
                                           "dagster/row_count": sum(counts.values())})
 
 
+class StagingBuildConfig(dg.Config):
+    full_rebuild: bool = False  # rebuild from every raw load even where the model is incremental
+
+
 def _staging_asset(name: str) -> dg.AssetsDefinition:
     model = STAGING_MODELS[name]
+    if name in INCREMENTAL_STAGING:
+        return _incremental_staging_asset(name)
 
     @dg.asset(
         key=["staging", name], group_name="staging", kinds={"duckdb", "sql"}, owners=[OWNER],
@@ -70,6 +82,42 @@ def _conservation_check(name: str) -> dg.AssetChecksDefinition:
         return dg.AssetCheckResult(passed=passed, metadata={**c, "difference": c["latest_raw_versions"] - accounted})
 
     return _check
+
+
+def _incremental_staging_asset(name: str) -> dg.AssetsDefinition:
+    """A key-local staging model that takes in only the raw loads new since its last build
+    (models/incremental.py); ``full_rebuild`` (launchpad) or HUB_FULL_REBUILD=1 rebuilds it whole."""
+    model = STAGING_MODELS[name]
+
+    @dg.asset(
+        key=["staging", name], group_name="staging", kinds={"duckdb", "sql"}, owners=[OWNER],
+        pool=WAREHOUSE_POOL, tags={"layer": "staging", "source": model.source, "build": "incremental"},
+        code_version=model.code_version, metadata=table_metadata("staging", name),
+        deps=[dg.AssetKey(["raw", model.raw_table]), CODE_SETS_KEY,
+              *sorted({dg.AssetKey(list(model_of(layer, dep))) for layer, dep in model.reads}, key=str)],
+        description=f"{model.description} Rows failing row-level rules (duplicate or conflicting copies, "
+                    "missing required values, wrong shapes, unmapped codes, unparseable values) go to "
+                    "quality.quarantine with the reason; older versions of a key in one load go to "
+                    "quality.superseded. Incremental: "
+                    "only the keys in raw loads new since the last build are recomputed (build_mode in the "
+                    "metadata says full, incremental or skipped, and why).",
+    )
+    def _build(config: StagingBuildConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        with warehouse.connect() as con:
+            stats = build_staging_incremental(con, name, full=config.full_rebuild or full_rebuild_requested())
+            version = data_version(con, name)
+            pv = preview(con, f"staging.{name}")
+            rows = con.execute(f"SELECT count(*) FROM staging.{name}").fetchone()[0]
+            schema = materialized_column_schema(con, "staging", name)
+        return dg.MaterializeResult(data_version=dg.DataVersion(version) if version else None, metadata={
+            "dagster/row_count": rows, "build_mode": stats["mode"], "build_reason": stats["reason"],
+            "loads_processed": stats["loads_processed"], "keys_touched": stats["keys_touched"] or 0,
+            "rows_in": stats["rows_in"], "rows_rejected": stats["rows_rejected"],
+            "rows_superseded": stats["rows_superseded"],
+            "rejected_by_rule": dg.MetadataValue.json(stats["rejected_by_rule"]), "preview": pv,
+            "dagster/column_schema": schema})
+
+    return _build
 
 
 staging_assets = [code_sets, *(_staging_asset(n) for n in STAGING_MODELS)]

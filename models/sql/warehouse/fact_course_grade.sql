@@ -8,23 +8,32 @@
 -- a 学号 that leads to no person, or to more than one, gets NULL.
 -- grade_point: the 4-point scale in models/codesets/grade_point_scale.csv (the band whose min_score is
 -- the highest not above the score). passed: score >= 60.
-CREATE OR REPLACE TEMP TABLE _fact_course_grade AS
-WITH known_student AS (
-    SELECT student_no FROM staging.stg_students
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine
-    WHERE stage = 'staging' AND source = 'student' AND entity = 'students'
-), known_course AS (
-    SELECT course_code FROM staging.stg_academic_courses
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine
-    WHERE stage = 'staging' AND source = 'academic' AND entity = 'courses'
-), person_lookup AS (
-    SELECT person_no, person_key FROM warehouse.person_number
-), scale AS (
+-- Linear in the grades: the known numbers and each distinct score's grade point are small lookup tables
+-- joined by hash; the grades are read once for the fact and once (two columns) for the orphans, with no
+-- intermediate copy of every grade and no sort of the whole table. (An ASOF join of every grade against the
+-- scale sorted all the grades; a per-score lookup gives the same band: it depends on the score alone.)
+CREATE OR REPLACE TEMP TABLE _known_student AS
+SELECT student_no FROM staging.stg_students
+UNION
+SELECT trim(record_key) FROM quality.quarantine
+WHERE stage = 'staging' AND source = 'student' AND entity = 'students';
+
+CREATE OR REPLACE TEMP TABLE _known_course AS
+SELECT course_code FROM staging.stg_academic_courses
+UNION
+SELECT trim(record_key) FROM quality.quarantine
+WHERE stage = 'staging' AND source = 'academic' AND entity = 'courses';
+
+CREATE OR REPLACE TEMP TABLE _score_grade_point AS
+WITH scale AS (
     SELECT CAST(min_score AS DOUBLE) AS min_score, CAST(grade_point AS DECIMAL(3, 1)) AS grade_point
     FROM staging.cs_grade_point_scale
 )
+SELECT d.score, s.grade_point
+FROM (SELECT DISTINCT score FROM staging.stg_academic_grades WHERE score IS NOT NULL) d
+ASOF LEFT JOIN scale s ON d.score >= s.min_score;
+
+CREATE OR REPLACE TABLE warehouse.fact_course_grade AS
 SELECT
     g.grade_id,
     g.student_no,
@@ -41,36 +50,39 @@ SELECT
     g.score_kind,
     s.grade_point,
     g.score >= 60                                      AS passed,
-    g.source_updated_at,
-    g.student_no || '|' || g.course_code || '|' || g.term || '|' || g.exam_type_name AS _record_key,
-    ks.student_no IS NULL                              AS _unknown_student,
-    kc.course_code IS NULL                             AS _unknown_course
+    g.source_updated_at
 FROM staging.stg_academic_grades g
-LEFT JOIN known_student ks ON ks.student_no = g.student_no
-LEFT JOIN known_course kc ON kc.course_code = g.course_code
+SEMI JOIN _known_student ks ON ks.student_no = g.student_no
+SEMI JOIN _known_course kc ON kc.course_code = g.course_code
 LEFT JOIN staging.stg_academic_courses c ON c.course_code = g.course_code
-LEFT JOIN person_lookup p ON p.person_no = g.student_no
-ASOF LEFT JOIN scale s ON g.score >= s.min_score;
-
-CREATE OR REPLACE TABLE warehouse.fact_course_grade AS
-SELECT * EXCLUDE (_record_key, _unknown_student, _unknown_course)
-FROM _fact_course_grade
-WHERE NOT _unknown_student AND NOT _unknown_course
-ORDER BY student_no, term, course_code, exam_type;
+LEFT JOIN warehouse.person_number p ON p.person_no = g.student_no
+LEFT JOIN _score_grade_point s ON s.score = g.score;
 
 DELETE FROM quality.reconciliation_issue WHERE model = 'fact_course_grade';
 
 INSERT INTO quality.reconciliation_issue (kind, person_key, systems, record_key, detail, "values", model)
+WITH orphan AS (
+    SELECT g.grade_id, g.student_no, g.course_code,
+           g.student_no || '|' || g.course_code || '|' || g.term || '|' || g.exam_type_name AS _record_key,
+           ks.student_no IS NULL AS _unknown_student, kc.course_code IS NULL AS _unknown_course
+    FROM staging.stg_academic_grades g
+    LEFT JOIN _known_student ks ON ks.student_no = g.student_no
+    LEFT JOIN _known_course kc ON kc.course_code = g.course_code
+    WHERE ks.student_no IS NULL OR kc.course_code IS NULL
+)
 SELECT 'orphan_reference', NULL, 'academic,student', _record_key,
        'grade (jw_cj id ' || grade_id || ') for 学号 ' || student_no || ', which the student system does not hold',
        json_object('entity', 'academic.grades', 'field', 'xh', 'value', student_no, 'references', 'student.students'),
        'fact_course_grade'
-FROM _fact_course_grade WHERE _unknown_student
+FROM orphan WHERE _unknown_student
 UNION ALL
-SELECT 'orphan_reference', person_key, 'academic', _record_key,
+SELECT 'orphan_reference', p.person_key, 'academic', _record_key,
        'grade (jw_cj id ' || grade_id || ') for 课程号 ' || course_code || ', which is not in the course catalogue jw_kc',
        json_object('entity', 'academic.grades', 'field', 'kch', 'value', course_code, 'references', 'academic.courses'),
        'fact_course_grade'
-FROM _fact_course_grade WHERE _unknown_course;
+FROM orphan LEFT JOIN warehouse.person_number p ON p.person_no = orphan.student_no
+WHERE _unknown_course;
 
-DROP TABLE _fact_course_grade;
+DROP TABLE _known_student;
+DROP TABLE _known_course;
+DROP TABLE _score_grade_point;

@@ -19,9 +19,13 @@ WITH course_term AS (
 ), scale AS (
     SELECT CAST(min_score AS DOUBLE) AS min_score, CAST(grade_point AS DECIMAL(3, 1)) AS grade_point
     FROM staging.cs_grade_point_scale
+), score_point AS (  -- the band depends on the score alone: an ASOF over the distinct scores, not every row
+    SELECT d.counted_score, s.grade_point
+    FROM (SELECT DISTINCT counted_score FROM course_term WHERE counted_score IS NOT NULL) d
+    ASOF LEFT JOIN scale s ON d.counted_score >= s.min_score
 ), pointed AS (
-    SELECT ct.*, s.grade_point
-    FROM course_term ct ASOF LEFT JOIN scale s ON ct.counted_score >= s.min_score
+    SELECT ct.*, sp.grade_point
+    FROM course_term ct LEFT JOIN score_point sp USING (counted_score)
 )
 SELECT
     student_no,
