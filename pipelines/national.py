@@ -75,7 +75,6 @@ class NationalTable:
     description: str
     fields: tuple[Field, ...]    # the table's own fields, between xxdm and sjcjsj
     loads: tuple[str, ...]       # source.entity whose newest load gives sjcjsj
-    sources: tuple[str, ...]     # warehouse tables (Dagster assets) the SQL reads
     order_by: tuple[str, ...]    # field names
 
 
@@ -124,7 +123,6 @@ ZT_DZZQKJCSJ = NationalTable(
               max_length=1, pattern=_code(1), code_table="dzzzt", hub_value="dim_party_org.status", required=True),
     ),
     loads=("party.orgs", "party.members"),
-    sources=("dim_party_org", "dim_party_member"),
     order_by=("dzzbh",),
 )
 
@@ -148,7 +146,6 @@ ZT_DYFZSJ = NationalTable(
         Field("cwzsdyrq", "成为正式党员日期 YYYYMMDD (转正日期).", max_length=8, pattern=DATE),
     ),
     loads=("party.members", "party.development", "party.orgs", "hr.staff", "student.students"),
-    sources=("fact_development_event", "dim_party_member", "dim_party_org", "dim_person"),
     order_by=("dzzbh", "rybh"),
 )
 
@@ -168,7 +165,6 @@ ZT_DKSJ = NationalTable(
         *_participants("domain"),
     ),
     loads=("activity.meetings", "activity.attendance", "party.orgs", "hr.staff", "student.students"),
-    sources=("fact_org_activity", "fact_activity_attendance", "dim_party_org", "dim_person"),
     order_by=("hdksrq", "dzzbh", "zjsjwyxbs"),
 )
 
@@ -189,7 +185,6 @@ ZT_DYHDSJ = NationalTable(
         *_participants("open implementation"),
     ),
     loads=("activity.meetings", "activity.attendance", "party.orgs", "hr.staff", "student.students"),
-    sources=("fact_org_activity", "fact_activity_attendance", "dim_party_org", "dim_person"),
     order_by=("hdksrq", "dzzbh", "zjsjwyxbs"),
 )
 
@@ -213,7 +208,6 @@ ZT_DYGBXXSJ = NationalTable(
     ),
     loads=("learning.study_records", "learning.courses", "party.members", "party.transfers", "party.orgs",
            "hr.staff", "student.students"),
-    sources=("fact_study_record", "dim_party_member", "dim_party_org", "dim_person"),
     order_by=("dzzbh", "hdksrq", "zjsjwyxbs"),
 )
 
@@ -234,7 +228,6 @@ ZT_DYZZGXZYSJ = NationalTable(
               code_table="dyfzztm", hub_value="dim_party_member.stage at transfer", origin="hub"),
     ),
     loads=("party.transfers", "hr.staff", "student.students"),
-    sources=("fact_relation_transfer", "dim_person", "dim_party_member"),
     order_by=("lxrq", "rybh", "zjsjwyxbs"),
 )
 
@@ -441,7 +434,18 @@ NATIONAL = build_national()
 NATIONAL_DATASETS: tuple[DatasetSpec, ...] = NATIONAL.datasets
 
 # The warehouse tables (Dagster assets ["warehouse", name]) each national dataset reads.
-NATIONAL_SOURCES: dict[str, list[str]] = {t.dataset: list(t.sources) for t in NATIONAL_TABLES}
+def _warehouse_models_read(dataset: str) -> list[str]:
+    """The warehouse models (Dagster assets) a national table's SQL reads, by the SQL parser: a side table
+    (bridge_person_record) counts as the model that writes it (dim_person). No hand-kept list to drift."""
+    from models.build import model_of
+    from models.sqlrefs import table_refs
+
+    path = SQL_DIR / f"{dataset}.sql"
+    reads = table_refs(path.read_text(encoding="utf-8"), where=str(path)).reads
+    return sorted({model_of(schema, name)[1] for schema, name in reads if schema == "warehouse"})
+
+
+NATIONAL_SOURCES: dict[str, list[str]] = {t.dataset: _warehouse_models_read(t.dataset) for t in NATIONAL_TABLES}
 
 
 # ---------------------------------------------------------------------------------------------- use
