@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure import machine_base, peak_rss_bytes, run_measured, warm_page_cache
+from measure import machine_base, peak_rss_bytes, replace_block, run_measured, warm_page_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "var" / "bench"
@@ -409,13 +409,7 @@ def render(summaries: list[Summary], checks: list[str], runs: list[Run], saved: 
 
 def update_doc(path: Path, block: str) -> None:
     """Replace the results block of ``path`` (between the markers), or append one."""
-    text = path.read_text(encoding="utf-8") if path.is_file() else "# Ingestion benchmark\n\n## Results\n\n"
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
+    replace_block(path, block, MARK_START, MARK_END, new_file="# Ingestion benchmark\n\n## Results\n\n")
 
 
 # --------------------------------------------------------------------------- main

@@ -121,3 +121,15 @@ def machine_base(dists: list[str]) -> dict[str, str]:
             "cpu": cpu, "ram": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
             **{dist: version(dist) for dist in dists}}
+
+
+def replace_block(path: Path, block: str, start: str, end: str, new_file: str = "") -> None:
+    """Put ``block`` (which begins with ``start`` and ends with ``end``) in place of the one between those markers
+    in ``path``, or append it; a missing file starts as ``new_file``. Each benchmark keeps its results this way."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else new_file
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")

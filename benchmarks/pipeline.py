@@ -43,7 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.ingest import DEFAULT_SEED, ensure_campus  # noqa: E402
-from benchmarks.measure import machine_base, run_measured, warm_page_cache  # noqa: E402
+from benchmarks.measure import machine_base, replace_block, run_measured, warm_page_cache  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK_DIR = ROOT / "var" / "bench" / "pipeline"
@@ -417,13 +417,7 @@ def render(saved: dict[str, Any]) -> str:
 
 
 def update_doc(path: Path, block: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
+    replace_block(path, block, MARK_START, MARK_END)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure import machine_base, peak_rss_bytes, run_measured, warm_page_cache
+from measure import machine_base, peak_rss_bytes, replace_block, run_measured, warm_page_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -299,13 +299,7 @@ def render(runs: list[Run], command: str) -> str:
 
 
 def update_doc(path: Path, block: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
+    replace_block(path, block, MARK_START, MARK_END)
 
 
 def main(argv: list[str] | None = None) -> int:
