@@ -72,7 +72,7 @@ def _retry_after(exc: BaseException | None) -> float | None:
     return max(0.0, when.timestamp() - time.time()) if when else None
 
 
-def _wait_for(exc: BaseException, base: float, attempt: int) -> float:
+def _wait_for(exc: BaseException | None, base: float, attempt: int) -> float:
     """Seconds to wait after failed attempt number ``attempt``: the server's Retry-After, else backoff."""
     hinted = _retry_after(exc)
     backoff = min(MAX_BACKOFF_S, base * 2 ** (attempt - 1))
@@ -80,11 +80,9 @@ def _wait_for(exc: BaseException, base: float, attempt: int) -> float:
 
 
 def _wait(base: float):
+    """The same wait as :func:`_wait_for`, as a tenacity ``wait`` (the publisher's catalogue requests)."""
     def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        hinted = _retry_after(exc)
-        backoff = min(MAX_BACKOFF_S, base * 2 ** (state.attempt_number - 1))
-        return min(MAX_BACKOFF_S, hinted) if hinted is not None else backoff
+        return _wait_for(state.outcome.exception() if state.outcome else None, base, state.attempt_number)
 
     return wait
 
