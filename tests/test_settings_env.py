@@ -86,3 +86,40 @@ def test_the_scan_catches_each_form(source, where, caught):
 ])
 def test_the_scan_lets_be_what_is_allowed(source, where):
     assert offences(source, where) == []
+
+
+def test_each_setting_is_a_resource_field_the_ui_shows(tmp_path):
+    """HUB_* values become the resources' fields (what the UI lists and the launchpad overrides), and a bad
+    one is one line naming it."""
+    from hub.factory import build_definitions
+    from hub.resources import WarehouseResource
+    from hub.settings import Settings
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text((PROJECT_ROOT / "quality" / "rules.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "s.yaml").write_text((PROJECT_ROOT / "models" / "assessment_standards.yaml").read_text(encoding="utf-8"),
+                                     encoding="utf-8")
+    env = {"HUB_VAR_DIR": str(tmp_path), "HUB_AS_OF": "2026-06-30", "HUB_RULES_FILE": str(rules),
+           "HUB_PLAUSIBILITY_FILE": str(tmp_path / "p.yaml"), "HUB_STANDARDS_FILE": str(tmp_path / "s.yaml"),
+           "HUB_DUCKDB_MEMORY_LIMIT": "300MB", "HUB_QUALITY_GX_MAX_ROWS": "1000", "HUB_FULL_REBUILD": "1",
+           "HUB_SCHOOL_CODE": "4512345678", "HUB_ANALYST_GROUP": "analysts", "HUB_RAW_SPOOL_DIR": "/spool",
+           "HUB_RAW_MEMORY_LIMIT": "64MB"}
+    settings = Settings.from_env(env)
+    resources = build_definitions(settings).resources
+    run = resources["run_settings"]
+    assert (run.as_of, run.rules_file, run.plausibility_file, run.standards_file, run.full_rebuild, run.school_code) \
+        == ("2026-06-30", str(rules), str(tmp_path / "p.yaml"), str(tmp_path / "s.yaml"), True, "4512345678")
+    assert run.as_of_date().isoformat() == "2026-06-30"
+    assert (resources["warehouse"].memory_limit, resources["warehouse"].analyst_group) == ("300MB", "analysts")
+    assert resources["quality"].gx_max_rows == 1000
+    assert (resources["campus_sources"].spool_dir, resources["campus_sources"].landing_memory) == ("/spool", "64MB")
+
+    # the warehouse resource's memory limit is the one its connections get
+    with WarehouseResource(path=str(tmp_path / "w.duckdb"), memory_limit="300MB").connect() as con:
+        assert con.execute("SELECT getvariable('hub_memory_limit')").fetchone()[0] == "300MB"
+
+    for name, value in (("HUB_AS_OF", "30/06/2026"), ("HUB_QUALITY_GX_MAX_ROWS", "lots"),
+                        ("HUB_DUCKDB_MEMORY_LIMIT", "two gigs")):
+        with pytest.raises(ValueError) as err:
+            Settings.from_env({**env, name: value})
+        assert name in str(err.value) and "\n" not in str(err.value)
