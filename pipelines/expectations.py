@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from hub.resources import WAREHOUSE_POOL, WarehouseResource
+from hub.resources import WAREHOUSE_POOL, QualityResource, WarehouseResource
 from quality.blocking import look_at, sample_keys
 from quality.datadocs import docs_url
 from quality.expectations import SUITES_DIR, Suite, SuiteResult, suites_by_asset
@@ -66,11 +66,12 @@ def _expectation_check(asset: tuple[str, ...], suites: list[Suite]) -> dg.AssetC
     @dg.asset_check(asset=dg.AssetKey(list(asset)), name=CHECK_NAME, blocking=blocking, pool=WAREHOUSE_POOL,
                     description=_description(suites),
                     metadata={"suites": ", ".join(s.name for s in suites), "blocking": blocking})
-    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
+               quality: QualityResource) -> dg.AssetCheckResult:
         from quality.expectations import docs_index, quality_dir, run_gate
 
-        with warehouse.connect() as con:
-            results = run_gate(con, suites, run_id=context.run.run_id)
+        with warehouse.connect() as con:  # GX up to the quality resource's gx_max_rows rows, SQL above
+            results = run_gate(con, suites, run_id=context.run.run_id, gx_max_rows=quality.gx_max_rows)
             # the rows behind a row-level failure, by their key (a blocking one names its query instead)
             keys = {(r.suite.name, o.expectation.id): sample_keys(con, r.suite, o.expectation)
                     for r in results for o in r.failed if not o.expectation.blocking}

@@ -8,12 +8,17 @@ the keyed person_key). A publish runs only after the blocking checks upstream ha
 import dagster as dg
 
 from hub.publisher import Column, DatasetSpec, PublishError, notify_catalogue
-from hub.resources import WAREHOUSE_POOL, PublisherResource, WarehouseResource
+from hub.resources import (
+    WAREHOUSE_POOL,
+    IdentityResource,
+    PublisherResource,
+    RunSettingsResource,
+    WarehouseResource,
+)
 from pipelines.asset_metadata import published_deps, spec_code_version, spec_column_schema
 from pipelines.common import OWNER, failing_error_checks
 from pipelines.marts_publish import MART_DATASETS
 from pipelines.national import NATIONAL_DATASETS, NATIONAL_SOURCES, bind_national, national_problems
-from quality.business_rules import load_config as load_rules
 from quality.business_rules import run_rules
 
 DATASETS = (
@@ -104,7 +109,8 @@ def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         code_version=spec_code_version(spec), metadata={"dagster/column_schema": spec_column_schema(spec)},
     )
     def _publish(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                 publisher: PublisherResource) -> dg.MaterializeResult:
+                 publisher: PublisherResource, identity: IdentityResource,
+                 run_settings: RunSettingsResource) -> dg.MaterializeResult:
         # Only the checks on tables this dataset is built from can hold it back.
         upstream = sorted(k.to_user_string()
                           for k in context.job_def.asset_layer.asset_graph.get_ancestor_asset_keys(context.asset_key))
@@ -119,11 +125,13 @@ def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             held_back = 0
             if spec.name in NATIONAL_SOURCES:
                 # Records breaking an error-severity rule stay out; judge them now, not by an older run.
-                rules = load_rules()
-                run_rules(con, names=[n for n, r in rules.rules.items() if r.severity == "error"])
+                rules = run_settings.rules()
+                run_rules(con, names=[n for n, r in rules.rules.items() if r.severity == "error"], config=rules,
+                          as_of=run_settings.as_of_date())
                 held_back = con.execute("SELECT count(DISTINCT record_key) FROM quality.rule_violation "
                                         "WHERE severity = 'error'").fetchall()[0][0]
-                bind_national(con)  # xxdm and the zjsjwyxbs key, from HUB_SCHOOL_CODE / HUB_*_KEY_SECRET
+                # xxdm and the zjsjwyxbs key: run_settings.school_code (HUB_SCHOOL_CODE), identity's secrets
+                bind_national(con, school_code=run_settings.school_code, key_secret=identity.national_secret())
                 problems = national_problems(con, spec.name)
                 if problems:
                     raise dg.Failure(

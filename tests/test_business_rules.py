@@ -219,13 +219,12 @@ def test_as_of_is_explicit_and_deterministic(wh, as_of, config, monkeypatch):
     con, run = wh
     assert run.as_of == as_of
     assert data_as_of(con) == as_of, "the simulated campus's latest date is its as_of"
-    monkeypatch.delenv("HUB_AS_OF", raising=False)
     assert resolve_as_of(con, config) == as_of
     pinned = dataclasses.replace(config, as_of=date(2025, 12, 31))
     assert resolve_as_of(con, pinned) == date(2025, 12, 31)
     monkeypatch.setenv("HUB_AS_OF", "2026-03-31")
-    assert resolve_as_of(con, pinned) == date(2026, 3, 31), "HUB_AS_OF overrides the file"
-    assert resolve_as_of(con, pinned, "2026-06-30") == date(2026, 6, 30), "an argument overrides both"
+    assert resolve_as_of(con, pinned) == date(2025, 12, 31), "the library reads no environment: a run passes it"
+    assert resolve_as_of(con, pinned, "2026-06-30") == date(2026, 6, 30), "an argument (run_settings.as_of) wins"
     with pytest.raises(RuleConfigError, match="not a date"):
         resolve_as_of(con, pinned, "31/10/2026")
     # An earlier as_of changes what is due: the latest overdue probation is not yet overdue on the day its
@@ -746,10 +745,9 @@ def test_checks_run_in_dagster_and_report(pristine, tmp_path, config, as_of, mon
     (already built), the rule checks, and an asset downstream of a table with a failing error rule."""
     import dagster as dg
 
-    from hub.resources import WarehouseResource
+    from hub.resources import RunSettingsResource, WarehouseResource
     from pipelines.rules import rule_checks
 
-    monkeypatch.setenv("HUB_AS_OF", as_of.isoformat())
     path = tmp_path / "warehouse.duckdb"
     shutil.copy(pristine, path)
     tables = sorted({spec.asset_key for check in rule_checks for spec in check.check_specs}, key=str)
@@ -767,7 +765,9 @@ def test_checks_run_in_dagster_and_report(pristine, tmp_path, config, as_of, mon
         downstream_ran.append(True)
 
     result = dg.materialize([*map(stand_in, tables), development_records, *rule_checks],
-                            resources={"warehouse": WarehouseResource(path=str(path))}, raise_on_error=False)
+                            resources={"warehouse": WarehouseResource(path=str(path)),
+                                       "run_settings": RunSettingsResource(as_of=as_of.isoformat())},
+                            raise_on_error=False)
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert set(evaluations) == set(config.rules)
     con = connect(path, read_only=True)
@@ -793,3 +793,60 @@ def test_checks_run_in_dagster_and_report(pristine, tmp_path, config, as_of, mon
         con.close()
     assert not evaluations["applicant_under_18"].passed and evaluations["committee_missing"].passed
     assert downstream_ran and result.success, "a failing rule reports; what is built on its table still builds"
+
+
+def test_the_as_of_date_of_the_launchpad_reaches_the_rule_checks(pristine, tmp_path, config, as_of, monkeypatch):
+    """run_settings.as_of set in run config (as the launchpad sets it) is the date a rule check judges at:
+    probation_overdue finds more members overdue the day after the latest one's grace ends than on it,
+    and the counts Dagster reports are what the rule finds at each date. HUB_AS_OF, set to something else,
+    is only the resource's default: the run config wins."""
+    import dagster as dg
+
+    from hub.factory import build_definitions
+    from hub.resources import RunSettingsResource, WarehouseResource
+    from pipelines.rules import rule_checks
+
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copy(pristine, path)
+    con = connect(path)
+    try:
+        overdue = config.rules["probation_overdue"]
+        run_rules(con, ["probation_overdue"], config=config, as_of=as_of)
+        admitted = max(d for (d,) in con.execute(
+            "SELECT probationary_on FROM warehouse.dim_party_member WHERE is_current AND person_no IN "
+            "(SELECT record_key FROM quality.rule_violation WHERE rule = 'probation_overdue')").fetchall())
+        due = add_months(admitted, 15)
+        expected = {day: len(evaluate(con, overdue, day)) for day in (due, due + timedelta(days=1))}
+    finally:
+        con.close()
+    assert expected[due] < expected[due + timedelta(days=1)], "the chosen days must give different results"
+
+    # the launchpad shows run_settings with HUB_AS_OF as its default; its config overrides it
+    monkeypatch.setenv("HUB_AS_OF", "2001-01-01")
+    assert build_definitions().resources["run_settings"].as_of == "2001-01-01"
+    [check] = [c for c in rule_checks if any(s.key.name == "probation_overdue" for s in c.check_specs)]
+    member = dg.AssetKey(["warehouse", "dim_party_member"])
+
+    @dg.asset(key=member)
+    def _table() -> None:
+        return None
+
+    reported = {}
+    for day in expected:
+        result = dg.materialize(
+            [_table, check], resources={"warehouse": WarehouseResource(path=str(path)),
+                                        "run_settings": RunSettingsResource(as_of="2001-01-01")},
+            run_config={"resources": {"run_settings": {"config": {"as_of": day.isoformat()}}}},
+            selection=[member])
+        [evaluation] = result.get_asset_check_evaluations()
+        assert evaluation.metadata["as_of"].value == day.isoformat()
+        reported[day] = evaluation.metadata["violations"].value
+    assert reported == expected
+
+    bad = dg.materialize([_table, check], resources={"warehouse": WarehouseResource(path=str(path)),
+                                                     "run_settings": RunSettingsResource()},
+                         run_config={"resources": {"run_settings": {"config": {"as_of": "30/06/2026"}}}},
+                         selection=[member], raise_on_error=False)
+    failures = [e.event_specific_data.error.cause or e.event_specific_data.error for e in bad.all_events
+                if e.is_step_failure]
+    assert failures and "run_settings.as_of='30/06/2026' is not a date YYYY-MM-DD" in failures[0].message

@@ -194,7 +194,7 @@ def demo(tmp_path_factory, campus_dir) -> Path:
             for entity in source.entities.values():
                 load_entity(con, work / "raw", source, entity)
     load_code_sets(con)
-    bind_mart_settings(con, env={})
+    bind_mart_settings(con)
     for layer, name in build_order([("marts", m) for m in MART_MODELS]):
         if layer == "staging":
             build_staging(con, name)

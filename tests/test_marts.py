@@ -51,8 +51,8 @@ GRADE_POINT_BANDS = ((90, 4.0), (85, 3.7), (82, 3.3), (78, 3.0), (75, 2.7), (72,
 STD = yaml.safe_load(STANDARDS_FILE.read_text(encoding="utf-8"))
 
 
-def _build_marts(con: duckdb.DuckDBPyConnection, env: dict[str, str] | None = None) -> None:
-    bind_mart_settings(con, env=env or {})
+def _build_marts(con: duckdb.DuckDBPyConnection) -> None:
+    bind_mart_settings(con)
     for layer, name in build_order([("marts", m) for m in MART_MODELS]):
         if layer == "marts":
             build_warehouse(con, name, secret=SECRET, layer="marts")
@@ -183,17 +183,17 @@ def test_as_of_defaults_to_the_latest_date_in_the_data_and_follows_hub_as_of(wh,
     assert row[0] == as_of == row[2] and row[1] == "latest date in the data"
     assert json.loads(row[4]) == STD and len(row[3]) == 64
     try:
-        bind_mart_settings(wh, env={"HUB_AS_OF": "2026-06-30"})
+        bind_mart_settings(wh, as_of="2026-06-30")
         build_warehouse(wh, "mart_parameters", secret=SECRET, layer="marts")
         assert wh.execute("SELECT as_of, as_of_source FROM marts.mart_parameters").fetchone() == \
             (date(2026, 6, 30), "HUB_AS_OF")
-        with pytest.raises(StandardsError, match="HUB_AS_OF"):
-            bind_mart_settings(wh, env={"HUB_AS_OF": "30/06/2026"})
+        with pytest.raises(StandardsError, match="as_of='30/06/2026' is not a date"):
+            bind_mart_settings(wh, as_of="30/06/2026")
         wh.execute("RESET VARIABLE hub_mart_standards")
         with pytest.raises(duckdb.Error, match="bind_mart_settings"):
             build_warehouse(wh, "mart_parameters", secret=SECRET, layer="marts")
     finally:
-        bind_mart_settings(wh, env={})
+        bind_mart_settings(wh)
         build_warehouse(wh, "mart_parameters", secret=SECRET, layer="marts")
     assert wh.execute("SELECT as_of FROM marts.mart_parameters").fetchone()[0] == as_of
 

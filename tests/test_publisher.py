@@ -93,7 +93,7 @@ def test_publish_asset_refuses_while_an_error_check_fails(tmp_path, con, monkeyp
     """The publish gate: a failing error check upstream stops the publish and keeps the current version."""
     import dagster as dg
 
-    from hub.resources import PublisherResource, WarehouseResource
+    from hub.resources import IdentityResource, PublisherResource, RunSettingsResource, WarehouseResource
     from pipelines.common import record_check
     from pipelines.publish import publish_assets
 
@@ -108,7 +108,9 @@ def test_publish_asset_refuses_while_an_error_check_fails(tmp_path, con, monkeyp
     con.close()
     asset = next(a for a in publish_assets if a.key.path[-1] == "party_organisations")
     resources = {"warehouse": WarehouseResource(path=str(tmp_path / "warehouse.duckdb")),
-                 "publisher": PublisherResource(root=str(tmp_path / "published"))}
+                 "publisher": PublisherResource(root=str(tmp_path / "published")),
+                 "identity": IdentityResource(person_key_secret="test-only-person-key-not-for-production"),
+                 "run_settings": RunSettingsResource()}
     result = dg.materialize([asset], resources=resources, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
