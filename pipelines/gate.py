@@ -128,14 +128,18 @@ def check_states(instance: dg.DagsterInstance, checks: Mapping[dg.AssetCheckKey,
 
 
 def full_asset_graph(context: dg.AssetExecutionContext):
-    """The code location's asset graph when the run has it (runs launched by the UI, a schedule or a
-    sensor); a run executed in this process (``hub demo``, ``dg.materialize``) has only its job's graph,
-    which holds every check of the assets the job was given. A job's own graph would miss the checks of
-    the assets it does not select."""
+    """The asset graph of everything the run's definitions hold, not only what the run selected (a job's
+    own graph lacks the checks of the assets it does not select): the code location's graph for runs
+    launched by the UI, a schedule or a sensor; for a run executed in this process (``hub demo``,
+    ``dg.materialize``) the graph of the job the run's selection was taken from."""
     try:
         return context.repository_def.asset_graph
     except CheckError:  # no repository on the step context: an in-process run
-        return context.job_def.asset_layer.asset_graph
+        pass
+    job = context.job_def
+    while job.asset_selection_data is not None:
+        job = job.asset_selection_data.parent_job_def
+    return job.asset_layer.asset_graph
 
 
 def upstream_checks(asset_graph, asset_key: dg.AssetKey,
