@@ -163,3 +163,8 @@ def rule_checks_needed() -> dict[dg.AssetCheckKey, tuple[bool, tuple[dg.AssetKey
 
     return {dg.AssetCheckKey(dg.AssetKey(rule.asset_path), rule.name): (False, tuple(rule_check_deps(rule)))
             for rule in load_config().rules.values() if rule.severity == "error"}
+
+
+def rule_inputs() -> set[dg.AssetKey]:
+    """The assets the error-severity rule checks evaluate: what a dataset reading their violations waits for."""
+    return {k.asset_key for k in rule_checks_needed()} | {d for _, deps in rule_checks_needed().values() for d in deps}

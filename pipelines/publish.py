@@ -14,7 +14,7 @@ from hub.publisher import Column, DatasetSpec, PublishError, notify_catalogue
 from hub.resources import WAREHOUSE_POOL, PublisherResource, WarehouseResource
 from pipelines.asset_metadata import published_deps, spec_code_version, spec_column_schema
 from pipelines.common import OWNER
-from pipelines.gate import check_states, full_asset_graph, rule_checks_needed, upstream_checks
+from pipelines.gate import check_states, full_asset_graph, rule_checks_needed, rule_inputs, upstream_checks
 from pipelines.marts_publish import MART_DATASETS
 from pipelines.national import NATIONAL_DATASETS, NATIONAL_SOURCES, bind_national, national_problems
 
@@ -100,8 +100,12 @@ DATASETS = DATASETS + RESTRICTED + NATIONAL_DATASETS + MART_DATASETS
 
 def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     deps = published_deps(spec)  # what its query reads, by the SQL parser
-    # A dataset that leaves out the records breaking an error-severity rule needs the rules' current verdict.
+    # A dataset that leaves out the records breaking an error-severity rule needs the rules' verdict on the
+    # current data: it also waits for what those rules' checks read, so in a run the checks are ready no
+    # later than it is, and go first (pipelines/rules.py PRIORITY).
     reads_rules = RULE_VIOLATION in deps
+    if reads_rules:
+        deps = sorted(set(deps) | rule_inputs(), key=str)
 
     @dg.asset(
         key=["publish", spec.name], group_name="publish", kinds={"parquet", "duckdb"}, owners=[OWNER],

@@ -1,7 +1,7 @@
 """Party business rules as Dagster asset checks: one check per rule in ``quality/rules.yaml``.
 
 Each check is attached to the warehouse table its rule looks at (the rule's ``entity``) and also waits
-for every other table its SQL reads. It runs the rule (replacing the rule's rows in
+for every other table its SQL reads, and for the tables the as-of date is read from when none is set. It runs the rule (replacing the rule's rows in
 ``quality.rule_violation``), appends the outcome to ``quality.check_result`` (history for analysts) and
 passes when the rule finds nothing. This is the only place the rules run.
 
@@ -19,7 +19,7 @@ import dagster as dg
 from hub.resources import WAREHOUSE_POOL, WarehouseResource
 from models.build import model_of
 from pipelines.common import record_check
-from quality.business_rules import Rule, RulesConfig, load_config, run_rules
+from quality.business_rules import AS_OF_SOURCES, Rule, RulesConfig, load_config, run_rules
 
 SAMPLE_SIZE = 10
 DAGSTER_SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warning": dg.AssetCheckSeverity.WARN}
@@ -27,11 +27,17 @@ DAGSTER_SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warning": dg.AssetChe
 PRIORITY = "10"
 
 
+# Without a configured as-of date, the rules take the data's latest date from these tables: every rule
+# check reads them (quality.business_rules.data_as_of), so it waits for them too.
+AS_OF_DEPS = {dg.AssetKey(list(model_of(*table.split(".")))) for table, _ in AS_OF_SOURCES}
+
+
 def rule_check_deps(rule: Rule) -> list[dg.AssetKey]:
-    """The assets a rule's SQL reads besides the table it is attached to."""
+    """The assets a rule check reads besides the table it is attached to: those its SQL reads, and those
+    the as-of date is read from."""
     asset_key = dg.AssetKey(rule.asset_path)
-    return sorted({dg.AssetKey(list(model_of(layer, table))) for layer, table in rule.reads} - {asset_key},
-                  key=str)
+    reads = {dg.AssetKey(list(model_of(layer, table))) for layer, table in rule.reads}
+    return sorted((reads | AS_OF_DEPS) - {asset_key}, key=str)
 
 
 def _rule_check(rule: Rule, config: RulesConfig) -> dg.AssetChecksDefinition:

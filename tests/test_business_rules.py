@@ -737,9 +737,12 @@ def test_one_asset_check_per_rule_never_blocking(config):
         rule = config.rules[name]
         assert spec.asset_key == dg.AssetKey(rule.asset_path)
         assert not spec.blocking, "rules judge records: error records are held back, the table is not"
+    # ready at once with a publish step, a rule check goes first: the publish reads its violations
+    assert all(int(check.node_def.tags["dagster/priority"]) > 0 for check in rule_checks)
     assert specs["dues_arrears"].asset_key == dg.AssetKey(["warehouse", "fact_dues_payment"])
     deps = {d.asset_key for d in specs["dues_arrears"].additional_deps}
-    assert deps == {dg.AssetKey(["warehouse", "dim_party_member"])}, "waits for the members it reads"
+    assert deps == {dg.AssetKey(["warehouse", "dim_party_member"]), dg.AssetKey(["warehouse", "fact_org_activity"])}, \
+        "waits for the members it reads, and the meetings the as-of date is read from (dues are its own table)"
 
 
 def test_checks_run_in_dagster_and_report(pristine, tmp_path, config, as_of, monkeypatch):
