@@ -130,8 +130,11 @@ def check_states(instance: dg.DagsterInstance, checks: Mapping[dg.AssetCheckKey,
 def full_asset_graph(context: dg.AssetExecutionContext):
     """The asset graph of everything the run's definitions hold, not only what the run selected (a job's
     own graph lacks the checks of the assets it does not select): the code location's graph for runs
-    launched by the UI, a schedule or a sensor; for a run executed in this process (``hub demo``,
-    ``dg.materialize``) the graph of the job the run's selection was taken from."""
+    launched by the UI, a schedule, a sensor or automation; for a run executed in this process the graph
+    of the job its selection was taken from (``hub demo`` runs the whole main job;
+    ``job.execute_in_process(asset_selection=...)`` keeps its parent job). ``dg.materialize(...,
+    selection=...)`` builds a job of the selection alone, so there only the checks of what it was given
+    and selected are seen."""
     try:
         return context.repository_def.asset_graph
     except CheckError:  # no repository on the step context: an in-process run
