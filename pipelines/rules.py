@@ -1,9 +1,10 @@
 """Party business rules as Dagster asset checks: one check per rule in ``quality/rules.yaml``.
 
 Each check is attached to the warehouse table its rule looks at (the rule's ``entity``) and also waits
-for every other table its SQL reads, and for the tables the as-of date is read from when none is set. It runs the rule (replacing the rule's rows in
-``quality.rule_violation``), appends the outcome to ``quality.check_result`` (history for analysts) and
-passes when the rule finds nothing. This is the only place the rules run.
+for every other table its SQL reads, and for the tables the as-of date is read from when none is set.
+It runs the rule (replacing the rule's rows in ``quality.rule_violation``), appends the outcome to
+``quality.check_result`` (history for analysts) and passes when the rule finds nothing. This is the only
+place the rules run.
 
 Rules judge records, not tables, so no rule check is blocking (``quality/blocking.py``): an ``error`` rule
 fails with severity ERROR and its records are held back from the datasets that read
@@ -25,8 +26,6 @@ SAMPLE_SIZE = 10
 DAGSTER_SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warning": dg.AssetCheckSeverity.WARN}
 # Ready steps run highest priority first: a rule check before the publish step that reads its violations.
 PRIORITY = "10"
-
-
 # Without a configured as-of date, the rules take the data's latest date from these tables: every rule
 # check reads them (quality.business_rules.data_as_of), so it waits for them too.
 AS_OF_DEPS = {dg.AssetKey(list(model_of(*table.split(".")))) for table, _ in AS_OF_SOURCES}
