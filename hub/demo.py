@@ -316,6 +316,7 @@ def print_summary(settings: Settings, result: DemoResult, console: Console) -> N
     console.print(t if quarantine else "Nothing quarantined.")
 
     ran = sum(r[0] for r in checks)
+    # history (quality.check_result); what held anything back is in Dagster's check storage: see below
     t = Table(title=f"Checks: {ran} ran, {len(failed_checks)} failing (latest result of each)", title_justify="left")
     for col in ("severity", "asset", "check", "unexpected"):
         t.add_column(col, justify="right" if col == "unexpected" else "left")
@@ -355,10 +356,10 @@ def print_summary(settings: Settings, result: DemoResult, console: Console) -> N
             console.print(f"    rows to look at (in {settings.warehouse_path.name} or the restricted snapshot "
                           f"{settings.restricted_snapshot_path}): {b['look_at']}",
                           highlight=False, soft_wrap=True)
-        if result.held_back:
-            console.print("  held back at their previous version: " + ", ".join(
-                f"{n} ({catalog.get('datasets', {}).get(n, {}).get('current_version', 'none yet')})"
-                for n in result.held_back), highlight=False, soft_wrap=True)
+    if result.held_back:  # skipped by Dagster after a blocking check, or refused by the publish gate
+        console.print(("  held back" if result.blocking_checks else "[red]Held back[/]") + " at their previous version: "
+                      + ", ".join(f"{n} ({catalog.get('datasets', {}).get(n, {}).get('current_version', 'none yet')})"
+                                  for n in result.held_back), highlight=False, soft_wrap=True)
     status = "[green]succeeded" if result.success else f"[red]failed ({', '.join(result.failed_steps)})"
     console.print(f"campus_main_job {status}[/] — run {result.run_id}")
     console.print(f"Warehouse: {settings.warehouse_path}   Analysts: hub sql \"SELECT …\" reads the snapshot "

@@ -1,8 +1,10 @@
 """Expectation suites as Dagster asset checks: one check ``expectations`` per asset that has a suite.
 
 The check is blocking when one of its expectations is systemic (uniqueness or row count) with severity
-``error`` (``quality/blocking.py``): such a failure stops what is built on the table in the run, and its
-rows in ``quality.check_result`` hold back publishing of what depends on it. Row-level expectations
+``error`` (``quality/blocking.py``): such a failure (severity ERROR) stops what is built on the table in the
+run, and, as the latest evaluation in Dagster's check storage, holds back publishing of what depends on it
+until a later evaluation of the current data passes (``pipelines/gate.py``). Each expectation's outcome is
+also appended to ``quality.check_result``, as history for analysts. Row-level expectations
 (missing, out of set, range or shape) report with severity WARN, their counts and the keys of sample
 rows in the metadata, and never stop anything. Suites are read when the definitions load (YAML only); Great
 Expectations is imported only when a check runs (``quality.expectations``).
@@ -28,7 +30,7 @@ def _description(suites: list[Suite]) -> str:
         parts.append(f"`{s.name}`: {len(s.expectations)} expectations ({blocking} blocking, "
                      f"{len(s.expectations) - blocking} reported)")
     return ("Great Expectations suite(s) from quality/expectations — " + "; ".join(parts)
-            + ". Results are kept in quality.check_result and rendered as Data Docs.")
+            + ". Results are kept as history in quality.check_result and rendered as Data Docs.")
 
 
 def _metadata(results: list[SuiteResult], index: str, keys: dict[tuple[str, str], list]) -> dict:

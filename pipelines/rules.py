@@ -1,13 +1,20 @@
 """Party business rules as Dagster asset checks: one check per rule in ``quality/rules.yaml``.
 
 Each check is attached to the warehouse table its rule looks at (the rule's ``entity``) and also waits
-for every other table its SQL reads. It runs the rule (replacing the rule's rows in
-``quality.rule_violation``), records the outcome in ``quality.check_result`` and passes when the rule
-finds nothing. The rules are judged at the run's as-of date (the ``run_settings`` resource's ``as_of``,
+for every other table its SQL reads, and for the tables the as-of date is read from when none is set.
+It runs the rule (replacing the rule's rows in ``quality.rule_violation``), appends the outcome to
+``quality.check_result`` (history for analysts) and passes when the rule finds nothing. This is the only
+place the rules run. They are judged at the run's as-of date (the ``run_settings`` resource's ``as_of``,
 HUB_AS_OF, which the launchpad overrides; empty: rules.yaml's, else the data's latest date), with the
-thresholds of the run's rules file (``run_settings.rules_file``). Rules of severity ``error`` are blocking checks with severity ERROR: nothing downstream
-of the table is built in that run, and the publish gate refuses while the latest result fails.
-``warning`` rules report with severity WARN and never block.
+thresholds of the run's rules file (``run_settings.rules_file``).
+
+Rules judge records, not tables, so no rule check is blocking (``quality/blocking.py``): an ``error`` rule
+fails with severity ERROR and its records are held back from the datasets that read
+``quality.rule_violation`` (the national development table), while the table itself and everything built
+on it go on; a ``warning`` rule reports with severity WARN. Such a dataset is published only when Dagster's
+check storage shows every error-rule check evaluated the current data (``pipelines/gate.py``); the checks
+carry a higher ``dagster/priority`` so that, in a run, they execute as soon as their tables are built,
+before the datasets that read their violations.
 """
 
 import dagster as dg
@@ -15,21 +22,33 @@ import dagster as dg
 from hub.resources import WAREHOUSE_POOL, RunSettingsResource, WarehouseResource
 from models.build import model_of
 from pipelines.common import record_check
-from quality.business_rules import Rule, RuleConfigError, RulesConfig, load_config, run_rules
+from quality.business_rules import AS_OF_SOURCES, Rule, RuleConfigError, RulesConfig, load_config, run_rules
 
 SAMPLE_SIZE = 10
 DAGSTER_SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warning": dg.AssetCheckSeverity.WARN}
+# Ready steps run highest priority first: a rule check before the publish step that reads its violations.
+PRIORITY = "10"
+# Without a configured as-of date, the rules take the data's latest date from these tables: every rule
+# check reads them (quality.business_rules.data_as_of), so it waits for them too.
+AS_OF_DEPS = {dg.AssetKey(list(model_of(*table.split(".")))) for table, _ in AS_OF_SOURCES}
+
+
+def rule_check_deps(rule: Rule) -> list[dg.AssetKey]:
+    """The assets a rule check reads besides the table it is attached to: those its SQL reads, and those
+    the as-of date is read from."""
+    asset_key = dg.AssetKey(rule.asset_path)
+    reads = {dg.AssetKey(list(model_of(layer, table))) for layer, table in rule.reads}
+    return sorted((reads | AS_OF_DEPS) - {asset_key}, key=str)
 
 
 def _rule_check(rule: Rule, config: RulesConfig) -> dg.AssetChecksDefinition:
     asset_key = dg.AssetKey(rule.asset_path)
-    deps = sorted({dg.AssetKey(list(model_of(layer, table))) for layer, table in rule.reads} - {asset_key},
-                  key=str)
+    deps = rule_check_deps(rule)
     thresholds = {k: v for k, v in rule.params.items() if v is not None}
 
     @dg.asset_check(
         asset=asset_key, name=rule.name, blocking=False, pool=WAREHOUSE_POOL,
-        additional_deps=deps,
+        additional_deps=deps, op_tags={"dagster/priority": PRIORITY},
         description=f"{rule.description} Severity {rule.severity}"
                     f"{' (its records are held back from publishing)' if rule.severity == 'error' else ' (reported)'}; "
                     f"violations in quality.rule_violation (rule = '{rule.name}').",
