@@ -123,7 +123,10 @@ def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                 run_rules(con, names=[n for n, r in rules.rules.items() if r.severity == "error"])
                 held_back = con.execute("SELECT count(DISTINCT record_key) FROM quality.rule_violation "
                                         "WHERE severity = 'error'").fetchall()[0][0]
-                bind_national(con)  # xxdm and the zjsjwyxbs key, from HUB_SCHOOL_CODE / HUB_*_KEY_SECRET
+                # xxdm and the zjsjwyxbs key: the run's college's (hub/colleges.py), else HUB_SCHOOL_CODE /
+                # HUB_*_KEY_SECRET
+                bind_national(con, school_code=publisher.school_code or None,
+                              key_secret=publisher.national_key_secret or None)
                 problems = national_problems(con, spec.name)
                 if problems:
                     raise dg.Failure(
