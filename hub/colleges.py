@@ -329,7 +329,7 @@ def college_resources(resources: dict[str, Any], colleges: Colleges, settings: S
     def wrap(key: str, original):
         @dg.resource(description=f"{type(original).__name__}, per college ({colleges.file.name})")
         def _per_college(context: dg.InitResourceContext):
-            xxdm = college_of_run(colleges, context.dagster_run)
+            xxdm = college_of_run(colleges, context.run)
             if xxdm is None:
                 yield original
                 return
