@@ -359,7 +359,6 @@ def province_publish(colleges: tuple[str, ...]) -> None:
     """Make each college's partition of the province's tables its current published national datasets
     (one Iceberg commit per college and table; unchanged versions commit nothing)."""
     from hub import province as prov
-
     from hub.colleges import colleges_from_env
 
     settings = Settings.from_env()

@@ -346,8 +346,8 @@ def college_resources(resources: dict[str, Any], colleges: Colleges, settings: S
 
 def check_college_keys(key_vars: Mapping[str, str], env: Mapping[str, str] | None = None) -> None:
     """hub.keys.check_keys on a college's own variables; a refusal names the college's variable."""
-    from hub.keys import KMS_VAR, NATIONAL_KEY_VAR, PERSON_KEY_VAR, check_keys
     from hub.encryption import KeyConfigError
+    from hub.keys import KMS_VAR, NATIONAL_KEY_VAR, PERSON_KEY_VAR, check_keys
 
     try:
         check_keys(key_env(key_vars, env))
