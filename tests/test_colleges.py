@@ -30,6 +30,7 @@ from pipelines.national import NATIONAL_TABLES
 from tests.conftest import SMALL_SCALE
 
 A, B = "4145000001", "4145000002"
+slow = pytest.mark.slow  # the two-college run: three runs of 40 assets (228 s at load average 6 on 2 cores)
 SEED_B = 8
 
 
@@ -178,6 +179,7 @@ def _national_job(defs: dg.Definitions) -> dg.JobDefinition:
         asset_selection=selection.resolve(defs.resolve_asset_graph()), asset_check_selection=set())
 
 
+@slow
 def test_two_colleges_run_as_partitions_each_on_its_own_files(tmp_path, campus_dir, campus_b, monkeypatch):
     """College A keeps the default key variables and folder; college B has its own keys and var_dir. Both
     partitions run through the real graph against their own loopback campus; college B's national tables
