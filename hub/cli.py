@@ -360,9 +360,13 @@ def province_publish(colleges: tuple[str, ...]) -> None:
     """Make each college's partition of the province's tables its current published national datasets
     (one Iceberg commit per college and table; unchanged versions commit nothing)."""
     from hub import province as prov
+    from hub.colleges import colleges_from_env
 
     settings = Settings.from_env()
-    pairs = [c.partition("=")[::2] for c in colleges] or [(settings.school_code, settings.published_root_url)]
+    configured = colleges_from_env()  # HUB_COLLEGES_FILE: every college's own published root
+    default = [(c, configured.paths(c, settings).published_root) for c in configured.codes] if configured else \
+        [(settings.school_code, settings.published_root_url)]
+    pairs = [c.partition("=")[::2] for c in colleges] or default
     catalog = prov.open_catalog()
     for xxdm, root in pairs:
         if not root:
@@ -371,6 +375,58 @@ def province_publish(colleges: tuple[str, ...]) -> None:
             state = "committed" if c.changed else "unchanged"
             console.print(f"{prov.NAMESPACE}.{c.dataset} xxdm={c.xxdm}: {state} {c.version}, {c.rows:,} rows "
                           f"({c.seconds:.2f} s)", highlight=False)
+
+
+@main.group()
+def college() -> None:
+    """The colleges of a hub serving many (HUB_COLLEGES_FILE, docs/scale-out.md)."""
+
+
+@college.command("add")
+@click.argument("xxdm")
+@click.option("--name", required=True, help="The college's name.")
+@click.option("--sources", required=True, help="Its sources.yaml (relative to colleges.yaml's folder, or absolute).")
+@click.option("--schedule", default="0 2 * * *", show_default=True, help="Cron schedule of its daily run.")
+@click.option("--timezone", default="Asia/Shanghai", show_default=True)
+@click.option("--person-key-var", default=None, help="Variable holding its person_key key (default HUB_PERSON_KEY_SECRET).")
+@click.option("--national-key-var", default=None, help="Variable holding its zjsjwyxbs key (default HUB_NATIONAL_KEY_SECRET).")
+@click.option("--kms-var", default=None, help="Variable holding its master keys (default HUB_KMS_MASTER_KEYS).")
+@click.option("--var-dir", default=None, help="Its folder (default <HUB_VAR_DIR>/colleges/<xxdm>).")
+@click.option("--file", "path", default=None, help="colleges.yaml (default: HUB_COLLEGES_FILE).")
+@_friendly
+def college_add(xxdm: str, name: str, sources: str, schedule: str, timezone: str, person_key_var: str | None,
+                national_key_var: str | None, kms_var: str | None, var_dir: str | None, path: str | None) -> None:
+    """Validate a college and append it to colleges.yaml. Its partition appears when the code location is
+    reloaded (the partitions are the file's colleges: static)."""
+    from hub.colleges import COLLEGES_VAR, add_college
+    from hub.settings import env_value
+
+    path = path or env_value(COLLEGES_VAR).strip()
+    if not path:
+        raise ValueError(f"no colleges.yaml: pass --file or set {COLLEGES_VAR}")
+    secrets = {k: v for k, v in (("person_key", person_key_var), ("national_key", national_key_var),
+                                 ("kms_master_keys", kms_var)) if v}
+    added = add_college(path, {"xxdm": xxdm, "name": name, "sources": sources, "schedule": schedule,
+                               "timezone": timezone, "secrets": secrets or None, "var_dir": var_dir})
+    console.print(f"added college {added.xxdm} ({added.name}) to {Path(path).resolve()}; reload the code "
+                  "location to see its partition", highlight=False)
+
+
+@college.command("list")
+@_friendly
+def college_list() -> None:
+    """The configured colleges and where each one's files are."""
+    from hub.colleges import COLLEGES_VAR, colleges_from_env
+
+    configured = colleges_from_env()
+    if configured is None:
+        console.print(f"one college ({COLLEGES_VAR} is not set): {Settings.from_env().school_code}")
+        return
+    settings = Settings.from_env()
+    for c in configured.colleges:
+        p = configured.paths(c.xxdm, settings)
+        console.print(f"{c.xxdm}  {c.name}  schedule {c.schedule}  warehouse {p.warehouse_path}  "
+                      f"published {p.published_root}", highlight=False)
 
 
 if __name__ == "__main__":

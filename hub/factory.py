@@ -5,6 +5,15 @@ from __future__ import annotations
 import dagster as dg
 
 from connectors import load_sources
+from hub.colleges import (
+    CollegeConfigError,
+    Colleges,
+    college_resources,
+    college_schedules,
+    colleges_from_env,
+    partitioned,
+    without_pools,
+)
 from hub.recovery import dead_run_sweeper
 from hub.resources import (
     CampusSourcesResource,
@@ -30,9 +39,44 @@ from pipelines.warehouse import mart_assets, warehouse_assets, warehouse_checks
 from quality.business_rules import load_config as load_rules
 
 
-def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+def build_definitions(settings: Settings | None = None, colleges: Colleges | None = None) -> dg.Definitions:
+    """The hub's Definitions: one college (the default), or every college of ``colleges`` (default: the
+    HUB_COLLEGES_FILE setting) as partitions of every asset (hub/colleges.py)."""
     settings = settings or Settings.from_env()
-    sources = load_sources(settings.sources_file)
+    colleges = colleges if colleges is not None else colleges_from_env()
+    if colleges is not None:
+        return _with_colleges(_build(settings, load_sources(colleges.paths(colleges.codes[0], settings)
+                                                            .sources_file)), colleges, settings)
+    return _build(settings, load_sources(settings.sources_file))
+
+
+def _with_colleges(defs: dg.Definitions, colleges: Colleges, settings: Settings) -> dg.Definitions:
+    """The single college's graph, partitioned by college, its resources per college, a schedule per college.
+
+    Every college's sources.yaml must declare the same sources and entities (the graph is one for all);
+    checked here. The inbox sensor and the daily schedule of the single college are left out: each
+    college's schedule launches its partition of campus_main_job."""
+    from connectors import load_sources as _load
+
+    first = colleges.colleges[0].xxdm
+    shape = {n: sorted(s.entities) for n, s in _load(colleges.paths(first, settings).sources_file).items()}
+    for c in colleges.colleges[1:]:
+        other = {n: sorted(s.entities) for n, s in _load(colleges.paths(c.xxdm, settings).sources_file).items()}
+        if other != shape:
+            raise CollegeConfigError(f"{colleges.file}: college {c.xxdm}: sources: declares {other} but college "
+                                     f"{first} declares {shape}; every college's graph is the same")
+    assets = partitioned(list(defs.assets or []), colleges)
+    checks = [without_pools(c) for c in defs.asset_checks or []]
+    main = next(j for j in defs.jobs if getattr(j, "name", "") == "campus_main_job")
+    return dg.Definitions(
+        assets=assets, asset_checks=checks,
+        jobs=[j for j in defs.jobs if getattr(j, "name", "") != "inbox_load_job"],
+        schedules=college_schedules(colleges, main),
+        sensors=[s for s in defs.sensors if s.name != "party_inbox_sensor"],
+        executor=defs.executor, resources=college_resources(dict(defs.resources), colleges, settings))
+
+
+def _build(settings: Settings, sources) -> dg.Definitions:
     raw_assets, raw_checks = build_raw(sources)
     assets = [*raw_assets, *staging_assets, *warehouse_assets, *mart_assets, *publish_assets]
     assets.append(analyst_snapshot_asset([k for a in [*warehouse_assets, *mart_assets] for k in a.keys]))

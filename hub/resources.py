@@ -49,13 +49,22 @@ class WarehouseResource(dg.ConfigurableResource):
     # empty: the analyst file is world-readable, the restricted one the owner's only).
     analyst_group: str = ""
     restricted_group: str = ""
+    # Many colleges (hub/colleges.py): the college's folder (its report and Data Docs go there; empty: the
+    # single college's HUB_VAR_DIR), and the names of the variables holding its keys, by CollegeSecrets field.
+    var_dir: str = ""
+    key_vars: dict[str, str] = {}
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Every asset of every run writes through this resource: without usable keys no run starts
         # (hub.keys: unset, too short or shipped in the repository, outside the demo and the tests).
         from hub.keys import check_keys
 
-        check_keys()
+        if self.key_vars:  # a college's run: its own variables, under the names hub.keys checks
+            from hub.colleges import check_college_keys
+
+            check_college_keys(self.key_vars)
+        else:
+            check_keys()
         # Every run uses the warehouse: record the process executing it, so that if it is killed a later
         # start can tell the run is dead and free its slot (hub/recovery.py).
         from hub.recovery import tag_current_run

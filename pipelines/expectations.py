@@ -73,7 +73,10 @@ def _expectation_check(asset: tuple[str, ...], suites: list[Suite]) -> dg.AssetC
         from quality.expectations import docs_index, quality_dir, run_gate
 
         with warehouse.connect() as con:  # GX up to the quality resource's gx_max_rows rows, SQL above
-            results = run_gate(con, suites, run_id=context.run.run_id, gx_max_rows=quality.gx_max_rows)
+            # Data Docs under the run's college's folder (hub/colleges.py), else HUB_VAR_DIR's
+            var_dir = Path(warehouse.var_dir) if warehouse.var_dir else None
+            results = run_gate(con, suites, run_id=context.run.run_id, gx_max_rows=quality.gx_max_rows,
+                               var_dir=var_dir)
             # the rows behind a row-level failure, by their key (a blocking one names its query instead)
             keys = {(r.suite.name, o.expectation.id): sample_keys(con, r.suite, o.expectation)
                     for r in results for o in r.failed if not o.expectation.blocking}
@@ -85,7 +88,7 @@ def _expectation_check(asset: tuple[str, ...], suites: list[Suite]) -> dg.AssetC
         return dg.AssetCheckResult(
             passed=not failed,
             severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
-            metadata=_metadata(results, str(docs_index(quality_dir())), keys),
+            metadata=_metadata(results, str(docs_index(quality_dir(var_dir))), keys),
             description=(f"{len(failed)} of {sum(len(r.outcomes) for r in results)} expectations failed "
                          f"({len(errors)} blocking: "
                          + (", ".join(f"{o.expectation.id} on {r.suite.table}" for r in results

@@ -38,6 +38,7 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecord,
 )
 
+PARTITION_TAG = "dagster/partition"
 PASSED, FAILED, NOT_EVALUATED, STALE = "passed", "failed", "not evaluated", "stale"
 
 
@@ -78,32 +79,74 @@ class CheckState:
 
 
 def latest_evaluations(instance: dg.DagsterInstance, keys: Sequence[dg.AssetCheckKey],
+                       partition: str | None = None,
                        ) -> dict[dg.AssetCheckKey, AssetCheckExecutionRecord | None]:
-    """The latest completed evaluation of each check (None: never completed). One query for all checks; a
-    check whose latest execution is only planned (in progress, skipped, or its step failed) falls back to
-    its last completed one."""
+    """The latest completed evaluation of each check (None: never completed). A check whose latest
+    execution is only planned (in progress, skipped, or its step failed) falls back to its last completed
+    one. With ``partition`` (many colleges), only evaluations made in that college's runs count: the checks
+    themselves are not partitioned, so an evaluation is the college's when it is recorded for the partition
+    or its run carries the partition's tag; one college's evaluations never stand for another's."""
     storage = instance.event_log_storage
-    latest = storage.get_latest_asset_check_execution_by_key(list(keys)) if keys else {}
-    out: dict[dg.AssetCheckKey, AssetCheckExecutionRecord | None] = {}
-    for key in keys:
-        record = latest.get(key)
-        if record is not None and record.status not in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES:
-            older = storage.get_asset_check_execution_history(
-                key, limit=1, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES)
-            record = older[0] if older else None
-        out[key] = record
+    if partition is None:
+        latest = storage.get_latest_asset_check_execution_by_key(list(keys)) if keys else {}
+        out: dict[dg.AssetCheckKey, AssetCheckExecutionRecord | None] = {}
+        for key in keys:
+            record = latest.get(key)
+            if record is not None and record.status not in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES:
+                older = storage.get_asset_check_execution_history(
+                    key, limit=1, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES)
+                record = older[0] if older else None
+            out[key] = record
+        return out
+    return {key: _latest_of_partition(instance, key, partition) for key in keys}
+
+
+def _latest_of_partition(instance: dg.DagsterInstance, key: dg.AssetCheckKey, partition: str,
+                         page: int = 50, pages: int = 20) -> AssetCheckExecutionRecord | None:
+    """The latest completed evaluation of ``key`` made for ``partition``, looking back ``page × pages``
+    evaluations (of every college) at most."""
+    storage = instance.event_log_storage
+    cursor = None
+    for _ in range(pages):
+        records = storage.get_asset_check_execution_history(
+            key, limit=page, cursor=cursor, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES)
+        if not records:
+            return None
+        unknown = {r.run_id for r in records if r.partition is None}
+        tags = {r.dagster_run.run_id: r.dagster_run.tags.get(PARTITION_TAG)
+                for r in instance.get_run_records(dg.RunsFilter(run_ids=sorted(unknown)))} if unknown else {}
+        for record in records:
+            if (record.partition if record.partition is not None else tags.get(record.run_id)) == partition:
+                return record
+        cursor = records[-1].id
+    return None
+
+
+def _latest_materializations(instance: dg.DagsterInstance, assets: Sequence[dg.AssetKey],
+                             partition: str | None) -> dict:
+    """Each asset's latest materialization record (of ``partition`` when given), or None."""
+    if not assets:
+        return {}
+    if partition is None:
+        return {r.asset_entry.asset_key: r.asset_entry.last_materialization_record
+                for r in instance.get_asset_records(list(assets))}
+    out = {}
+    for asset in assets:
+        found = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[partition]), limit=1).records
+        out[asset] = found[0] if found else None
     return out
 
 
 def check_states(instance: dg.DagsterInstance, checks: Mapping[dg.AssetCheckKey, tuple[bool, Iterable[dg.AssetKey]]],
-                 ) -> list[CheckState]:
+                 partition: str | None = None) -> list[CheckState]:
     """Each check (key -> (blocking, the other assets it reads)) judged against the latest materializations in
-    the instance, sorted by name."""
+    the instance, sorted by name; with ``partition`` (a college), only that partition's evaluations and
+    materializations count."""
     keys = sorted(checks, key=lambda k: (k.asset_key.to_user_string(), k.name))
-    evaluations = latest_evaluations(instance, keys)
+    evaluations = latest_evaluations(instance, keys, partition)
     assets = sorted({k.asset_key for k in keys} | {d for _, deps in checks.values() for d in deps}, key=str)
-    materialized = {r.asset_entry.asset_key: r.asset_entry.last_materialization_record
-                    for r in (instance.get_asset_records(assets) if assets else [])}
+    materialized = _latest_materializations(instance, assets, partition)
     out = []
     for key in keys:
         blocking, deps = checks[key]

@@ -127,7 +127,8 @@ def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         # evaluations in Dagster's check storage.
         rules = rule_checks_needed(run_settings.rules()) if reads_rules else {}
         states = check_states(context.instance,
-                              {**rules, **upstream_checks(full_asset_graph(context), context.asset_key)})
+                              {**rules, **upstream_checks(full_asset_graph(context), context.asset_key)},
+                              partition=context.partition_key if context.has_partition_key else None)
         holding = [s for s in states if s.holds_back]
         if holding:
             raise dg.Failure(

@@ -47,7 +47,8 @@ def party_report_asset(mart_keys: list[dg.AssetKey], out_dir: Path) -> dg.Assets
         from hub.report import build_report
 
         with warehouse.connect(read_only=True) as con:
-            path = build_report(con, out_dir)
+            # a college's run (hub/colleges.py) writes its own college's report
+            path = build_report(con, Path(warehouse.var_dir) / "report" if warehouse.var_dir else out_dir)
         return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)),
                                               "bytes": path.stat().st_size,
                                               "marts": dg.MetadataValue.json(sorted(read))})

@@ -85,8 +85,10 @@ def test_runs_events_and_the_queue_live_in_postgresql(tmp_path, monkeypatch):
             assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
             queue = instance.get_concurrency_config().run_queue_config
             assert queue.max_concurrent_runs == 8
-            [limit] = queue.tag_concurrency_limits
-            assert (limit["key"], limit["value"], limit["limit"]) == (COLLEGE_TAG, {"applyLimitPerUniqueValue": True}, 1)
+            # one run per college: by its tag, and by its partition key (colleges.yaml, hub/colleges.py)
+            assert [(x["key"], x["value"], x["limit"]) for x in queue.tag_concurrency_limits] == [
+                (COLLEGE_TAG, {"applyLimitPerUniqueValue": True}, 1),
+                ("dagster/partition", {"applyLimitPerUniqueValue": True}, 1)]
 
             # the code location as its own gRPC server (as in deploy/docker-compose.yaml); the daemon and the
             # submissions reach it over loopback

@@ -159,14 +159,17 @@ def test_helm_runs_each_college_in_its_own_pod_with_the_instance_queue():
 
 
 def test_the_instance_yaml_is_the_one_the_hub_selects():
+    from hub.colleges import PARTITION_TAG
     from hub.instance import COLLEGE_TAG, PG_INSTANCE_YAML, PG_URL_VAR
 
     assert PG_INSTANCE_YAML == DEPLOY / "dagster.yaml"
     instance = _load("dagster.yaml")
-    [limit] = instance["concurrency"]["runs"]["tag_concurrency_limits"]
-    assert limit == {"key": COLLEGE_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
-    assert instance["storage"]["postgres"]["postgres_url"]["env"] == PG_URL_VAR
+    limits = instance["concurrency"]["runs"]["tag_concurrency_limits"]
+    per_value = {"value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    assert limits == [{"key": COLLEGE_TAG, **per_value}, {"key": PARTITION_TAG, **per_value}]
     default = yaml.safe_load((PROJECT_ROOT / "dagster_home" / "dagster.yaml").read_text(encoding="utf-8"))
+    assert default["concurrency"]["runs"]["tag_concurrency_limits"] == [{"key": PARTITION_TAG, **per_value}]
+    assert instance["storage"]["postgres"]["postgres_url"]["env"] == PG_URL_VAR
     assert "storage" not in default, "the single-college default stays on SQLite"
     init = (DEPLOY / "postgres-init.sql").read_text(encoding="utf-8")
     compose = _load("docker-compose.yaml")

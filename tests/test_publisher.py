@@ -195,3 +195,39 @@ def test_publish_gate_reads_dagsters_check_storage_not_check_result(tmp_path, co
     result = run(dg.AssetSelection.all())
     assert not result.success and publish.key not in {e.asset_key for e in result.get_asset_materialization_events()}
     assert "failed (ERROR)" in refusal() and published() == 2
+
+
+def test_the_gate_judges_each_college_by_its_own_evaluations():
+    """Many colleges are partitions of one graph: college A's failing check must not hold back college B,
+    B's passing one must not let A through, and rebuilding A's table makes only A's evaluation stale."""
+    import dagster as dg
+
+    from pipelines.gate import FAILED, PASSED, STALE, check_states
+
+    colleges = dg.StaticPartitionsDefinition(["4145000001", "4145000002"])
+    orgs = dg.AssetKey(["warehouse", "dim_party_org"])
+
+    @dg.asset(key=orgs, partitions_def=colleges)
+    def dim_party_org() -> None:
+        return None
+
+    @dg.asset_check(asset=orgs, name="unique_keys", blocking=True)  # as hub/colleges.py leaves them: not partitioned
+    def unique_keys(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=context.run.tags["dagster/partition"] == "4145000002",
+                                   severity=dg.AssetCheckSeverity.ERROR)
+
+    instance = dg.DagsterInstance.ephemeral()
+    for college in ("4145000001", "4145000002"):
+        assert dg.materialize([dim_party_org, unique_keys], partition_key=college, instance=instance,
+                              raise_on_error=False) is not None
+    key = dg.AssetCheckKey(orgs, "unique_keys")
+
+    def state(college):
+        [s] = check_states(instance, {key: (True, ())}, partition=college)
+        return s.state
+
+    assert (state("4145000001"), state("4145000002")) == (FAILED, PASSED)
+    # A's table is rebuilt without its check: A's evaluation no longer describes A's data; B's still does
+    assert dg.materialize([dim_party_org, unique_keys], partition_key="4145000001", instance=instance,
+                          selection=dg.AssetSelection.assets(orgs).without_checks()).success
+    assert (state("4145000001"), state("4145000002")) == (STALE, PASSED)
