@@ -109,7 +109,7 @@ def build(scale: float, seed: int, only_biggest: bool) -> Path:
     else:
         selection = dg.AssetSelection.key_prefixes(["raw"], ["staging"], ["warehouse"])
     with served_campus(campus, work):
-        result = materialise(selection, warehouse=target)
+        result = materialise(selection, warehouse=target, checks=False)
     built = sorted(e.asset_key.to_user_string() for e in result.get_asset_materialization_events())
     print(f"built {target} in {time.perf_counter() - started:.0f} s: {len(built)} assets "
           f"({', '.join(b for b in built if not b.startswith('raw/'))} and their raw tables)", flush=True)

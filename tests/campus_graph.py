@@ -6,7 +6,7 @@ campus's once per test process with it (``campus_warehouse``)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,6 +15,16 @@ import dagster as dg
 # Named so that its catalog, opened directly with duckdb.connect, is none of the warehouse's schemas.
 CAMPUS_WAREHOUSE = "campus_warehouse.duckdb"
 AS_OF_VAR = "HUB_AS_OF"
+
+
+def all_but_suites(check: dg.AssetCheckKey) -> bool:
+    """Every check but the expectation suites (Great Expectations on every table: over half the build's
+    time), which tests/test_expectations.py runs itself: the business rules (their findings in
+    quality.rule_violation hold records back from the national tables), the quarantine rates and
+    dim_person's uniqueness, blocking as in a run of the job."""
+    from pipelines.expectations import CHECK_NAME
+
+    return check.name != CHECK_NAME
 
 
 @contextmanager
@@ -59,24 +69,34 @@ def served_campus(campus_dir: Path, work: Path) -> Iterator[dict[str, str]]:
 
 
 def materialise(selection: dg.AssetSelection, *, warehouse: Path | None = None,
-                checks: bool = False) -> dg.ExecuteInProcessResult:
-    """Materialise ``selection`` (its materialisable assets) of the real Definitions, built as the hub builds them
-    (hub.factory.build_definitions from the settings in os.environ: inside :func:`served_campus` for a
-    selection with raw assets), through campus_main_job in this process on an ephemeral instance; into
-    ``warehouse`` if given (a copy, say); with no HUB_AS_OF. With ``checks`` the asset checks of those
-    assets run too (and a failing blocking check holds back what is built on its asset). Fails in one line
-    naming every selected asset not materialised and every failed step; returns the run's result."""
+                checks: bool | Callable[[dg.AssetCheckKey], bool] = True) -> dg.ExecuteInProcessResult:
+    """Materialise ``selection`` (its materialisable assets) of the real Definitions, built as the hub
+    builds them (hub.factory.build_definitions from the settings in os.environ: inside
+    :func:`served_campus` for a selection with raw assets), through campus_main_job in this process on an
+    ephemeral instance; into ``warehouse`` if given (a copy, say); with no HUB_AS_OF.
+
+    ``checks``: the asset checks of those assets run too, as in a run of the job (True), none of them
+    (False), or those the function picks (e.g. :func:`all_but_suites`). Checks write history
+    (quality.check_result) and the business rules' findings (quality.rule_violation, which holds records
+    back from the national tables); a failing blocking check holds back what is built on its asset.
+    Fails in one line naming every selected asset not materialised and every failed step; returns the
+    run's result."""
     from hub.factory import build_definitions
     from hub.settings import Settings
 
     with environment({AS_OF_VAR: None, **({"HUB_WAREHOUSE": str(warehouse)} if warehouse else {})}):
         job = build_definitions(Settings.from_env()).resolve_job_def("campus_main_job")
-        keys = selection.resolve(job.asset_layer.asset_graph) & set(job.asset_layer.executable_asset_keys)
-        if not checks:
-            job = job.get_subset(asset_selection=keys, asset_check_selection=set())
+        graph = job.asset_layer.asset_graph
+        # a model that writes several tables is one multi-asset: all of its tables or none
+        keys = selection.required_multi_asset_neighbors().resolve(graph) & set(job.asset_layer.executable_asset_keys)
+        if checks is True:
+            check_keys = None  # every check of the selected assets
+        else:
+            check_keys = {k for k in graph.asset_check_keys if k.asset_key in keys and checks and checks(k)}
+        subset = job.get_subset(asset_selection=keys, asset_check_selection=check_keys)
         with dg.DagsterInstance.ephemeral() as instance:
-            result = job.execute_in_process(
-                instance=instance, asset_selection=sorted(keys), raise_on_error=False,
+            result = subset.execute_in_process(
+                instance=instance, raise_on_error=False,
                 run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
     missing = keys - {e.asset_key for e in result.get_asset_materialization_events()}
     failed = [f"{e.step_key}: {e.step_failure_data.error.message.strip().splitlines()[0]}"

@@ -51,18 +51,18 @@ GRAPH_LAYERS = ("raw", "staging", "warehouse", "marts")
 @pytest.fixture(scope="session")
 def campus_warehouse(tmp_path_factory: pytest.TempPathFactory, campus_dir: Path) -> Path:
     """The small campus's warehouse file: every raw, staging, warehouse and mart asset materialised through
-    the asset graph (the real Definitions, in one run), once per test process. The asset checks are left
-    out: they are what test_expectations, test_business_rules and test_blocking test, each on its own
-    terms, and would double the build. Read-only (the file is mode 0444): a test that changes the
+    the asset graph (the real Definitions, in one run), once per test process, with every asset check but
+    the expectation suites (tests/campus_graph.all_but_suites: those would double the build, and
+    test_expectations runs them itself). Read-only (the file is mode 0444): a test that changes the
     warehouse works on a copy (``copy_campus_warehouse``)."""
     import dagster as dg
     import duckdb
 
-    from tests.campus_graph import materialise, served_campus
+    from tests.campus_graph import all_but_suites, materialise, served_campus
 
     work = tmp_path_factory.mktemp("graph")
     with served_campus(campus_dir, work) as env:
-        materialise(dg.AssetSelection.key_prefixes(*([layer] for layer in GRAPH_LAYERS)))
+        materialise(dg.AssetSelection.key_prefixes(*([layer] for layer in GRAPH_LAYERS)), checks=all_but_suites)
     path = Path(env["HUB_WAREHOUSE"])
     with duckdb.connect(str(path)) as con:  # everything in the file itself: a copy needs no WAL
         con.execute("CHECKPOINT")
