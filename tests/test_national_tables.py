@@ -59,8 +59,8 @@ SPECS = {s.name: s for s in NATIONAL_DATASETS}
 
 
 def _load(con: duckdb.DuckDBPyConnection, work: Path, campus_dir: Path) -> None:
-    """Every source of the small campus through the real connectors and servers (as
-    tests/test_warehouse_facts.py does)."""
+    """Every source of the small campus loaded again into ``con`` through the real connectors and servers,
+    straight (no asset graph): the rerun below."""
     inbox = work / "inbox"
     drop_party_exports(campus_dir, inbox)
     with SourceServers(campus_dir) as servers, pytest.MonkeyPatch.context() as mp:
