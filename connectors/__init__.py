@@ -19,19 +19,20 @@ __all__ = ["DEFAULT_LANDING_MEMORY", "ConfigError", "Entity", "LoadResult", "Sou
 def load_entity(con: duckdb.DuckDBPyConnection | Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]],
                 raw_dir: str | Path, source: Source, entity: Entity, *,
                 landing_memory: str | None = DEFAULT_LANDING_MEMORY, progress: Progress | None = None,
-                ) -> list[LoadResult]:
+                spool_dir: str | Path | None = None) -> list[LoadResult]:
     """Run one load of one source entity into the raw zone. File sources make one load per new file.
 
     ``con`` is an open warehouse connection, or an opener of one (``lambda: open_warehouse(path)``): given
     an opener, the warehouse is open only to read the cursor and to land, never while the source is read
     (see RawZone). ``landing_memory`` is DuckDB's memory limit while a load lands (None: the warehouse's
-    own). ``progress(rows, pages, files)`` is called as the load reads.
+    own). ``progress(rows, pages, files)`` is called as the load reads. ``spool_dir``: where an object-store
+    raw zone spools a load (None: under the system's temp dir).
 
     Whatever fails (configuration, connection, the source, landing; any error type) writes a ``failed``
     row in ``quality.load_audit`` with a one-line reason naming source and entity, and is raised as a
     :class:`SourceError` with that line: a caller loading several entities reports it and goes on."""
     # a folder, or an s3:// URL (connectors/object_raw_zone.py)
-    zone = open_raw_zone(con, raw_dir, landing_memory, progress)
+    zone = open_raw_zone(con, raw_dir, landing_memory, progress, spool_dir=spool_dir)
     try:
         return _load(zone, source, entity)
     except AuditedFailure:

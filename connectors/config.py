@@ -8,7 +8,6 @@ one :class:`ConfigError` line naming the key path and what is wrong with it.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,10 @@ class ConfigError(ValueError):
 
 
 def interpolate(value: str, env: dict[str, str] | None = None, *, where: str = "") -> str:
-    env = os.environ if env is None else env
+    if env is None:
+        from hub.settings import environ  # the one reader of the process environment
+
+        env = environ()
 
     def repl(m: re.Match[str]) -> str:
         name, default = m.group(1), m.group(2)

@@ -35,8 +35,7 @@ class ObjectRawZone(RawZone):
                  *, spool_dir: str | Path | None = None):
         from hub.object_store import filesystem
 
-        spool = Path(spool_dir or os.environ.get("HUB_RAW_SPOOL_DIR")
-                     or Path(tempfile.gettempdir()) / f"hub-raw-spool-{os.getuid()}")
+        spool = Path(spool_dir or Path(tempfile.gettempdir()) / f"hub-raw-spool-{os.getuid()}")
         super().__init__(con, spool, landing_memory, progress)
         self.raw_url = str(raw_url).rstrip("/")
         self.fs, self.base = filesystem(self.raw_url)
@@ -79,10 +78,12 @@ class ObjectRawZone(RawZone):
 
 
 def open_raw_zone(con: duckdb.DuckDBPyConnection | Opener, raw_dir: str | Path,
-                  landing_memory: str | None = DEFAULT_LANDING_MEMORY, progress: Progress | None = None) -> RawZone:
-    """The raw zone at ``raw_dir``: a local folder, or an object-store URL (``s3://…``)."""
+                  landing_memory: str | None = DEFAULT_LANDING_MEMORY, progress: Progress | None = None,
+                  *, spool_dir: str | Path | None = None) -> RawZone:
+    """The raw zone at ``raw_dir``: a local folder, or an object-store URL (``s3://…``), which spools a
+    load in ``spool_dir`` (HUB_RAW_SPOOL_DIR, the campus_sources resource's spool_dir) before upload."""
     from hub.object_store import is_url
 
     if is_url(str(raw_dir)):
-        return ObjectRawZone(con, str(raw_dir), landing_memory, progress)
+        return ObjectRawZone(con, str(raw_dir), landing_memory, progress, spool_dir=spool_dir)
     return RawZone(con, raw_dir, landing_memory, progress)

@@ -15,7 +15,6 @@ forms. Secrets shorter than 4 characters are not searched for: they would redact
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from urllib.parse import quote, unquote, urlsplit
@@ -70,7 +69,10 @@ def _url_password(value: str) -> str | None:
 
 
 def known_secrets(env: dict[str, str] | None = None) -> set[str]:
-    env = os.environ if env is None else env
+    if env is None:
+        from hub.settings import environ  # the one reader of the process environment
+
+        env = environ()
     found = set(_registered)
     for name, value in env.items():
         if not value:

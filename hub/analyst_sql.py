@@ -33,12 +33,15 @@ class QueryRefused(ValueError):
     """A statement hub sql does not run (one line, naming it)."""
 
 
-def open_snapshot(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """A connection that can read the snapshot at ``path`` and nothing else."""
+def open_snapshot(path: str | Path, *, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection that can read the snapshot at ``path`` and nothing else (``memory_limit``: else
+    HUB_DUCKDB_MEMORY_LIMIT, hub/settings.py)."""
+    from hub.settings import duckdb_memory_limit
+
     path = Path(path).resolve()
     con = duckdb.connect(":memory:", config={
         "autoinstall_known_extensions": False, "autoload_known_extensions": False,
-        "memory_limit": os.environ.get("HUB_DUCKDB_MEMORY_LIMIT", "2GB")})
+        "memory_limit": memory_limit or duckdb_memory_limit()})
     try:
         catalog = path.stem if path.stem.isidentifier() else "analyst"
         con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS \"{catalog}\" (READ_ONLY)")

@@ -214,13 +214,14 @@ def load(targets: tuple[str, ...]) -> None:
     failed = 0
 
     def warehouse():  # open only to read a cursor and to land: never while a source is read
-        return open_warehouse_when_free(settings.warehouse_path)
+        return open_warehouse_when_free(settings.warehouse_path, memory_limit=settings.duckdb_memory_limit)
 
     for source, entity in wanted:
         try:
             with load_progress(console, entity.table) as progress:
                 results = load_entity(warehouse, settings.raw_root_url or settings.raw_dir, source, entity,
-                                      landing_memory=settings.raw_memory_limit, progress=progress)
+                                      landing_memory=settings.raw_memory_limit, progress=progress,
+                                      spool_dir=settings.raw_spool_dir or None)
         except Exception as exc:  # load_entity audits every failure and raises it as a SourceError
             failed += 1
             line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -291,11 +292,11 @@ def status() -> None:
 
     instance = None
     if instance_used(settings.dagster_home):
-        import os
-
         from dagster import DagsterInstance
 
-        os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+        from hub.settings import export
+
+        export("DAGSTER_HOME", str(settings.dagster_home), overwrite=False)
         instance = DagsterInstance.from_config(str(settings.dagster_home))
     try:
         print_status(gather(settings, instance), console)

@@ -7,7 +7,6 @@ Simulate the campus if it is not there yet, serve its systems on loopback, run `
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
@@ -21,7 +20,7 @@ from rich.table import Table
 from connectors.raw_zone import q
 from hub.keys import DEMO_KEYS, MODE_VAR
 from hub.publisher import read_catalog
-from hub.settings import PROJECT_ROOT, Settings
+from hub.settings import PROJECT_ROOT, Settings, env_value, export, temporary_env
 from hub.warehouse import open_warehouse
 
 # The demo's own keys (hub.keys.DEMO_KEYS: accepted only with HUB_MODE=demo or test); production sets its own.
@@ -230,10 +229,10 @@ def demo(settings: Settings, *, scale: float = 1.0, seed: int = 20261, faults: f
     from campus_sim.servers import SourceServers
 
     console = console or Console()
-    os.environ[MODE_VAR] = os.environ.get(MODE_VAR) if os.environ.get(MODE_VAR) == "test" else "demo"
+    export(MODE_VAR, "test" if env_value(MODE_VAR) == "test" else "demo")
     for key, value in SIM_SECRETS.items():
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+        export(key, value, overwrite=False)
+    export("DAGSTER_HOME", str(settings.dagster_home), overwrite=False)
     if instance is None:
         import dagster as dg
 
@@ -246,25 +245,17 @@ def demo(settings: Settings, *, scale: float = 1.0, seed: int = 20261, faults: f
     ensure_campus(settings, scale=scale, seed=seed, console=console, instance=instance)
     servers = SourceServers(settings.campus_dir, faults=faults, slow_seconds=FAULT_SLOW_S, seed=seed,
                             inbox=settings.inbox_dir)
-    saved = {k: os.environ.get(k) for k in ("HUB_HR_URL", "HUB_XG_URL", "HUB_ACTIVITY_URL",
-                                            "HUB_LEARNING_URL", "HUB_ACADEMIC_URL", "HUB_INBOX_DIR",
-                                            "HUB_HTTP_TIMEOUT")}
     servers.start()
     try:
         console.print("Campus systems served on loopback: " +
                       ", ".join(f"{k} {v}" for k, v in servers.urls.items()) +
                       (f" (faults {faults:.0%})" if faults else ""))
-        os.environ.update(settings.source_env(servers.urls))
-        if faults:
-            os.environ["HUB_HTTP_TIMEOUT"] = str(FAULT_TIMEOUT_S)
-        result = run_main_job(settings, console=console, instance=instance)
+        # sources.yaml's ${HUB_*_URL} point at the servers for the run, then back to what they were
+        pointed = {**settings.source_env(servers.urls), **({"HUB_HTTP_TIMEOUT": str(FAULT_TIMEOUT_S)} if faults else {})}
+        with temporary_env(pointed):
+            result = run_main_job(settings, console=console, instance=instance)
     finally:
         servers.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     report = settings.var_dir / "report" / "index.html"  # built in the run by the asset publish/party_report
     if result.success and report.exists():
         console.print(f"Report: {report}  (open it in a browser; it works offline)")
@@ -325,6 +316,7 @@ def print_summary(settings: Settings, result: DemoResult, console: Console) -> N
     console.print(t if quarantine else "Nothing quarantined.")
 
     ran = sum(r[0] for r in checks)
+    # history (quality.check_result); what held anything back is in Dagster's check storage: see below
     t = Table(title=f"Checks: {ran} ran, {len(failed_checks)} failing (latest result of each)", title_justify="left")
     for col in ("severity", "asset", "check", "unexpected"):
         t.add_column(col, justify="right" if col == "unexpected" else "left")
@@ -364,10 +356,10 @@ def print_summary(settings: Settings, result: DemoResult, console: Console) -> N
             console.print(f"    rows to look at (in {settings.warehouse_path.name} or the restricted snapshot "
                           f"{settings.restricted_snapshot_path}): {b['look_at']}",
                           highlight=False, soft_wrap=True)
-        if result.held_back:
-            console.print("  held back at their previous version: " + ", ".join(
-                f"{n} ({catalog.get('datasets', {}).get(n, {}).get('current_version', 'none yet')})"
-                for n in result.held_back), highlight=False, soft_wrap=True)
+    if result.held_back:  # skipped by Dagster after a blocking check, or refused by the publish gate
+        console.print(("  held back" if result.blocking_checks else "[red]Held back[/]") + " at their previous version: "
+                      + ", ".join(f"{n} ({catalog.get('datasets', {}).get(n, {}).get('current_version', 'none yet')})"
+                                  for n in result.held_back), highlight=False, soft_wrap=True)
     status = "[green]succeeded" if result.success else f"[red]failed ({', '.join(result.failed_steps)})"
     console.print(f"campus_main_job {status}[/] — run {result.run_id}")
     console.print(f"Warehouse: {settings.warehouse_path}   Analysts: hub sql \"SELECT …\" reads the snapshot "

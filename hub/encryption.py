@@ -30,7 +30,10 @@ class KeyConfigError(ValueError):
 
 
 def master_keys(value: str | None = None) -> dict[str, bytes]:
-    value = os.environ.get(ENV_VAR, "") if value is None else value
+    if value is None:
+        from hub.settings import env_value  # the one reader of the process environment
+
+        value = env_value(ENV_VAR)
     keys: dict[str, bytes] = {}
     for item in filter(None, (p.strip() for p in value.split(","))):
         key_id, sep, encoded = item.partition(":")

@@ -11,7 +11,9 @@ from hub.resources import (
     IdentityResource,
     PublisherResource,
     QualityResource,
+    RunSettingsResource,
     WarehouseResource,
+    secret_from_env,
 )
 from hub.settings import Settings
 from pipelines.expectations import expectation_checks
@@ -21,10 +23,11 @@ from pipelines.quality_tables import quality_table_specs
 from pipelines.quarantine import quarantine_rate_checks
 from pipelines.raw import build_raw
 from pipelines.report import party_report_asset, report_automation_sensor
-from pipelines.rules import rule_checks
+from pipelines.rules import build_rule_checks
 from pipelines.snapshot import analyst_snapshot_asset
 from pipelines.staging import staging_assets, staging_checks
 from pipelines.warehouse import mart_assets, warehouse_assets, warehouse_checks
+from quality.business_rules import load_config as load_rules
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -35,6 +38,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     assets.append(analyst_snapshot_asset([k for a in [*warehouse_assets, *mart_assets] for k in a.keys]))
     assets.append(party_report_asset([a.key for a in mart_assets], settings.var_dir / "report"))
     jobs, schedules, sensors = build_automation(sources, assets)
+    # one check per rule of the rules file the settings name (HUB_RULES_FILE)
+    rule_checks = build_rule_checks(load_rules(settings.rules_file, standards_file=settings.standards_file))
     return dg.Definitions(
         assets=[*assets, *quality_table_specs([a.key for a in raw_assets])],  # not materialised: see module
         asset_checks=[*raw_checks, *staging_checks, *warehouse_checks, *rule_checks, *quarantine_rate_checks,
@@ -46,13 +51,25 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         resources={
             "warehouse": WarehouseResource(path=str(settings.warehouse_path),
                                            snapshot_path=str(settings.snapshot_path),
-                                           restricted_snapshot_path=str(settings.restricted_snapshot_path)),
+                                           restricted_snapshot_path=str(settings.restricted_snapshot_path),
+                                           memory_limit=settings.duckdb_memory_limit,
+                                           analyst_group=settings.analyst_group,
+                                           restricted_group=settings.restricted_group),
             "campus_sources": CampusSourcesResource(config_path=str(settings.sources_file),
                                                     raw_dir=settings.raw_root_url or str(settings.raw_dir),
-                                                    landing_memory=settings.raw_memory_limit),
-            "identity": IdentityResource(person_key_secret=dg.EnvVar("HUB_PERSON_KEY_SECRET")),
+                                                    landing_memory=settings.raw_memory_limit,
+                                                    spool_dir=settings.raw_spool_dir),
+            "identity": IdentityResource(person_key_secret=dg.EnvVar("HUB_PERSON_KEY_SECRET"),
+                                         national_key_secret=secret_from_env("HUB_NATIONAL_KEY_SECRET")),
             "quality": QualityResource(quarantine_max_rate=settings.quarantine_max_rate,
-                                       quarantine_max_rate_by_entity=settings.quarantine_max_rate_by_entity),
+                                       quarantine_max_rate_by_entity=settings.quarantine_max_rate_by_entity,
+                                       gx_max_rows=settings.quality_gx_max_rows),
+            # what the run judges against; the launchpad overrides any field for one run (e.g. as_of)
+            "run_settings": RunSettingsResource(as_of=settings.as_of, rules_file=str(settings.rules_file),
+                                                plausibility_file=str(settings.plausibility_file),
+                                                standards_file=str(settings.standards_file),
+                                                full_rebuild=settings.full_rebuild,
+                                                school_code=settings.school_code),
             "publisher": PublisherResource(root=settings.published_root_url,
                                            kms_master_keys=dg.EnvVar("HUB_KMS_MASTER_KEYS"),
                                            catalogue_url=settings.catalogue_url),

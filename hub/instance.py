@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hub.settings import PROJECT_ROOT, Settings
+from hub.settings import PROJECT_ROOT, Settings, environ
 
 PG_URL_VAR = "HUB_DAGSTER_PG_URL"
 COLLEGE_TAG = "college"  # its value: the college's 学校代码 (xxdm)
@@ -26,7 +26,7 @@ class InstanceConfigError(ValueError):
 
 
 def uses_postgres(env: dict[str, str] | None = None) -> bool:
-    return bool((os.environ if env is None else env).get(PG_URL_VAR))
+    return bool((environ() if env is None else env).get(PG_URL_VAR))
 
 
 def college_tags(xxdm: str) -> dict[str, str]:
@@ -39,7 +39,7 @@ def college_tags(xxdm: str) -> dict[str, str]:
 def instance_home(settings: Settings | None = None, env: dict[str, str] | None = None) -> Path:
     """The DAGSTER_HOME to use. Without HUB_DAGSTER_PG_URL: ``settings.dagster_home`` as today. With it:
     ``<var>/dagster_pg`` with deploy/dagster.yaml as its dagster.yaml (written when it differs)."""
-    env = os.environ if env is None else env
+    env = environ() if env is None else env
     settings = settings or Settings.from_env(dict(env))
     if not uses_postgres(env):
         return settings.dagster_home

@@ -15,9 +15,8 @@ variable and never shows its value.
 
 from __future__ import annotations
 
-import os
-
 from hub.encryption import KeyConfigError, master_keys
+from hub.settings import environ
 
 MODE_VAR = "HUB_MODE"
 DEMO_MODES = ("demo", "test")
@@ -47,7 +46,7 @@ SHIPPED_MASTER_KEYS = frozenset({
 
 
 def is_demo(env: dict[str, str] | None = None) -> bool:
-    env = os.environ if env is None else env
+    env = environ() if env is None else env
     return env.get(MODE_VAR, "").strip().lower() in DEMO_MODES
 
 
@@ -56,7 +55,7 @@ def check_keys(env: dict[str, str] | None = None) -> None:
 
     In demo/test mode a key must only be set; elsewhere it must also be long enough and not shipped here.
     """
-    env = dict(os.environ if env is None else env)
+    env = environ() if env is None else dict(env)
     demo = is_demo(env)
     for var in (PERSON_KEY_VAR, NATIONAL_KEY_VAR):
         value = env.get(var, "")

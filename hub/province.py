@@ -23,7 +23,6 @@ manifest, and every row's xxdm against the college. Republishing the same versio
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ import pyarrow.parquet as pq
 
 from hub.object_store import filesystem, is_url
 from hub.publisher import PublishError, read_manifest
-from hub.settings import Settings
+from hub.settings import Settings, environ
 
 NAMESPACE = "national"
 CATALOG_NAME = "province"
@@ -56,7 +55,7 @@ def national_datasets() -> tuple[str, ...]:
 
 def catalog_properties(settings: Settings | None = None, env: dict[str, str] | None = None) -> dict[str, str]:
     """The SQL catalog's properties from the environment (defaults under ``var/province``)."""
-    env = dict(os.environ if env is None else env)
+    env = environ() if env is None else dict(env)
     settings = settings or Settings.from_env(env)
     province = settings.var_dir / "province"
     uri = env.get(ENV_CATALOG_URI) or f"sqlite:///{province / 'catalog.sqlite'}"

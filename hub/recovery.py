@@ -196,7 +196,9 @@ def recover_instance(dagster_home: Path, *, by: str, only_if_used: bool = True) 
         return []
     from dagster import DagsterInstance
 
-    os.environ.setdefault("DAGSTER_HOME", str(dagster_home))
+    from hub.settings import export
+
+    export("DAGSTER_HOME", str(dagster_home), overwrite=False)
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         return recover_dead_runs(instance, by=by)
 

@@ -212,11 +212,11 @@ def _observe(settings: Settings, table: str, metadata: dict[str, str]) -> None:
 
     if not instance_used(settings.dagster_home):
         return
-    import os
-
     import dagster as dg
 
-    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    from hub.settings import export
+
+    export("DAGSTER_HOME", str(settings.dagster_home), overwrite=False)
     with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         instance.report_runless_asset_event(dg.AssetObservation(
             asset_key=dg.AssetKey(["raw", table]), metadata={**metadata, "by": _user()}))

@@ -10,7 +10,6 @@ core_functions, and anything else would be a download at run time, which this hu
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,11 +23,15 @@ CATALOG = "hub"
 SCHEMAS = ("raw", "staging", "warehouse", "marts", "quality", "meta")
 
 
-def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """``memory_limit``: the run's (the warehouse resource's), else HUB_DUCKDB_MEMORY_LIMIT (hub/settings.py)."""
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    memory_limit = os.environ.get("HUB_DUCKDB_MEMORY_LIMIT", "2GB")
+    if memory_limit is None:
+        from hub.settings import duckdb_memory_limit
+
+        memory_limit = duckdb_memory_limit()
     con = duckdb.connect(
         ":memory:",
         config={
@@ -58,8 +61,9 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
 
 
 @contextmanager
-def open_warehouse(path: str | Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(path, read_only=read_only)
+def open_warehouse(path: str | Path, *, read_only: bool = False,
+                   memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(path, read_only=read_only, memory_limit=memory_limit)
     try:
         yield con
     finally:
@@ -67,13 +71,14 @@ def open_warehouse(path: str | Path, *, read_only: bool = False) -> Iterator[duc
 
 
 @contextmanager
-def open_warehouse_when_free(path: str | Path, wait_s: float = 120.0) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_warehouse_when_free(path: str | Path, wait_s: float = 120.0, *,
+                             memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse for writing, waiting up to ``wait_s`` while another process holds it (DuckDB
     allows one writing process): a load that has read its source waits to land instead of failing."""
     give_up = time.monotonic() + wait_s
     while True:
         try:
-            con = connect(path)
+            con = connect(path, memory_limit=memory_limit)
             break
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() >= give_up:

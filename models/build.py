@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import yaml
 
 from connectors.raw_zone import q
 from models import codesets_dir, row_rules, sql_dir, sqlrefs
-from models.plausibility import apply_plausibility
+from models.plausibility import Check, apply_plausibility
 
 LAYER_NAMES = ("staging", "warehouse", "marts")
 
@@ -201,7 +202,10 @@ def _raw_with_optional(con: duckdb.DuckDBPyConnection, m: Model) -> str:
     return f"(SELECT *, {', '.join(f'NULL::VARCHAR AS {q(c)}' for c in missing)} FROM {raw})"
 
 
-def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
+def build_staging(con: duckdb.DuckDBPyConnection, name: str, *,
+                  checks: dict[str, list[Check]] | None = None, as_of: date | None = None) -> dict:
+    """Build ``staging.<name>`` whole. ``checks`` and ``as_of``: the run's plausibility checks and as-of
+    date (models/plausibility.py: apply_plausibility's defaults when None)."""
     m = STAGING_MODELS[name]
     if not raw_exists(con, m.raw_table):
         raise RuntimeError(f"raw.{m.raw_table} does not exist yet: materialise raw/{m.raw_table} first")
@@ -209,7 +213,7 @@ def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
     raw = _raw_with_optional(con, m)
     con.execute("BEGIN TRANSACTION")
     try:
-        superseded = stage_model(con, m, raw)
+        superseded = stage_model(con, m, raw, checks=checks, as_of=as_of)
         con.execute("DELETE FROM quality.quarantine WHERE stage = 'staging' AND source = ? AND entity = ?",
                     [m.source, m.entity])
         insert_quarantine(con, m)
@@ -230,7 +234,8 @@ def build_staging(con: duckdb.DuckDBPyConnection, name: str) -> dict:
             "rows_rejected": sum(stats.values()), "rejected_by_rule": stats, "rows_superseded": superseded}
 
 
-def stage_model(con: duckdb.DuckDBPyConnection, m: Model, relation: str, *, replace_all: bool = True) -> int:
+def stage_model(con: duckdb.DuckDBPyConnection, m: Model, relation: str, *, replace_all: bool = True,
+                checks: dict[str, list[Check]] | None = None, as_of: date | None = None) -> int:
     """The steps of a staging build before it writes quarantine and staging, over the raw rows in
     ``relation`` (the raw table, or some keys' raw rows in every load: models/incremental.py): ``current``
     (each key's latest version, keys normalised, older versions in one load superseded), the model's SQL
@@ -242,7 +247,7 @@ def stage_model(con: duckdb.DuckDBPyConnection, m: Model, relation: str, *, repl
     con.execute(f"CREATE OR REPLACE TEMP TABLE _model AS {m.sql}")
     superseded = row_rules.apply_row_rules(con, m, replace_all=replace_all)
     # quality/plausibility.yaml: implausible values quarantined or flagged
-    apply_plausibility(con, m, replace_all=replace_all)
+    apply_plausibility(con, m, checks, as_of=as_of, replace_all=replace_all)
     return superseded
 
 

@@ -24,7 +24,7 @@ that new raw loads contain, from every raw version of those keys, and replacing 
 
 The result is the same tables a full build gives (tests/test_incremental_staging.py compares them, table
 by table, after a sequence of loads). A full build runs instead when asked (``full=True``: the launchpad's
-``full_rebuild`` or ``HUB_FULL_REBUILD=1``), when the fingerprint changed, when the staging table or its
+``full_rebuild``, or the ``run_settings`` resource's, which ``HUB_FULL_REBUILD=1`` sets), when the fingerprint changed, when the staging table or its
 watermark is missing, or for a model not listed here. With no new load nothing is rebuilt, and the result
 says so. The statistics' ``rows_superseded`` (like ``rows_in``) counts the rebuilt keys' rows.
 """
@@ -32,8 +32,8 @@ says so. The statistics' ``rows_superseded`` (like ``rows_in``) counts the rebui
 from __future__ import annotations
 
 import hashlib
-import os
 import re
+from datetime import date
 
 import duckdb
 
@@ -48,19 +48,14 @@ from models.build import (
     raw_exists,
     stage_model,
 )
-from models.plausibility import load_checks, staging_as_of
+from models.plausibility import Check, load_checks, staging_as_of
 
 # model -> {raw key column: the staging column holding it, normalised}, every key column. Only key-local
 # models belong here.
 INCREMENTAL_STAGING: dict[str, dict[str, str]] = {
     "stg_academic_grades": {"xh": "student_no", "kch": "course_code", "xnxq": "term", "ksxz": "exam_type_name"},
 }
-FULL_REBUILD_VAR = "HUB_FULL_REBUILD"
 FINGERPRINT_VERSION = "2"  # 2: row rules and plausibility in the incremental path
-
-
-def full_rebuild_requested() -> bool:
-    return os.environ.get(FULL_REBUILD_VAR, "").strip().lower() in ("1", "true", "yes")
 
 
 def _ensure_watermark(con: duckdb.DuckDBPyConnection) -> None:
@@ -70,16 +65,17 @@ def _ensure_watermark(con: duckdb.DuckDBPyConnection) -> None:
         built_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp)""")
 
 
-def fingerprint(con: duckdb.DuckDBPyConnection, name: str) -> str:
+def fingerprint(con: duckdb.DuckDBPyConnection, name: str, *, checks: dict[str, list[Check]] | None = None,
+                as_of: date | None = None) -> str:
     """The model's SQL (its header's row rules included), the content of the code sets it reads and its
     plausibility checks (with the as-of date when a past_date check reads it): when any changes, every key
     may change."""
     m = STAGING_MODELS[name]
     digest = hashlib.sha256((FINGERPRINT_VERSION + "\n" + m.sql).encode())
-    checks = load_checks().get(name, [])
-    digest.update(f"plausibility:{checks!r}\n".encode())
-    if any(c.kind == "past_date" for c in checks):
-        digest.update(f"as_of:{staging_as_of(con)}\n".encode())
+    mine = (load_checks() if checks is None else checks).get(name, [])
+    digest.update(f"plausibility:{mine!r}\n".encode())
+    if any(c.kind == "past_date" for c in mine):
+        digest.update(f"as_of:{staging_as_of(con, as_of)}\n".encode())
     for table in sorted(set(re.findall(r"\bstaging\.(cs_[a-z0-9_]+|code_map)\b", m.sql))):
         (content,) = con.execute(f"SELECT md5(coalesce(string_agg(CAST(t AS VARCHAR), '\n' ORDER BY CAST(t AS VARCHAR)), '')) "
                                  f"FROM staging.{table} t").fetchone()
@@ -100,15 +96,17 @@ def data_version(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
     return v
 
 
-def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full: bool = False) -> dict:
+def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full: bool = False,
+                              checks: dict[str, list[Check]] | None = None, as_of: date | None = None) -> dict:
     """Bring ``staging.<name>`` up to date (see the module docstring). Returns build_staging's statistics
-    plus ``mode`` (full, incremental or skipped), ``reason``, ``loads_processed`` and ``keys_touched``."""
+    plus ``mode`` (full, incremental or skipped), ``reason``, ``loads_processed`` and ``keys_touched``.
+    ``checks`` and ``as_of``: the run's plausibility checks and as-of date (as for build_staging)."""
     m = STAGING_MODELS[name]
     keymap = INCREMENTAL_STAGING.get(name)
     if not raw_exists(con, m.raw_table):
-        return build_staging(con, name)  # its one-line error
+        return build_staging(con, name, checks=checks, as_of=as_of)  # its one-line error
     _ensure_watermark(con)
-    fp = fingerprint(con, name)
+    fp = fingerprint(con, name, checks=checks, as_of=as_of)
     raw = f"raw.{q(m.raw_table)}"
     reason = None
     if full:
@@ -121,7 +119,7 @@ def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full
                          [name, fp]).fetchone()[0]:
         reason = "model SQL, code sets or plausibility checks changed (or no watermark yet)"
     if reason:
-        stats = build_staging(con, name)
+        stats = build_staging(con, name, checks=checks, as_of=as_of)
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute("DELETE FROM meta.staging_watermark WHERE model = ?", [name])
@@ -182,7 +180,7 @@ def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full
                  OR (record_key IS NULL AND EXISTS (SELECT 1 FROM _touched t WHERE {rules.record_key('t')} IS NULL)))""",
                     [name])
         # the same steps as models.build.build_staging, over the touched keys' raw rows in every load
-        superseded = stage_model(con, m, "_raw_touched", replace_all=False)
+        superseded = stage_model(con, m, "_raw_touched", replace_all=False, checks=checks, as_of=as_of)
         insert_quarantine(con, m)
         con.execute(f"""INSERT INTO staging.{q(name)} BY NAME
             SELECT * EXCLUDE (_reject_rule, _reject_detail, _record_key, _row_number)

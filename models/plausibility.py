@@ -12,13 +12,13 @@ per model:
    row that is kept; the model's earlier findings are deleted first, so a rebuild never duplicates them.
 3. one ``UPDATE`` per ``text`` check strips control characters from the staged value.
 
-Kinds and rules: see the header of ``quality/plausibility.yaml``.
+Kinds and rules: see the header of ``quality/plausibility.yaml``. A run reads the file its ``run_settings``
+resource names (``plausibility_file``; HUB_PLAUSIBILITY_FILE) and passes the checks and its as-of date in.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from models.build import Model
 
 CONFIG_FILE = Path(__file__).resolve().parent.parent / "quality" / "plausibility.yaml"
-CONFIG_ENV = "HUB_PLAUSIBILITY_FILE"  # another file (tests, a college's own severities)
+# Another file (tests, a college's own severities): run_settings.plausibility_file, HUB_PLAUSIBILITY_FILE.
 KINDS = ("valid_date", "past_date", "non_negative", "percent_0_100", "end_after_start", "text")
 SEVERITIES = ("quarantine", "flag")
 KEYS = {"kind", "raw", "severity", "start", "raw_start"}
@@ -53,19 +53,17 @@ class Check:
     severity: str = "quarantine"
     start: str | None = None       # end_after_start: the staged start column
     raw_start: str | None = None   # ... and its raw column
+    path: str = field(default="", repr=False, compare=False)  # the file it was read from, for messages
 
     @property
     def where(self) -> str:
         return f"{self.model}.{self.column}"
 
 
-def config_path() -> Path:
-    return Path(os.environ.get(CONFIG_ENV) or CONFIG_FILE)
-
-
 def load_checks(path: str | Path | None = None) -> dict[str, list[Check]]:
-    """Every check of the configuration, per staging model, in the order written."""
-    path = Path(path) if path else config_path()
+    """Every check of the configuration (default ``quality/plausibility.yaml``), per staging model, in the
+    order written."""
+    path = Path(path) if path else CONFIG_FILE
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -99,22 +97,17 @@ def load_checks(path: str | Path | None = None) -> dict[str, list[Check]]:
                 raise PlausibilityConfigError(f"{where}: end_after_start needs start and raw_start")
             checks.setdefault(model, []).append(Check(
                 model=model, column=str(column), kind=kind, raw=str(spec["raw"]), severity=severity,
-                start=spec.get("start"), raw_start=spec.get("raw_start")))
+                start=spec.get("start"), raw_start=spec.get("raw_start"), path=str(path)))
     return checks
 
 
-def staging_as_of(con: duckdb.DuckDBPyConnection) -> date | None:
-    """The as-of date the business rules use (HUB_AS_OF, rules.yaml, the data), or None before the
-    warehouse has been built with none configured (past_date then uses each row's extraction day)."""
-    from quality.business_rules import RuleConfigError, load_config, resolve_as_of
+def staging_as_of(con: duckdb.DuckDBPyConnection, as_of: date | None = None) -> date | None:
+    """The as-of date the business rules use: ``as_of`` as configured for the run (run_settings.as_of, else
+    rules.yaml's: ``RunSettingsResource.configured_as_of``), else the data's latest date, or None before the
+    warehouse has been built (past_date then uses each row's extraction day)."""
+    from quality.business_rules import data_as_of
 
-    config = load_config()
-    try:
-        return resolve_as_of(con, config)
-    except RuleConfigError:
-        if os.environ.get("HUB_AS_OF") or config.as_of:
-            raise
-        return None
+    return as_of or data_as_of(con)
 
 
 def _lit(text: str) -> str:
@@ -171,10 +164,10 @@ def _usable(con: duckdb.DuckDBPyConnection, m: Model, checks: list[Check], raw: 
     for c in checks:
         for column in filter(None, (c.column, c.start)):
             if column not in staged:
-                raise PlausibilityConfigError(f"{config_path()}: {c.where}: staging.{m.name} has no column {column!r}")
+                raise PlausibilityConfigError(f"{c.path}: {c.where}: staging.{m.name} has no column {column!r}")
         missing = [r for r in filter(None, (c.raw, c.raw_start)) if r not in have]
         if any(r not in m.optional_columns for r in missing):
-            raise PlausibilityConfigError(f"{config_path()}: {c.where}: raw.{raw} has no column {missing[0]!r}")
+            raise PlausibilityConfigError(f"{c.path}: {c.where}: raw.{raw} has no column {missing[0]!r}")
         if not missing:
             usable.append(c)
     return usable
@@ -184,7 +177,9 @@ def apply_plausibility(con: duckdb.DuckDBPyConnection, m: Model, checks: dict[st
                        *, as_of: date | None = None, replace_all: bool = True) -> dict[str, int]:
     """Run the model's checks on ``_model`` (see the module docstring); returns counts per rule and
     severity, e.g. ``{"quarantine:future_date": 1, "flag:control_characters": 2}``. ``replace_all=False``
-    keeps the model's earlier findings (the incremental build deletes those of the rows it rebuilds)."""
+    keeps the model's earlier findings (the incremental build deletes those of the rows it rebuilds).
+    ``checks``: the run's (default: the shipped file's); ``as_of``: the run's configured as-of date (default:
+    the data's latest), used only by past_date checks."""
     if replace_all:
         con.execute("DELETE FROM quality.value_finding WHERE model = ?", [m.name])
     mine = (load_checks() if checks is None else checks).get(m.name, [])
@@ -192,8 +187,8 @@ def apply_plausibility(con: duckdb.DuckDBPyConnection, m: Model, checks: dict[st
     mine = _usable(con, m, mine, raw)
     if not mine:
         return {}
-    if as_of is None and any(c.kind == "past_date" for c in mine):
-        as_of = staging_as_of(con)
+    if any(c.kind == "past_date" for c in mine):
+        as_of = staging_as_of(con, as_of)
     join = (f"FROM _model m JOIN raw.{q(raw)} r ON r._load_id = m.load_id AND r._row_number = m._row_number "
             "WHERE m._reject_rule IS NULL")
     counts: dict[str, int] = {}

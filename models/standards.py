@@ -1,10 +1,11 @@
 """The settings the party-work marts need: the as-of date and the standards file.
 
 - **As-of date.** Every mart that speaks of "overdue", "arrears", "age" or "this year" measures against one
-  explicit date, never ``current_date``: ``HUB_AS_OF`` (``YYYY-MM-DD``) when set, else the latest date in the
+  explicit date, never ``current_date``: the run's ``as_of`` (``YYYY-MM-DD``: the ``run_settings``
+  resource's, which ``HUB_AS_OF`` sets and the launchpad overrides) when set, else the latest date in the
   data (the later of the last meeting and the last dues payment), so a rebuild of the same data gives the
   same marts on any day.
-- **Standards.** ``models/assessment_standards.yaml`` (党员考核 points, required study hours, meeting
+- **Standards.** ``models/assessment_standards.yaml`` (or the run's ``run_settings.standards_file``; 党员考核 points, required study hours, meeting
   frequencies, dues deadline, organisation warnings, development deadlines, the student screen), checked
   here so that a typo fails loudly instead of scoring everyone zero.
 
@@ -17,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,6 @@ import yaml
 from models import models_dir
 
 STANDARDS_FILE = models_dir / "assessment_standards.yaml"
-AS_OF_ENV = "HUB_AS_OF"
 AS_OF_VARIABLE = "hub_as_of"
 STANDARDS_VARIABLE = "hub_mart_standards"
 STANDARDS_SHA_VARIABLE = "hub_mart_standards_sha256"
@@ -44,18 +42,20 @@ APPLIES_TO = ("branch", "branch_with_committee", "group")
 
 
 class StandardsError(ValueError):
-    """The standards file or HUB_AS_OF is not usable; the message names the place."""
+    """The standards file or the as-of date is not usable; the message names the place."""
 
 
-def as_of_setting(env: Mapping[str, str] | None = None) -> date | None:
-    """``HUB_AS_OF`` as a date, or None when it is not set (the marts then use the latest date in the data)."""
-    value = (os.environ if env is None else env).get(AS_OF_ENV, "").strip()
+def as_of_date(value: date | str | None, where: str = "as_of") -> date | None:
+    """``value`` as a date, or None when it is empty (the marts then use the latest date in the data)."""
+    if isinstance(value, date):
+        return value
+    value = (value or "").strip()
     if not value:
         return None
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise StandardsError(f"{AS_OF_ENV}={value!r} is not a date YYYY-MM-DD") from None
+        raise StandardsError(f"{where}={value!r} is not a date YYYY-MM-DD") from None
 
 
 def _number(doc: Any, path: str, *, minimum: float = 0, maximum: float | None = None) -> float:
@@ -160,10 +160,10 @@ def load_standards(path: str | Path = STANDARDS_FILE) -> dict:
         raise StandardsError(f"{path}: {exc}") from None
 
 
-def bind_as_of(con: duckdb.DuckDBPyConnection, *, env: Mapping[str, str] | None = None) -> date | None:
-    """Set (or clear) the ``hub_as_of`` session variable from ``HUB_AS_OF``; the warehouse's own date
-    judgements (``fact_relation_transfer.receipt_overdue``) read it too. Returns the date, or None."""
-    as_of = as_of_setting(env)
+def bind_as_of(con: duckdb.DuckDBPyConnection, as_of: date | str | None = None) -> date | None:
+    """Set (or, with none, clear) the ``hub_as_of`` session variable: the run's as-of date; the warehouse's
+    own date judgements (``fact_relation_transfer.receipt_overdue``) read it too. Returns the date, or None."""
+    as_of = as_of_date(as_of)
     if as_of is None:
         con.execute(f"RESET VARIABLE {AS_OF_VARIABLE}")
     else:
@@ -171,18 +171,18 @@ def bind_as_of(con: duckdb.DuckDBPyConnection, *, env: Mapping[str, str] | None 
     return as_of
 
 
-def bind_mart_settings(con: duckdb.DuckDBPyConnection, *, env: Mapping[str, str] | None = None,
+def bind_mart_settings(con: duckdb.DuckDBPyConnection, *, as_of: date | str | None = None,
                        standards_path: str | Path = STANDARDS_FILE) -> dict[str, Any]:
     """Set the session variables the marts read (see the module docstring) and return what was set."""
     path = Path(standards_path)
     standards = load_standards(path)
-    as_of = as_of_setting(env)
+    as_of = as_of_date(as_of)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     try:
         shown = str(path.resolve().relative_to(models_dir.parent))
     except ValueError:
         shown = str(path)
-    bind_as_of(con, env=env)
+    bind_as_of(con, as_of)
     con.execute(f"SET VARIABLE {STANDARDS_VARIABLE} = ?", [json.dumps(standards, ensure_ascii=False)])
     con.execute(f"SET VARIABLE {STANDARDS_SHA_VARIABLE} = ?", [sha])
     con.execute(f"SET VARIABLE {STANDARDS_PATH_VARIABLE} = ?", [shown])

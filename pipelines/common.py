@@ -32,24 +32,12 @@ def preview(con: duckdb.DuckDBPyConnection, table: str, limit: int = 5) -> dg.Me
 def record_check(con: duckdb.DuckDBPyConnection, *, check_name: str, asset: str, engine: str, severity: str,
                  passed: bool, evaluated: int | None = None, unexpected: int | None = None,
                  detail: dict | list | None = None, run_id: str | None = None) -> None:
-    """Keep a check's outcome in quality.check_result (history; the publish gate reads the latest)."""
+    """Append a check's outcome to quality.check_result: history analysts query (``hub status`` and the demo's
+    summary show the latest of each). It decides nothing: the publish gate reads Dagster's check storage
+    (pipelines/gate.py)."""
     import json
 
     con.execute("INSERT INTO quality.check_result (check_name, asset, engine, severity, passed, evaluated, "
                 "unexpected, detail, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [check_name, asset, engine, severity, passed, evaluated, unexpected,
                  json.dumps(detail, ensure_ascii=False, default=str) if detail is not None else None, run_id])
-
-
-def failing_error_checks(con: duckdb.DuckDBPyConnection, assets: list[str] | None = None) -> list[tuple[str, str]]:
-    """(asset, check) of every error-severity table check whose latest result failed, on ``assets`` (user
-    strings like ``warehouse/dim_person``) or on any asset. Business rules (engine ``rule``) judge records,
-    not tables: their error records are held back from publishing, they do not hold back the table."""
-    rows = con.execute("""
-        SELECT asset, check_name FROM (
-            SELECT asset, check_name, severity, passed, engine,
-                   row_number() OVER (PARTITION BY asset, check_name ORDER BY checked_at DESC) AS latest
-            FROM quality.check_result)
-        WHERE latest = 1 AND severity = 'error' AND NOT passed AND engine <> 'rule'
-        ORDER BY 1, 2""").fetchall()
-    return [r for r in rows if assets is None or r[0] in assets]

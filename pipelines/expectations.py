@@ -1,8 +1,10 @@
 """Expectation suites as Dagster asset checks: one check ``expectations`` per asset that has a suite.
 
 The check is blocking when one of its expectations is systemic (uniqueness or row count) with severity
-``error`` (``quality/blocking.py``): such a failure stops what is built on the table in the run, and its
-rows in ``quality.check_result`` hold back publishing of what depends on it. Row-level expectations
+``error`` (``quality/blocking.py``): such a failure (severity ERROR) stops what is built on the table in the
+run, and, as the latest evaluation in Dagster's check storage, holds back publishing of what depends on it
+until a later evaluation of the current data passes (``pipelines/gate.py``). Each expectation's outcome is
+also appended to ``quality.check_result``, as history for analysts. Row-level expectations
 (missing, out of set, range or shape) report with severity WARN, their counts and the keys of sample
 rows in the metadata, and never stop anything. Suites are read when the definitions load (YAML only); Great
 Expectations is imported only when a check runs (``quality.expectations``).
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from hub.resources import WAREHOUSE_POOL, WarehouseResource
+from hub.resources import WAREHOUSE_POOL, QualityResource, WarehouseResource
 from quality.blocking import look_at, sample_keys
 from quality.datadocs import docs_url
 from quality.expectations import SUITES_DIR, Suite, SuiteResult, suites_by_asset
@@ -28,7 +30,7 @@ def _description(suites: list[Suite]) -> str:
         parts.append(f"`{s.name}`: {len(s.expectations)} expectations ({blocking} blocking, "
                      f"{len(s.expectations) - blocking} reported)")
     return ("Great Expectations suite(s) from quality/expectations — " + "; ".join(parts)
-            + ". Results are kept in quality.check_result and rendered as Data Docs.")
+            + ". Results are kept as history in quality.check_result and rendered as Data Docs.")
 
 
 def _metadata(results: list[SuiteResult], index: str, keys: dict[tuple[str, str], list]) -> dict:
@@ -66,11 +68,12 @@ def _expectation_check(asset: tuple[str, ...], suites: list[Suite]) -> dg.AssetC
     @dg.asset_check(asset=dg.AssetKey(list(asset)), name=CHECK_NAME, blocking=blocking, pool=WAREHOUSE_POOL,
                     description=_description(suites),
                     metadata={"suites": ", ".join(s.name for s in suites), "blocking": blocking})
-    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
+               quality: QualityResource) -> dg.AssetCheckResult:
         from quality.expectations import docs_index, quality_dir, run_gate
 
-        with warehouse.connect() as con:
-            results = run_gate(con, suites, run_id=context.run.run_id)
+        with warehouse.connect() as con:  # GX up to the quality resource's gx_max_rows rows, SQL above
+            results = run_gate(con, suites, run_id=context.run.run_id, gx_max_rows=quality.gx_max_rows)
             # the rows behind a row-level failure, by their key (a blocking one names its query instead)
             keys = {(r.suite.name, o.expectation.id): sample_keys(con, r.suite, o.expectation)
                     for r in results for o in r.failed if not o.expectation.blocking}

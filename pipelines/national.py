@@ -28,7 +28,6 @@ the hub's choice; ``models/codesets/national_fields.csv`` (dataset,field,publish
 from __future__ import annotations
 
 import csv
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -453,11 +452,13 @@ NATIONAL_SOURCES: dict[str, list[str]] = {t.dataset: _warehouse_models_read(t.da
 
 def bind_national(con: duckdb.DuckDBPyConnection, *, school_code: str | None = None,
                   key_secret: str | None = None, settings: Settings | None = None) -> None:
-    """Give the connection what the national queries read: the school code (``HUB_SCHOOL_CODE``) and the
-    secret of zjsjwyxbs (``HUB_NATIONAL_KEY_SECRET``, else ``HUB_PERSON_KEY_SECRET``)."""
+    """Give the connection what the national queries read: the school code and the secret of zjsjwyxbs.
+    A run passes both from its resources (run_settings.school_code, HUB_SCHOOL_CODE; the identity
+    resource's national key, HUB_NATIONAL_KEY_SECRET, else its person key); without them they come from
+    ``settings`` (the school code, and the person key as the secret)."""
     settings = settings or Settings.from_env()
     code = settings.school_code if school_code is None else school_code
-    secret = key_secret or os.environ.get("HUB_NATIONAL_KEY_SECRET") or settings.person_key_secret
+    secret = key_secret or settings.person_key_secret
     if not re.fullmatch(r"[0-9]{10}", code or ""):
         raise PublishError(f"HUB_SCHOOL_CODE must be the college's 10-digit 学校代码 (xxdm), got {code!r}")
     if not secret:

@@ -1,20 +1,30 @@
 """Publish layer (group ``publish``): versioned Parquet datasets for the smart brain and the 院校中台.
 
 Every column carries a description and a sensitivity; ID and phone numbers leave only masked (or as
-the keyed person_key). A publish runs only after the blocking checks upstream have passed.
+the keyed person_key). A publish runs only when Dagster's check storage shows every blocking check on the
+assets it is built from passed against their current data, and, for a dataset that leaves out the records
+breaking an error-severity business rule, that the rule checks evaluated the current data
+(``pipelines/gate.py``).
 """
 
 
 import dagster as dg
 
 from hub.publisher import Column, DatasetSpec, PublishError, notify_catalogue
-from hub.resources import WAREHOUSE_POOL, PublisherResource, WarehouseResource
+from hub.resources import (
+    WAREHOUSE_POOL,
+    IdentityResource,
+    PublisherResource,
+    RunSettingsResource,
+    WarehouseResource,
+)
 from pipelines.asset_metadata import published_deps, spec_code_version, spec_column_schema
-from pipelines.common import OWNER, failing_error_checks
+from pipelines.common import OWNER
+from pipelines.gate import check_states, full_asset_graph, rule_checks_needed, rule_inputs, upstream_checks
 from pipelines.marts_publish import MART_DATASETS
 from pipelines.national import NATIONAL_DATASETS, NATIONAL_SOURCES, bind_national, national_problems
-from quality.business_rules import load_config as load_rules
-from quality.business_rules import run_rules
+
+RULE_VIOLATION = dg.AssetKey(["quality", "rule_violation"])
 
 DATASETS = (
     DatasetSpec(
@@ -95,35 +105,52 @@ DATASETS = DATASETS + RESTRICTED + NATIONAL_DATASETS + MART_DATASETS
 
 
 def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
+    deps = published_deps(spec)  # what its query reads, by the SQL parser
+    # A dataset that leaves out the records breaking an error-severity rule needs the rules' verdict on the
+    # current data: it also waits for what those rules' checks read, so in a run the checks are ready no
+    # later than it is, and go first (pipelines/rules.py PRIORITY).
+    reads_rules = RULE_VIOLATION in deps
+    if reads_rules:
+        deps = sorted(set(deps) | rule_inputs(), key=str)
 
     @dg.asset(
         key=["publish", spec.name], group_name="publish", kinds={"parquet", "duckdb"}, owners=[OWNER],
         pool=WAREHOUSE_POOL, tags={"layer": "publish", "audience": spec.audience},
-        deps=published_deps(spec),  # what its query reads, by the SQL parser
+        deps=deps,
         description=f"{spec.description} Published as a versioned Parquet dataset ({spec.audience}).",
         code_version=spec_code_version(spec), metadata={"dagster/column_schema": spec_column_schema(spec)},
     )
     def _publish(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                 publisher: PublisherResource) -> dg.MaterializeResult:
-        # Only the checks on tables this dataset is built from can hold it back.
-        upstream = sorted(k.to_user_string()
-                          for k in context.job_def.asset_layer.asset_graph.get_ancestor_asset_keys(context.asset_key))
+                 publisher: PublisherResource, identity: IdentityResource,
+                 run_settings: RunSettingsResource) -> dg.MaterializeResult:
+        # Only the checks on assets this dataset is built from can hold it back; their truth is the
+        # evaluations in Dagster's check storage.
+        rules = rule_checks_needed(run_settings.rules()) if reads_rules else {}
+        states = check_states(context.instance,
+                              {**rules, **upstream_checks(full_asset_graph(context), context.asset_key)})
+        holding = [s for s in states if s.holds_back]
+        if holding:
+            raise dg.Failure(
+                description=f"{spec.name} not published: {len(holding)} blocking check(s) not passed on the "
+                            "current data: " + ", ".join(s.line() for s in holding[:10])
+                            + " — the current version stays as it is",
+                metadata={"checks_holding_back": dg.MetadataValue.json([s.line() for s in holding])})
+        unjudged = [s for s in states if s.key in rules and not s.current]
+        if unjudged:
+            raise dg.Failure(
+                description=f"{spec.name} not published: the business rules have not judged the current data ("
+                            + ", ".join(s.line() for s in unjudged)
+                            + "); run their checks first — the current version stays as it is",
+                metadata={"rule_checks_not_current": dg.MetadataValue.json([s.line() for s in unjudged])})
         with warehouse.connect() as con:
-            failing = failing_error_checks(con, upstream)
-            if failing:
-                raise dg.Failure(
-                    description=f"{spec.name} not published: {len(failing)} error check(s) failing: "
-                                + ", ".join(f"{a}:{c}" for a, c in failing[:10])
-                                + " — the current version stays as it is",
-                    metadata={"failing_checks": dg.MetadataValue.json([f"{a}:{c}" for a, c in failing])})
             held_back = 0
-            if spec.name in NATIONAL_SOURCES:
-                # Records breaking an error-severity rule stay out; judge them now, not by an older run.
-                rules = load_rules()
-                run_rules(con, names=[n for n, r in rules.rules.items() if r.severity == "error"])
+            if reads_rules:
+                # The records breaking an error-severity rule, as the rule checks wrote them on this data.
                 held_back = con.execute("SELECT count(DISTINCT record_key) FROM quality.rule_violation "
                                         "WHERE severity = 'error'").fetchall()[0][0]
-                bind_national(con)  # xxdm and the zjsjwyxbs key, from HUB_SCHOOL_CODE / HUB_*_KEY_SECRET
+            if spec.name in NATIONAL_SOURCES:
+                # xxdm and the zjsjwyxbs key: run_settings.school_code (HUB_SCHOOL_CODE), identity's secrets
+                bind_national(con, school_code=run_settings.school_code, key_secret=identity.national_secret())
                 problems = national_problems(con, spec.name)
                 if problems:
                     raise dg.Failure(
@@ -132,14 +159,11 @@ def _publish_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                         metadata={"problems": dg.MetadataValue.json(problems)})
             lineage = [r[0] for r in con.execute(
                 "SELECT DISTINCT load_id FROM quality.load_audit WHERE status = 'ok'").fetchall()]
-            ran = [f"{a}:{c}:{'passed' if p else 'failed'}:{sev}" for a, c, p, sev in con.execute(
-                "SELECT asset, check_name, passed, severity FROM quality.check_result "
-                "QUALIFY row_number() OVER (PARTITION BY asset, check_name ORDER BY checked_at DESC) = 1 "
-                "ORDER BY 1, 2").fetchall()]
             manifest = publisher.publisher().publish(
                 con, spec, lineage=lineage,
                 quality={"status": "passed", "error_checks_failing": 0, "records_held_back": held_back,
-                         "checks": ran})
+                         "checks_from": "dagster check storage",
+                         "checks": [s.manifest_entry() for s in states]})
         where = f"{publisher.root}/{spec.name}/{manifest['version']}"
         context.log.info(f"{spec.name} {manifest['version']} "
                          f"{'published' if manifest['changed'] else 'unchanged, still current'}: {where}")

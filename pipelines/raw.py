@@ -71,7 +71,8 @@ def _raw_asset(source: Source, entity: Entity) -> dg.AssetsDefinition:
         try:  # the warehouse is opened to read the cursor and to land, not while the source is read
             results = load_entity(warehouse.connect, campus_sources.raw_dir, live, live.entities[entity.name],
                                   landing_memory=campus_sources.landing_memory,
-                                  progress=_progress_log(context, entity))
+                                  progress=_progress_log(context, entity),
+                                  spool_dir=campus_sources.spool_dir or None)
         except SourceError as exc:
             raise dg.Failure(description=redact(exc)) from None
         except Exception as exc:  # anything unforeseen: its text may hold a URL with a password

@@ -6,14 +6,15 @@ swapped in with ``os.replace``: a reader holding the previous snapshot keeps rea
 
 Two roles (docs/security.md):
 
-* ``analyst`` (``var/snapshot/analyst.duckdb``, mode 0640, group ``HUB_ANALYST_GROUP`` when set): the
+* ``analyst`` (``var/snapshot/analyst.duckdb``, mode 0640, group ``HUB_ANALYST_GROUP`` when set: the
+  warehouse resource's ``analyst_group``): the
   ``warehouse`` and ``marts`` schemas only — no raw, staging or quality (quarantine keeps source rows as
   they came). Every column classified ``restricted`` (the classification the publisher uses for its
   datasets, plus the ID and phone columns of :data:`pipelines.common.SENSITIVE_COLUMNS`) is masked
   (ID numbers to their area code, phones to 3 + 4 digits) or, where no mask is defined (birth dates),
   absent.
 * ``restricted`` (``var/restricted/restricted.duckdb``, mode 0600, or 0640 for the group
-  ``HUB_RESTRICTED_GROUP`` when set): ``warehouse``, ``marts`` and ``quality`` with every column in clear,
+  ``HUB_RESTRICTED_GROUP`` when set: ``restricted_group``): ``warehouse``, ``marts`` and ``quality`` with every column in clear,
   for the few who need them.
 
 A file's catalog is named after the file (``analyst``, ``restricted``), never after one of its schemas,
@@ -65,10 +66,9 @@ def _select(con: duckdb.DuckDBPyConnection, schema: str, table: str, role: str,
     return ", ".join(exprs) if exprs else None
 
 
-def _chmod(path: Path, role: str) -> None:
+def _chmod(path: Path, role: str, group: str) -> None:
     spec = ROLES[role]
     mode = spec["mode"]
-    group = os.environ.get(spec["group_env"], "").strip()
     if group:
         try:
             os.chown(path, -1, grp.getgrnam(group).gr_gid)
@@ -78,8 +78,10 @@ def _chmod(path: Path, role: str) -> None:
     os.chmod(path, mode)
 
 
-def take_snapshot(con, target: str | Path, *, role: str = "analyst") -> Path:
-    """Copy what ``role`` may read of ``con``'s warehouse into a new file and swap it in at ``target``.
+def take_snapshot(con, target: str | Path, *, role: str = "analyst", group: str = "") -> Path:
+    """Copy what ``role`` may read of ``con``'s warehouse into a new file and swap it in at ``target``,
+    readable by the Unix ``group`` when one is given (the warehouse resource's analyst_group or
+    restricted_group: HUB_ANALYST_GROUP, HUB_RESTRICTED_GROUP).
 
     DuckDB writes the copy. The warehouse file is never opened from Python: closing any descriptor of a
     file drops the process's POSIX locks on it, DuckDB's write lock included, which would let another
@@ -89,7 +91,8 @@ def take_snapshot(con, target: str | Path, *, role: str = "analyst") -> Path:
         raise ValueError(f"snapshot role {role!r} is not one of {sorted(ROLES)}")
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(target.parent, 0o750 if role == "analyst" or os.environ.get(ROLES[role]["group_env"]) else 0o700)
+    group = group.strip()
+    os.chmod(target.parent, 0o750 if role == "analyst" or group else 0o700)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     old_umask = os.umask(0o077)  # the copy is readable by nobody else while it is written
@@ -112,7 +115,7 @@ def take_snapshot(con, target: str | Path, *, role: str = "analyst") -> Path:
             con.execute("DETACH snapshot_copy")
     finally:
         os.umask(old_umask)
-    _chmod(tmp, role)
+    _chmod(tmp, role, group)
     os.replace(tmp, target)
     return target
 
@@ -133,8 +136,9 @@ def analyst_snapshot_asset(after: list[dg.AssetKey]) -> dg.AssetsDefinition:
             legacy.unlink()
             context.log.warning(f"removed {legacy}: an unmasked snapshot of an earlier version")
         with warehouse.connect() as con:
-            path = take_snapshot(con, warehouse.snapshot_path, role="analyst")
-            restricted = (take_snapshot(con, warehouse.restricted_snapshot_path, role="restricted")
+            path = take_snapshot(con, warehouse.snapshot_path, role="analyst", group=warehouse.analyst_group)
+            restricted = (take_snapshot(con, warehouse.restricted_snapshot_path, role="restricted",
+                                        group=warehouse.restricted_group)
                           if warehouse.restricted_snapshot_path else None)
             tables = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'hub' "
                                  "AND schema_name IN ('warehouse', 'marts')").fetchall()[0][0]

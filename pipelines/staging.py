@@ -3,13 +3,12 @@
 
 import dagster as dg
 
-from hub.resources import WAREHOUSE_POOL, WarehouseResource
+from hub.resources import WAREHOUSE_POOL, RunSettingsResource, WarehouseResource
 from models.build import STAGING_MODELS, build_staging, load_code_sets, model_of
 from models.incremental import (
     INCREMENTAL_STAGING,
     build_staging_incremental,
     data_version,
-    full_rebuild_requested,
 )
 from models.row_rules import conservation
 from pipelines.asset_metadata import materialized_column_schema, table_metadata
@@ -52,9 +51,11 @@ def _staging_asset(name: str) -> dg.AssetsDefinition:
                     "quality.quarantine with the reason; older versions of a key in one load go to "
                     "quality.superseded.",
     )
-    def _build(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def _build(warehouse: WarehouseResource, run_settings: RunSettingsResource) -> dg.MaterializeResult:
+        # the run's plausibility checks and as-of date (past_date), from the run_settings resource
+        checks, as_of = run_settings.plausibility_checks(), run_settings.configured_as_of()
         with warehouse.connect() as con:
-            stats = build_staging(con, name)
+            stats = build_staging(con, name, checks=checks, as_of=as_of)
             pv = preview(con, f"staging.{name}")
             schema = materialized_column_schema(con, "staging", name)
         return dg.MaterializeResult(metadata={
@@ -86,7 +87,8 @@ def _conservation_check(name: str) -> dg.AssetChecksDefinition:
 
 def _incremental_staging_asset(name: str) -> dg.AssetsDefinition:
     """A key-local staging model that takes in only the raw loads new since its last build
-    (models/incremental.py); ``full_rebuild`` (launchpad) or HUB_FULL_REBUILD=1 rebuilds it whole."""
+    (models/incremental.py); ``full_rebuild`` (the asset's config, or run_settings.full_rebuild, which
+    HUB_FULL_REBUILD=1 sets) rebuilds it whole."""
     model = STAGING_MODELS[name]
 
     @dg.asset(
@@ -102,9 +104,12 @@ def _incremental_staging_asset(name: str) -> dg.AssetsDefinition:
                     "only the keys in raw loads new since the last build are recomputed (build_mode in the "
                     "metadata says full, incremental or skipped, and why).",
     )
-    def _build(config: StagingBuildConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def _build(config: StagingBuildConfig, warehouse: WarehouseResource,
+               run_settings: RunSettingsResource) -> dg.MaterializeResult:
+        checks, as_of = run_settings.plausibility_checks(), run_settings.configured_as_of()
         with warehouse.connect() as con:
-            stats = build_staging_incremental(con, name, full=config.full_rebuild or full_rebuild_requested())
+            stats = build_staging_incremental(con, name, full=config.full_rebuild or run_settings.full_rebuild,
+                                              checks=checks, as_of=as_of)
             version = data_version(con, name)
             pv = preview(con, f"staging.{name}")
             rows = con.execute(f"SELECT count(*) FROM staging.{name}").fetchone()[0]

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from hub.resources import WAREHOUSE_POOL, IdentityResource, WarehouseResource
+from hub.resources import WAREHOUSE_POOL, IdentityResource, RunSettingsResource, WarehouseResource
 from models.build import LAYERS, MART_MODELS, WAREHOUSE_MODELS, asset_of, build_warehouse
 from models.standards import bind_as_of, bind_mart_settings
 from pipelines.asset_metadata import materialized_column_schema, table_metadata
@@ -18,12 +18,14 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
     own = {dg.AssetKey(list(t)) for t in tables}
     deps = sorted({dg.AssetKey(list(asset_of(s, t))) for s, t in model.reads} - own, key=str)
 
-    def build(warehouse: WarehouseResource, identity: IdentityResource) -> dict[tuple[str, str], dict]:
+    def build(warehouse: WarehouseResource, identity: IdentityResource,
+              run_settings: RunSettingsResource) -> dict[tuple[str, str], dict]:
+        as_of = run_settings.as_of_date()  # the launchpad's run_settings.as_of (HUB_AS_OF); None: the data's
         with warehouse.connect() as con:
-            if layer == "marts":
-                bind_mart_settings(con)  # as-of date and assessment standards, as session variables
+            if layer == "marts":  # as-of date and assessment standards, as session variables
+                bind_mart_settings(con, as_of=as_of, standards_path=run_settings.standards_file)
             else:
-                bind_as_of(con)  # the warehouse judges dates (a receipt overdue) against it too, never the clock
+                bind_as_of(con, as_of)  # the warehouse judges dates (a receipt overdue) against it too, never the clock
             rows = build_warehouse(con, name, secret=identity.person_key_secret, layer=layer)
             findings = dict(con.execute("SELECT kind, count(*) FROM quality.reconciliation_issue WHERE model = ? "
                                         "GROUP BY ALL ORDER BY 1", [name]).fetchall())
@@ -41,8 +43,9 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
             pool=WAREHOUSE_POOL, tags={"layer": layer}, description=model.description, deps=deps,
             code_version=model.code_version, metadata=table_metadata(layer, name),
         )
-        def _build(warehouse: WarehouseResource, identity: IdentityResource) -> dg.MaterializeResult:
-            return dg.MaterializeResult(metadata=build(warehouse, identity)[(layer, name)])
+        def _build(warehouse: WarehouseResource, identity: IdentityResource,
+                   run_settings: RunSettingsResource) -> dg.MaterializeResult:
+            return dg.MaterializeResult(metadata=build(warehouse, identity, run_settings)[(layer, name)])
 
         return _build
 
@@ -54,8 +57,8 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
         code_version=model.code_version, metadata=table_metadata(s, t)) for s, t in tables]
 
     @dg.multi_asset(name=f"{layer}__{name}", specs=specs, pool=WAREHOUSE_POOL)
-    def _build_many(warehouse: WarehouseResource, identity: IdentityResource):
-        for (s, t), metadata in build(warehouse, identity).items():
+    def _build_many(warehouse: WarehouseResource, identity: IdentityResource, run_settings: RunSettingsResource):
+        for (s, t), metadata in build(warehouse, identity, run_settings).items():
             yield dg.MaterializeResult(asset_key=[s, t], metadata=metadata)
 
     return _build_many

@@ -1,8 +1,10 @@
 """What may stop a run: blocking is reserved for problems that are systemic.
 
 A bad row is caught at its row (staging quarantines it with the reason) and reported; it never stops
-the college's publishing. A table check blocks — Dagster skips only the assets built on that table and
-the publish gate keeps their datasets at the previous version — when the table as a whole is wrong:
+the college's publishing. A table check blocks — it is a ``blocking`` Dagster asset check that fails with
+severity ERROR: Dagster skips only the assets built on that table, and the publish gate, which reads the
+checks' latest evaluations from Dagster's check storage (``pipelines/gate.py``), keeps their datasets at
+the previous version until the check passes on the current data — when the table as a whole is wrong:
 
 * the share of an entity's rows that staging quarantined is above its threshold
   (``HUB_QUARANTINE_MAX_RATE``, default 2 %, per entity ``HUB_QUARANTINE_MAX_RATE_BY_ENTITY``) and at
@@ -15,6 +17,10 @@ the publish gate keeps their datasets at the previous version — when the table
 
 Every other expectation judges single rows (a value missing, out of its set, range or shape): it is
 reported with severity warning whatever the suite says, with its count and the keys of sample rows.
+The party business rules judge records too: their checks are not blocking; the records breaking an
+error-severity rule are held back from the datasets that read ``quality.rule_violation`` (the national
+development table), and that table is published only once the rule checks evaluated the current data.
+``quality.check_result`` keeps every outcome as history for analysts; it is not what blocks.
 This module holds the thresholds and the queries that tell an operator which rows to look at.
 """
 

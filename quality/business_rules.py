@@ -9,13 +9,13 @@ reported), the warehouse table each looks at (``entity``) and their thresholds (
 ``run_rules`` runs them set-based in one transaction: each rule's rows in ``quality.rule_violation`` are
 deleted and inserted again, so a rerun never adds duplicates and a fixed record disappears.
 
-The date rules are judged at (``as_of``) is never the clock: an explicit argument, else ``HUB_AS_OF``,
-else ``as_of`` in the configuration, else the latest date present in the data.
+The date rules are judged at (``as_of``) is never the clock: an explicit argument (in Dagster the
+``run_settings`` resource's ``as_of``, which HUB_AS_OF sets and the launchpad overrides), else ``as_of`` in
+the configuration, else the latest date present in the data.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -114,16 +114,18 @@ def _date(value: object, where: str) -> date | None:
         raise RuleConfigError(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
-def _from_standards(ref: dict, where: str) -> object:
+def _from_standards(ref: dict, where: str, standards_file: str | Path | None = None) -> object:
     """A param written ``{standards: organisations.term_warning_days}`` takes its value from the standards
     file the marts apply (models/assessment_standards.yaml), so that a rule and the
     mart that shows the same thing can never use two thresholds."""
     from models.standards import STANDARDS_FILE, StandardsError, load_standards
 
+    standards_file = standards_file or STANDARDS_FILE
+
     if set(ref) != {"standards"} or not isinstance(ref["standards"], str):
         raise RuleConfigError(f"{where}: a mapping param is {{standards: <dotted key of the standards file>}}")
     try:
-        value: object = load_standards(STANDARDS_FILE)
+        value: object = load_standards(standards_file)
     except StandardsError as exc:
         raise RuleConfigError(f"{where}: {exc}") from None
     for part in ref["standards"].split("."):
@@ -133,12 +135,15 @@ def _from_standards(ref: dict, where: str) -> object:
     return value
 
 
-def load_config(path: str | Path | None = None, rules_dir: str | Path | None = None) -> RulesConfig:
-    """Read and validate the rules configuration (default ``HUB_RULES_FILE`` or ``quality/rules.yaml``).
+def load_config(path: str | Path | None = None, rules_dir: str | Path | None = None, *,
+                standards_file: str | Path | None = None) -> RulesConfig:
+    """Read and validate the rules configuration (default ``quality/rules.yaml``; a run's is the
+    ``run_settings`` resource's ``rules_file``, HUB_RULES_FILE). ``{standards: …}`` params are read from
+    ``standards_file`` (default models/assessment_standards.yaml).
 
     Fails on an unknown severity or key, a missing SQL file, or a ``$param`` the SQL uses that the
     configuration does not give: a mistake shows when the definitions load, not mid-run."""
-    path = Path(path or os.environ.get("HUB_RULES_FILE") or RULES_FILE)
+    path = Path(path or RULES_FILE)
     rules_dir = Path(rules_dir or RULES_DIR)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -170,7 +175,7 @@ def load_config(path: str | Path | None = None, rules_dir: str | Path | None = N
             if key in BUILT_IN_PARAMS:
                 raise RuleConfigError(f"{where}: param {key!r} is bound by the runner; choose another name")
             if isinstance(value, dict):
-                params[key] = _from_standards(value, f"{where}: param {key}")
+                params[key] = _from_standards(value, f"{where}: param {key}", standards_file)
         sql = sql_path.read_text(encoding="utf-8")
         missing = sorted(set(_PARAM.findall(sql)) - set(params) - set(BUILT_IN_PARAMS))
         if missing:
@@ -198,11 +203,11 @@ def data_as_of(con: duckdb.DuckDBPyConnection) -> date | None:
 
 def resolve_as_of(con: duckdb.DuckDBPyConnection, config: RulesConfig | None = None,
                   as_of: date | str | None = None) -> date:
-    """as_of: the argument, else HUB_AS_OF, else the configuration's as_of, else the data's latest date."""
-    chosen = (_date(as_of, "as_of") or _date(os.environ.get("HUB_AS_OF"), "HUB_AS_OF")
-              or (config.as_of if config else None) or data_as_of(con))
+    """as_of: the argument (a run's run_settings.as_of), else the configuration's as_of, else the data's
+    latest date."""
+    chosen = _date(as_of, "as_of") or (config.as_of if config else None) or data_as_of(con)
     if chosen is None:
-        raise RuleConfigError("no as_of: set as_of in the rules configuration or HUB_AS_OF, "
+        raise RuleConfigError("no as_of: set as_of in the rules configuration or run_settings.as_of (HUB_AS_OF), "
                               "or build the warehouse facts the date is read from")
     return chosen
 

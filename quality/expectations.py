@@ -30,7 +30,8 @@ Engines (``docs/benchmarks-quality.md`` has the figures behind the default):
 ``sql``         every expectation translated to one aggregate DuckDB query per table (same semantics
                 as GX: nulls ignored except by not-null, ``mostly`` over the non-null rows; a regex's ``$``
                 is the end of the value in every engine, see ``python_regex``);
-``auto``        ``gx`` up to ``HUB_QUALITY_GX_MAX_ROWS`` rows (default 250,000), ``sql`` above.
+``auto``        ``gx`` up to ``gx_max_rows`` rows (the quality resource's, HUB_QUALITY_GX_MAX_ROWS; default
+                250,000), ``sql`` above.
 
 tests/test_expectations_differential.py runs every type the suites use through all three on the same data
 with injected violations and requires the same unexpected counts.
@@ -45,7 +46,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import shutil
 import time
 import uuid
@@ -545,7 +545,9 @@ def _table_outcome(exp: Expectation, rows: int, suite: Suite, history: HistoryLo
 def _gx() -> Any:
     """Import Great Expectations (analytics off) and register the hub's two expectation types so that
     their results render in Data Docs. They are never validated by GX: DuckDB evaluates them."""
-    os.environ["GX_ANALYTICS_ENABLED"] = "False"
+    from hub.settings import export
+
+    export("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.expectations.expectation import BatchExpectation, ColumnMapExpectation
 
@@ -785,18 +787,19 @@ def check_name(suite: Suite, exp: Expectation) -> str:
     return f"{suite.name}:{exp.id}"
 
 
-def choose_engine(rows: int, engine: str = "auto") -> str:
+def choose_engine(rows: int, engine: str = "auto", gx_max_rows: int = DEFAULT_GX_MAX_ROWS) -> str:
     if engine != "auto":
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES} or auto, got {engine!r}")
         return engine
-    limit = int(os.environ.get("HUB_QUALITY_GX_MAX_ROWS", DEFAULT_GX_MAX_ROWS))
-    return "gx" if rows <= limit else "sql"
+    return "gx" if rows <= gx_max_rows else "sql"
 
 
 def run_suite(con: duckdb.DuckDBPyConnection, suite: Suite, *, engine: str = "auto", run_id: str | None = None,
-              runner: _GxRunner | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SuiteResult:
-    """Evaluate one suite on its table (nothing is written: see record_results and build_data_docs)."""
+              runner: _GxRunner | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+              gx_max_rows: int = DEFAULT_GX_MAX_ROWS) -> SuiteResult:
+    """Evaluate one suite on its table (nothing is written: see record_results and build_data_docs).
+    ``engine="auto"`` runs GX up to ``gx_max_rows`` rows, SQL above."""
     started, now = time.perf_counter(), datetime.now(UTC)
     run_id = run_id or uuid.uuid4().hex
     columns = _table_columns(con, suite.table)
@@ -805,7 +808,7 @@ def run_suite(con: duckdb.DuckDBPyConnection, suite: Suite, *, engine: str = "au
                     for e in suite.expectations]
         return SuiteResult(suite, "sql", None, outcomes, time.perf_counter() - started, run_id, now)
     rows = con.execute(f"SELECT count(*) FROM {_tref(suite.table)}").fetchone()[0]
-    chosen = choose_engine(rows, engine)
+    chosen = choose_engine(rows, engine, gx_max_rows)
     missing = {e.id: sorted(set(e.columns) - set(columns)) for e in suite.expectations}
     runnable = [e for e in suite.expectations if not missing[e.id]]
     history = _history_lookup(con, suite)
@@ -932,7 +935,7 @@ def _prune(ctx: Any, qdir: Path, suites: set[str]) -> None:
 
 def run_gate(con: duckdb.DuckDBPyConnection, suites: Iterable[Suite] | None = None, *, engine: str = "auto",
              run_id: str | None = None, record: bool = True, docs: bool = True, var_dir: Path | None = None,
-             chunk_rows: int = DEFAULT_CHUNK_ROWS) -> list[SuiteResult]:
+             chunk_rows: int = DEFAULT_CHUNK_ROWS, gx_max_rows: int = DEFAULT_GX_MAX_ROWS) -> list[SuiteResult]:
     """Run suites (default: all), append their rows to quality.check_result and render Data Docs."""
     suites = list(load_suites().values() if suites is None else suites)
     run_id = run_id or uuid.uuid4().hex
@@ -941,9 +944,10 @@ def run_gate(con: duckdb.DuckDBPyConnection, suites: Iterable[Suite] | None = No
     results = []
     for suite in suites:
         rows = _count_if_exists(con, suite.table)
-        if runner is None and (qdir is not None or choose_engine(rows or 0, engine) != "sql"):
+        if runner is None and (qdir is not None or choose_engine(rows or 0, engine, gx_max_rows) != "sql"):
             runner = _GxRunner(qdir)
-        results.append(run_suite(con, suite, engine=engine, run_id=run_id, runner=runner, chunk_rows=chunk_rows))
+        results.append(run_suite(con, suite, engine=engine, run_id=run_id, runner=runner, chunk_rows=chunk_rows,
+                                 gx_max_rows=gx_max_rows))
     if qdir is not None:
         build_data_docs(results, qdir, runner)
     if record:

@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from datetime import date, timedelta
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 import yaml
@@ -194,13 +195,12 @@ def test_as_of_is_explicit_and_deterministic(wh, as_of, config, monkeypatch):
     con, run = wh
     assert run.as_of == as_of
     assert data_as_of(con) == as_of, "the simulated campus's latest date is its as_of"
-    monkeypatch.delenv("HUB_AS_OF", raising=False)
     assert resolve_as_of(con, config) == as_of
     pinned = dataclasses.replace(config, as_of=date(2025, 12, 31))
     assert resolve_as_of(con, pinned) == date(2025, 12, 31)
     monkeypatch.setenv("HUB_AS_OF", "2026-03-31")
-    assert resolve_as_of(con, pinned) == date(2026, 3, 31), "HUB_AS_OF overrides the file"
-    assert resolve_as_of(con, pinned, "2026-06-30") == date(2026, 6, 30), "an argument overrides both"
+    assert resolve_as_of(con, pinned) == date(2025, 12, 31), "the library reads no environment: a run passes it"
+    assert resolve_as_of(con, pinned, "2026-06-30") == date(2026, 6, 30), "an argument (run_settings.as_of) wins"
     with pytest.raises(RuleConfigError, match="not a date"):
         resolve_as_of(con, pinned, "31/10/2026")
     # An earlier as_of changes what is due: the latest overdue probation is not yet overdue on the day its
@@ -711,20 +711,26 @@ def test_one_asset_check_per_rule_never_blocking(config):
         rule = config.rules[name]
         assert spec.asset_key == dg.AssetKey(rule.asset_path)
         assert not spec.blocking, "rules judge records: error records are held back, the table is not"
+    # ready at once with a publish step, a rule check goes first: the publish reads its violations
+    assert all(int(check.node_def.tags["dagster/priority"]) > 0 for check in rule_checks)
     assert specs["dues_arrears"].asset_key == dg.AssetKey(["warehouse", "fact_dues_payment"])
     deps = {d.asset_key for d in specs["dues_arrears"].additional_deps}
-    assert deps == {dg.AssetKey(["warehouse", "dim_party_member"])}, "waits for the members it reads"
+    assert deps == {dg.AssetKey(["warehouse", "dim_party_member"]), dg.AssetKey(["warehouse", "fact_org_activity"])}, \
+        "waits for the members it reads, and the meetings the as-of date is read from (dues are its own table)"
 
 
 def test_checks_run_in_dagster_and_report(pristine, tmp_path, config, as_of, monkeypatch):
     """The checks on a copy of the warehouse through Dagster: stand-in assets for the warehouse tables
-    (already built), the rule checks, and an asset downstream of a table with a failing error rule."""
+    (already built), the rule checks, an asset downstream of a table with a failing error rule, and the
+    national development table, which publishes from the violations the checks wrote in this run."""
     import dagster as dg
 
-    from hub.resources import WarehouseResource
+    from hub.publisher import read_catalog
+    from hub.resources import IdentityResource, PublisherResource, RunSettingsResource, WarehouseResource
+    from pipelines.gate import upstream_checks
+    from pipelines.publish import publish_assets
     from pipelines.rules import rule_checks
 
-    monkeypatch.setenv("HUB_AS_OF", as_of.isoformat())
     path = tmp_path / "warehouse.duckdb"
     shutil.copyfile(pristine, path)
     tables = sorted({spec.asset_key for check in rule_checks for spec in check.check_specs}, key=str)
@@ -741,8 +747,14 @@ def test_checks_run_in_dagster_and_report(pristine, tmp_path, config, as_of, mon
     def development_records() -> None:
         downstream_ran.append(True)
 
-    result = dg.materialize([*map(stand_in, tables), development_records, *rule_checks],
-                            resources={"warehouse": WarehouseResource(path=str(path))}, raise_on_error=False)
+    national = next(a for a in publish_assets if a.key == dg.AssetKey(["publish", "zt_dyfzsj"]))
+    assets = [*map(stand_in, tables), development_records, national, *rule_checks]
+    root = tmp_path / "published"
+    resources = {"warehouse": WarehouseResource(path=str(path)), "publisher": PublisherResource(root=str(root)),
+                 "run_settings": RunSettingsResource(as_of=as_of.isoformat()),
+                 "identity": IdentityResource(person_key_secret="test-person-key-for-the-rule-checks")}
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(assets, resources=resources, instance=instance, raise_on_error=False)
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert set(evaluations) == set(config.rules)
     con = connect(path, read_only=True)
@@ -750,6 +762,8 @@ def test_checks_run_in_dagster_and_report(pristine, tmp_path, config, as_of, mon
         counts = dict(con.execute("SELECT rule, count(*) FROM quality.rule_violation GROUP BY ALL").fetchall())
         recorded = {r[0]: r[1:] for r in con.execute(
             "SELECT check_name, asset, severity, passed, unexpected FROM quality.check_result").fetchall()}
+        held = {r[0] for r in con.execute("SELECT DISTINCT record_key FROM quality.rule_violation "
+                                          "WHERE severity = 'error'").fetchall()}
     finally:
         con.close()
     for name, e in evaluations.items():
@@ -759,12 +773,93 @@ def test_checks_run_in_dagster_and_report(pristine, tmp_path, config, as_of, mon
         assert e.severity == (dg.AssetCheckSeverity.ERROR if rule.severity == "error" else dg.AssetCheckSeverity.WARN)
         assert len(e.metadata["sample"].value) == min(n, 10)
         assert recorded[name] == ("/".join(rule.asset_path), rule.severity, n == 0, n)
-    con = connect(path, read_only=True)
-    try:
-        from pipelines.common import failing_error_checks
-
-        assert failing_error_checks(con) == [], "record rules never hold back a whole table"
-    finally:
-        con.close()
     assert not evaluations["applicant_under_18"].passed and evaluations["committee_missing"].passed
     assert downstream_ran and result.success, "a failing rule reports; what is built on its table still builds"
+
+    # The gate: rule checks judge records, never the table, so none of them holds a dataset back; the
+    # national development table was published in the same run from the violations the checks wrote.
+    graph = dg.Definitions(assets=assets, resources=resources).resolve_asset_graph()
+    on_rules = upstream_checks(graph, national.key)
+    assert {k.name for k in on_rules} >= ERRORS and not any(blocking for blocking, _ in on_rules.values())
+    entry = read_catalog(root)["datasets"]["zt_dyfzsj"]
+    manifest = json.loads((root / entry["manifest"]).read_text(encoding="utf-8"))
+    assert held and manifest["quality"]["records_held_back"] == len(held)
+    assert "warehouse/fact_development_event:applicant_under_18:failed:error" in manifest["quality"]["checks"]
+    published = {r[0] for r in duckdb.sql(
+        f"SELECT rybh FROM read_parquet('{root / 'zt_dyfzsj' / manifest['version']}/data/*.parquet')").fetchall()}
+    assert published and not held & published, "records breaking an error rule are held back"
+
+    # The events table changes and the rules have not looked at it: the table is refused, in one line,
+    # and the rules are not run behind the checks' back.
+    events = dg.AssetKey(["warehouse", "fact_development_event"])
+    assert dg.materialize(assets, selection=dg.AssetSelection.assets(events).without_checks(),
+                          resources=resources, instance=instance).success
+    refused = dg.materialize(assets, selection=[national.key], resources=resources, instance=instance,
+                             raise_on_error=False)
+    failure = next(e for e in refused.all_events if e.is_step_failure)
+    message = failure.step_failure_data.user_failure_data.description
+    assert message.startswith("zt_dyfzsj not published: the business rules have not judged the current data")
+    assert "warehouse/fact_development_event:applicant_under_18 not evaluated since its data last changed" in message
+    assert "\n" not in message
+    assert read_catalog(root)["datasets"]["zt_dyfzsj"]["current_version"] == entry["current_version"]
+    # the checks run again on the new data: published again (same data, same version)
+    checks = dg.AssetSelection.checks(*(dg.AssetCheckKey(events, n) for n in ERRORS))
+    assert dg.materialize(assets, selection=checks, resources=resources, instance=instance).success
+    assert dg.materialize(assets, selection=[national.key], resources=resources, instance=instance).success
+    assert read_catalog(root)["datasets"]["zt_dyfzsj"]["current_version"] == entry["current_version"]
+
+def test_the_as_of_date_of_the_launchpad_reaches_the_rule_checks(pristine, tmp_path, config, as_of, monkeypatch):
+    """run_settings.as_of set in run config (as the launchpad sets it) is the date a rule check judges at:
+    probation_overdue finds more members overdue the day after the latest one's grace ends than on it,
+    and the counts Dagster reports are what the rule finds at each date. HUB_AS_OF, set to something else,
+    is only the resource's default: the run config wins."""
+    import dagster as dg
+
+    from hub.factory import build_definitions
+    from hub.resources import RunSettingsResource, WarehouseResource
+    from pipelines.rules import rule_checks
+
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copy(pristine, path)
+    con = connect(path)
+    try:
+        overdue = config.rules["probation_overdue"]
+        run_rules(con, ["probation_overdue"], config=config, as_of=as_of)
+        admitted = max(d for (d,) in con.execute(
+            "SELECT probationary_on FROM warehouse.dim_party_member WHERE is_current AND person_no IN "
+            "(SELECT record_key FROM quality.rule_violation WHERE rule = 'probation_overdue')").fetchall())
+        due = add_months(admitted, 15)
+        expected = {day: len(evaluate(con, overdue, day)) for day in (due, due + timedelta(days=1))}
+    finally:
+        con.close()
+    assert expected[due] < expected[due + timedelta(days=1)], "the chosen days must give different results"
+
+    # the launchpad shows run_settings with HUB_AS_OF as its default; its config overrides it
+    monkeypatch.setenv("HUB_AS_OF", "2001-01-01")
+    assert build_definitions().resources["run_settings"].as_of == "2001-01-01"
+    [check] = [c for c in rule_checks if any(s.key.name == "probation_overdue" for s in c.check_specs)]
+    member = dg.AssetKey(["warehouse", "dim_party_member"])
+
+    @dg.asset(key=member)
+    def _table() -> None:
+        return None
+
+    reported = {}
+    for day in expected:
+        result = dg.materialize(
+            [_table, check], resources={"warehouse": WarehouseResource(path=str(path)),
+                                        "run_settings": RunSettingsResource(as_of="2001-01-01")},
+            run_config={"resources": {"run_settings": {"config": {"as_of": day.isoformat()}}}},
+            selection=[member])
+        [evaluation] = result.get_asset_check_evaluations()
+        assert evaluation.metadata["as_of"].value == day.isoformat()
+        reported[day] = evaluation.metadata["violations"].value
+    assert reported == expected
+
+    bad = dg.materialize([_table, check], resources={"warehouse": WarehouseResource(path=str(path)),
+                                                     "run_settings": RunSettingsResource()},
+                         run_config={"resources": {"run_settings": {"config": {"as_of": "30/06/2026"}}}},
+                         selection=[member], raise_on_error=False)
+    failures = [e.event_specific_data.error.cause or e.event_specific_data.error for e in bad.all_events
+                if e.is_step_failure]
+    assert failures and "run_settings.as_of='30/06/2026' is not a date YYYY-MM-DD" in failures[0].message

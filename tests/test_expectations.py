@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from connectors import load_sources
-from hub.resources import WarehouseResource
+from hub.resources import QualityResource, WarehouseResource
 from hub.settings import PROJECT_ROOT
 from hub.warehouse import connect
 from models.build import WAREHOUSE_MODELS
@@ -218,7 +218,7 @@ def test_dagster_checks_pass_block_and_link_to_data_docs(wh_path, tmp_path, monk
     def downstream() -> None:
         return None
 
-    resources = {"warehouse": WarehouseResource(path=str(wh_path))}
+    resources = {"warehouse": WarehouseResource(path=str(wh_path)), "quality": QualityResource()}
     ok = dg.materialize([stubs, downstream, *checks], resources=resources, raise_on_error=False)
     evaluations = {e.asset_key.to_user_string(): e for e in ok.get_asset_check_evaluations()}
     assert all(e.passed for e in evaluations.values()), evaluations

@@ -14,6 +14,7 @@ import pytest
 from hub.warehouse import connect
 from models.build import STAGING_MODELS, build_staging, load_code_sets
 from models.incremental import build_staging_incremental
+from models.plausibility import load_checks
 from models.row_rules import conservation
 
 COLS = "t(id, xh, kch, xnxq, cj, ksxz, updated_at, _row_number)"
@@ -100,10 +101,15 @@ def _tables(con) -> dict[str, list[tuple]]:
 
 
 @pytest.fixture
-def pair(tmp_path: Path, monkeypatch):
+def checks(tmp_path: Path):
+    """The plausibility checks of these tests' runs (a run's come from run_settings.plausibility_file)."""
     config = tmp_path / "plausibility.yaml"
     config.write_text(PLAUSIBILITY, encoding="utf-8")
-    monkeypatch.setenv("HUB_PLAUSIBILITY_FILE", str(config))
+    return load_checks(config)
+
+
+@pytest.fixture
+def pair(tmp_path: Path):
     a, b = connect(tmp_path / "incremental.duckdb"), connect(tmp_path / "full.duckdb")
     for c in (a, b):
         load_code_sets(c)
@@ -112,14 +118,14 @@ def pair(tmp_path: Path, monkeypatch):
     b.close()
 
 
-def test_incremental_equals_full_after_a_sequence_of_loads(pair):
+def test_incremental_equals_full_after_a_sequence_of_loads(pair, checks):
     inc, full = pair
     modes, superseded, seen = [], [], {}
     for n, rows in enumerate(LOADS, 1):
         for c in pair:
             _land(c, n, rows)
-        stats = build_staging_incremental(inc, "stg_academic_grades")
-        full_stats = build_staging(full, "stg_academic_grades")
+        stats = build_staging_incremental(inc, "stg_academic_grades", checks=checks)
+        full_stats = build_staging(full, "stg_academic_grades", checks=checks)
         modes.append(stats["mode"])
         superseded.append(stats["rows_superseded"])
         got, want = _tables(inc), _tables(full)
@@ -137,27 +143,26 @@ def test_incremental_equals_full_after_a_sequence_of_loads(pair):
     assert accepted[3] == 56.0  # 'S2　' is S2: the full-width space came off, the key recomputed
 
 
-def test_a_code_set_change_forces_a_full_build_and_the_flag_too(pair):
+def test_a_code_set_change_forces_a_full_build_and_the_flag_too(pair, checks):
     inc, _ = pair
     _land(inc, 1, LOADS[0])
-    assert build_staging_incremental(inc, "stg_academic_grades")["mode"] == "full"
+    assert build_staging_incremental(inc, "stg_academic_grades", checks=checks)["mode"] == "full"
     # 期中考试 becomes a known exam type: every key may change, so the next build is full
     inc.execute("INSERT INTO staging.code_map VALUES ('academic', 'exam_type', '期中考试', 'midterm')")
-    stats = build_staging_incremental(inc, "stg_academic_grades")
+    stats = build_staging_incremental(inc, "stg_academic_grades", checks=checks)
     assert stats["mode"] == "full" and "code sets" in stats["reason"]
     assert inc.execute("SELECT count(*) FROM staging.stg_academic_grades WHERE exam_type = 'midterm'").fetchone()[0] == 1
-    assert build_staging_incremental(inc, "stg_academic_grades")["mode"] == "skipped"
-    assert build_staging_incremental(inc, "stg_academic_grades", full=True)["mode"] == "full"
+    assert build_staging_incremental(inc, "stg_academic_grades", checks=checks)["mode"] == "skipped"
+    assert build_staging_incremental(inc, "stg_academic_grades", full=True, checks=checks)["mode"] == "full"
 
 
-def test_a_plausibility_change_forces_a_full_build(pair, tmp_path, monkeypatch):
+def test_a_plausibility_change_forces_a_full_build(pair, tmp_path, checks):
     inc, _ = pair
     _land(inc, 1, LOADS[0])
-    assert build_staging_incremental(inc, "stg_academic_grades")["mode"] == "full"
-    assert build_staging_incremental(inc, "stg_academic_grades")["mode"] == "skipped"
+    assert build_staging_incremental(inc, "stg_academic_grades", checks=checks)["mode"] == "full"
+    assert build_staging_incremental(inc, "stg_academic_grades", checks=checks)["mode"] == "skipped"
     # a check's severity changes: every key may be judged differently
     other = tmp_path / "other.yaml"
     other.write_text(PLAUSIBILITY.replace("severity: flag", "severity: quarantine"), encoding="utf-8")
-    monkeypatch.setenv("HUB_PLAUSIBILITY_FILE", str(other))
-    stats = build_staging_incremental(inc, "stg_academic_grades")
+    stats = build_staging_incremental(inc, "stg_academic_grades", checks=load_checks(other))
     assert stats["mode"] == "full" and "plausibility" in stats["reason"]

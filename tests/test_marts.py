@@ -158,17 +158,17 @@ def test_as_of_defaults_to_the_latest_date_in_the_data_and_follows_hub_as_of(wh,
     assert row[0] == as_of == row[2] and row[1] == "latest date in the data"
     assert json.loads(row[4]) == STD and len(row[3]) == 64
     try:
-        bind_mart_settings(wh, env={"HUB_AS_OF": "2026-06-30"})
+        bind_mart_settings(wh, as_of="2026-06-30")
         build_warehouse(wh, "mart_parameters", secret=SECRET, layer="marts")
         assert wh.execute("SELECT as_of, as_of_source FROM marts.mart_parameters").fetchone() == \
             (date(2026, 6, 30), "HUB_AS_OF")
-        with pytest.raises(StandardsError, match="HUB_AS_OF"):
-            bind_mart_settings(wh, env={"HUB_AS_OF": "30/06/2026"})
+        with pytest.raises(StandardsError, match="as_of='30/06/2026' is not a date"):
+            bind_mart_settings(wh, as_of="30/06/2026")
         wh.execute("RESET VARIABLE hub_mart_standards")
         with pytest.raises(duckdb.Error, match="bind_mart_settings"):
             build_warehouse(wh, "mart_parameters", secret=SECRET, layer="marts")
     finally:
-        bind_mart_settings(wh, env={})
+        bind_mart_settings(wh)
         build_warehouse(wh, "mart_parameters", secret=SECRET, layer="marts")
     assert wh.execute("SELECT as_of FROM marts.mart_parameters").fetchone()[0] == as_of
 

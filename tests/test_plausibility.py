@@ -200,7 +200,6 @@ def corpus(tmp_path_factory):
         for k, v in (env | {"HUB_HR_URL": vendor.url, "HUB_LEARNING_URL": vendor.url,
                             "HUB_ACTIVITY_URL": vendor.url}).items():
             mp.setenv(k, v)
-        mp.delenv("HUB_AS_OF", raising=False)
         sources = load_sources(PROJECT_ROOT / "sources.yaml")
         for name in rows:
             system, entity = name.split(".")
@@ -263,14 +262,13 @@ def test_every_row_sent_is_staged_or_quarantined(corpus):
         assert staged + held == len(good) + len(bad), name
 
 
-def test_a_rebuild_replaces_its_findings_and_flag_severity_keeps_the_row(tmp_path, con, monkeypatch):
+def test_a_rebuild_replaces_its_findings_and_flag_severity_keeps_the_row(tmp_path, con):
     """Severity comes from the configuration: with 实缴金额 set to flag, the negative payment is kept and
-    reported once, however often the model is rebuilt; with HUB_AS_OF the future is judged at that date."""
+    reported once, however often the model is rebuilt; with an as-of date (run_settings.as_of) the future
+    is judged at that date."""
     config = tmp_path / "plausibility.yaml"
     config.write_text("stg_party_dues:\n  paid: {kind: non_negative, raw: 实缴金额, severity: flag}\n"
                       "  paid_on: {kind: past_date, raw: 缴费日期, severity: quarantine}\n", encoding="utf-8")
-    monkeypatch.setenv("HUB_PLAUSIBILITY_FILE", str(config))
-    monkeypatch.setenv("HUB_AS_OF", "2024-02-29")
     load_code_sets(con)
     meta = "'L1' AS _load_id, 'party' AS _source, now() AS _extracted_at, NULL AS _row_hash, 'f.csv' AS _file"
     con.execute(f"""CREATE TABLE raw.party__dues AS SELECT *, {meta} FROM (VALUES
@@ -278,7 +276,7 @@ def test_a_rebuild_replaces_its_findings_and_flag_severity_keeps_the_row(tmp_pat
         ('1002', '乙', '451000100100', '2024-01', '', '0.20', '0.20', '20240319', 2))
         t("人员编号", "姓名", "党组织编码", "缴费月份", "缴费基数", "应缴金额", "实缴金额", "缴费日期", _row_number)""")
     for _ in range(2):
-        stats = build_staging(con, "stg_party_dues")
+        stats = build_staging(con, "stg_party_dues", checks=load_checks(config), as_of=dt.date(2024, 2, 29))
     assert stats["rejected_by_rule"] == {"future_date": 1}
     [(detail,)] = con.execute("SELECT detail FROM quality.quarantine WHERE rule = 'future_date'").fetchall()
     assert "缴费日期" in detail and "20240319" in detail and "2024-02-29" in detail

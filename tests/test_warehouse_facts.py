@@ -362,9 +362,9 @@ def test_a_pending_receipt_is_judged_at_the_as_of_date_never_today(wh):
 
     try:
         assert flags() == {"T-ASOF-LATE": True, "T-ASOF-OPEN": False}
-        bind_as_of(wh, env={"HUB_AS_OF": str(as_of - timedelta(days=20))})  # before the first deadline
+        bind_as_of(wh, as_of - timedelta(days=20))  # before the first deadline
         assert flags() == {"T-ASOF-LATE": False, "T-ASOF-OPEN": False}
     finally:
-        bind_as_of(wh, env={})
+        bind_as_of(wh)
         wh.execute("DELETE FROM staging.stg_party_transfers WHERE letter_no LIKE 'T-ASOF-%'")
         build_warehouse(wh, "fact_relation_transfer", secret=PERSON_SECRET)
