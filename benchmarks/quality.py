@@ -18,10 +18,11 @@ For each scale and engine one fresh child process opens the benchmark warehouse 
 * **failed**: expectations that failed, which must be the same for every engine (a check on the engines).
 
 Warehouses: ``var/bench/quality/scale-<S>/warehouse.duckdb``, built by ``build`` from the generated
-campus cached under ``var/bench/scale-<S>/`` (generated if absent, seed 20261): every source loaded
-through the hub's connectors (REST sources served in-process on loopback), then every staging and
-warehouse model. ``build --only-biggest`` loads just academic grades and activity attendance and the
-models they need (``fact_course_grade``, ``fact_activity_attendance``), for a short scale-20 run.
+campus cached under ``var/bench/scale-<S>/`` (generated if absent, seed 20261) through the asset graph,
+as the tests build theirs (tests/campus_graph.py): every raw, staging and warehouse asset of the real
+Definitions materialised in one run (REST sources served in-process on loopback), asset checks left out.
+``build --only-biggest`` materialises just ``fact_course_grade`` and ``fact_activity_attendance`` and
+the assets they are built from, raw tables included, for a short scale-20 run.
 
 Usage::
 
@@ -84,13 +85,17 @@ def ensure_campus(scale: float, seed: int) -> Path:
 
 
 def build(scale: float, seed: int, only_biggest: bool) -> Path:
-    from campus_sim.inbox import drop_party_exports
-    from campus_sim.servers import SourceServers
-    from connectors import load_entity, load_sources
-    from hub.settings import Settings
-    from hub.warehouse import connect
-    from models.build import WAREHOUSE_MODELS, build_order, build_staging, build_warehouse, load_code_sets
+    """The benchmark warehouse, materialised through the asset graph as the tests build theirs
+    (tests/campus_graph.py: the real Definitions, the campus served on loopback), asset checks left out."""
+    import dagster as dg
 
+    from hub.keys import DEMO_KEYS, MODE_VAR
+    from tests.campus_graph import materialise, served_campus
+
+    # the demo's keys, accepted only in a demo run: the benchmark's warehouse is the simulated campus's
+    os.environ.setdefault(MODE_VAR, "demo")
+    for key, value in DEMO_KEYS.items():
+        os.environ.setdefault(key, value)
     campus = ensure_campus(scale, seed)
     target = warehouse_path(scale)
     work = target.parent
@@ -98,32 +103,16 @@ def build(scale: float, seed: int, only_biggest: bool) -> Path:
         raise SystemExit(f"{target} exists: remove {work} to rebuild it")
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    inbox = work / "inbox"
-    drop_party_exports(campus, inbox)
-    wanted = {("academic", "grades"), ("academic", "courses"), ("activity", "attendance"), ("activity", "meetings"),
-              ("hr", "staff"), ("student", "students"), ("party", "orgs")}
-    con = connect(target)
-    with SourceServers(campus) as servers:
-        env = Settings.from_env({"HUB_VAR_DIR": str(work)}).source_env(servers.urls)
-        env |= {"HUB_ACADEMIC_URL": f"sqlite:///{campus / 'academic' / 'academic.sqlite'}",
-                "HUB_INBOX_DIR": str(inbox)}
-        os.environ.update(env)
-        for source in load_sources(Settings.from_env().sources_file).values():
-            for entity in source.entities.values():
-                if only_biggest and (source.name, entity.name) not in wanted:
-                    continue
-                for r in load_entity(con, work / "raw", source, entity):
-                    print(f"{time.perf_counter() - started:7.1f}s load {r.source}.{r.entity}: {r.status} "
-                          f"{r.rows_landed:,} rows", flush=True)
-    load_code_sets(con)
-    targets = ["fact_course_grade", "fact_activity_attendance"] if only_biggest else list(WAREHOUSE_MODELS)
-    for layer, name in build_order([("warehouse", t) for t in targets]):
-        t0 = time.perf_counter()
-        (build_staging(con, name) if layer == "staging" else build_warehouse(con, name, secret="bench-secret"))
-        print(f"{time.perf_counter() - started:7.1f}s {layer}.{name} ({time.perf_counter() - t0:.1f} s)", flush=True)
-    con.execute("CHECKPOINT")
-    con.close()
-    print(f"built {target} in {time.perf_counter() - started:.0f} s", flush=True)
+    if only_biggest:  # grades and attendance, and only what they are built from
+        selection = dg.AssetSelection.assets(["warehouse", "fact_course_grade"],
+                                             ["warehouse", "fact_activity_attendance"]).upstream()
+    else:
+        selection = dg.AssetSelection.key_prefixes(["raw"], ["staging"], ["warehouse"])
+    with served_campus(campus, work):
+        result = materialise(selection, warehouse=target, checks=False)
+    built = sorted(e.asset_key.to_user_string() for e in result.get_asset_materialization_events())
+    print(f"built {target} in {time.perf_counter() - started:.0f} s: {len(built)} assets "
+          f"({', '.join(b for b in built if not b.startswith('raw/'))} and their raw tables)", flush=True)
     return target
 
 

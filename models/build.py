@@ -1,4 +1,5 @@
-"""Builds the staging and warehouse models in DuckDB, set-based. Dagster assets call these; so do tests.
+"""Builds the staging and warehouse models in DuckDB, set-based. The Dagster assets call these, and the
+asset graph alone decides what is built and in which order (tests build through it: tests/campus_graph.py).
 
 A staging model is a SQL file of a fixed shape: it selects from ``current`` (the latest version of each
 key in a raw table, with ``_duplicate`` set on extra copies within one load) and returns its columns
@@ -165,23 +166,6 @@ STAGING_MODELS = discover("staging")
 WAREHOUSE_MODELS = discover("warehouse")
 MART_MODELS = discover("marts")
 LAYERS = {"staging": STAGING_MODELS, "warehouse": WAREHOUSE_MODELS, "marts": MART_MODELS}
-
-
-def build_order(targets: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The models (layer, name) that ``targets`` need, each after the models it reads."""
-    order: list[tuple[str, str]] = []
-
-    def visit(layer: str, name: str) -> None:
-        models = LAYERS.get(layer, {})
-        if (layer, name) in order or name not in models:
-            return
-        for dep in models[name].reads:
-            visit(*model_of(*dep))
-        order.append((layer, name))
-
-    for target in targets:
-        visit(*target)
-    return order
 
 
 def load_code_sets(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -1,8 +1,11 @@
-"""Shared fixtures: a real DuckDB warehouse per test, a small simulated campus per session."""
+"""Shared fixtures: a real DuckDB warehouse per test, a small simulated campus per session, and that
+campus's warehouse materialised through the asset graph once per session (``campus_warehouse``)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,3 +39,44 @@ def campus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("campus")
     generate(out, scale=SMALL_SCALE, seed=SEED)
     return out
+
+
+# ------------------------------------------------------------------------------------ through the asset graph
+
+# The layers the campus warehouse is materialised through (every asset of them): what the tests read.
+# Publishing, the analyst snapshot and the report are left to the tests of those.
+GRAPH_LAYERS = ("raw", "staging", "warehouse", "marts")
+
+
+@pytest.fixture(scope="session")
+def campus_warehouse(tmp_path_factory: pytest.TempPathFactory, campus_dir: Path) -> Path:
+    """The small campus's warehouse file: every raw, staging, warehouse and mart asset materialised through
+    the asset graph (the real Definitions, in one run), once per test process, with every asset check but
+    the expectation suites (tests/campus_graph.all_but_suites: those would double the build, and
+    test_expectations runs them itself). Read-only (the file is mode 0444): a test that changes the
+    warehouse works on a copy (``copy_campus_warehouse``)."""
+    import dagster as dg
+    import duckdb
+
+    from tests.campus_graph import all_but_suites, materialise, served_campus
+
+    work = tmp_path_factory.mktemp("graph")
+    with served_campus(campus_dir, work) as env:
+        materialise(dg.AssetSelection.key_prefixes(*([layer] for layer in GRAPH_LAYERS)), checks=all_but_suites)
+    path = Path(env["HUB_WAREHOUSE"])
+    with duckdb.connect(str(path)) as con:  # everything in the file itself: a copy needs no WAL
+        con.execute("CHECKPOINT")
+    path.chmod(0o444)
+    return path
+
+
+@pytest.fixture(scope="session")
+def copy_campus_warehouse(campus_warehouse: Path) -> Callable[[Path], Path]:
+    """Copies the campus warehouse to a path (writable), for a test that changes it; returns the path."""
+
+    def _copy(target: Path) -> Path:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(campus_warehouse, target)  # the contents only, not the read-only mode
+        return target
+
+    return _copy

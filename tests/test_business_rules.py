@@ -22,12 +22,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from campus_sim.inbox import drop_party_exports
-from campus_sim.servers import SourceServers
-from connectors import load_entity, load_sources
-from hub.settings import PROJECT_ROOT, Settings
+from hub.settings import PROJECT_ROOT
 from hub.warehouse import connect
-from models.build import build_order, build_staging, build_warehouse, load_code_sets
 from quality.business_rules import (
     RULES_DIR,
     RuleConfigError,
@@ -76,31 +72,10 @@ def month_index(d: date) -> int:
 
 
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory, campus_dir) -> Path:
-    """A warehouse built from every source of the small campus (real connectors and servers), closed."""
-    work = tmp_path_factory.mktemp("rules")
-    inbox = work / "inbox"
-    drop_party_exports(campus_dir, inbox)
-    path = work / "pristine" / "warehouse.duckdb"
-    con = connect(path)
-    with SourceServers(campus_dir) as servers, pytest.MonkeyPatch.context() as mp:
-        env = Settings.from_env({"HUB_VAR_DIR": str(work)}).source_env(servers.urls)
-        env |= {"HUB_ACADEMIC_URL": f"sqlite:///{campus_dir / 'academic' / 'academic.sqlite'}",
-                "HUB_INBOX_DIR": str(inbox)}
-        for k, v in env.items():
-            mp.setenv(k, v)
-        for source in load_sources(PROJECT_ROOT / "sources.yaml").values():
-            for entity in source.entities.values():
-                load_entity(con, work / "raw", source, entity)
-    load_code_sets(con)
-    for layer, name in build_order([("warehouse", m) for m in MODELS]):
-        if layer == "staging":
-            build_staging(con, name)
-        else:
-            build_warehouse(con, name, secret="test-secret")
-    con.execute("CHECKPOINT")
-    con.close()
-    return path
+def pristine(campus_warehouse) -> Path:
+    """The small campus's warehouse, built through the asset graph (tests/conftest.py: every source through
+    the real connectors and servers), closed and read-only: the tests here break copies of it."""
+    return campus_warehouse
 
 
 @pytest.fixture
@@ -111,7 +86,7 @@ def copy_of(pristine, tmp_path):
     def _open():
         target = tmp_path / f"copy{len(opened)}" / "warehouse.duckdb"
         target.parent.mkdir()
-        shutil.copy(pristine, target)
+        shutil.copyfile(pristine, target)
         opened.append(connect(target))
         return opened[-1]
 
@@ -134,7 +109,7 @@ def config():
 def wh(pristine, tmp_path_factory, as_of, config):
     """A copy of the warehouse with every rule run once, and the run's result."""
     path = tmp_path_factory.mktemp("rules_run") / "warehouse.duckdb"
-    shutil.copy(pristine, path)
+    shutil.copyfile(pristine, path)
     con = connect(path)
     run = run_rules(con, config=config, as_of=as_of)
     yield con, run
@@ -757,7 +732,7 @@ def test_checks_run_in_dagster_and_report(pristine, tmp_path, config, as_of, mon
     from pipelines.rules import rule_checks
 
     path = tmp_path / "warehouse.duckdb"
-    shutil.copy(pristine, path)
+    shutil.copyfile(pristine, path)
     tables = sorted({spec.asset_key for check in rule_checks for spec in check.check_specs}, key=str)
 
     def stand_in(key):

@@ -25,7 +25,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "analyst-guide.md"
 FIGURES = ROOT / "docs" / "party-office-figures.md"
-SECRET = "test-secret"
 DEMO_SEED = 20261
 
 CATEGORY_ORDER = ("在职教职工", "学生", "离退休人员")
@@ -169,40 +168,10 @@ TRUTH_OF = {
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, campus_dir) -> Path:
-    """The small campus's warehouse with every model and mart, built as the demo builds it (closed, on disk)."""
-    from campus_sim.inbox import drop_party_exports
-    from campus_sim.servers import SourceServers
-    from connectors import load_entity, load_sources
-    from hub.settings import PROJECT_ROOT, Settings
-    from hub.warehouse import connect
-    from models.build import MART_MODELS, build_order, build_staging, build_warehouse, load_code_sets
-    from models.standards import bind_mart_settings
-
-    work = tmp_path_factory.mktemp("docs")
-    inbox = work / "inbox"
-    drop_party_exports(campus_dir, inbox)
-    path = work / "demo.duckdb"  # not warehouse.duckdb: its catalog name would shadow the warehouse schema
-    con = connect(path)
-    with SourceServers(campus_dir) as servers, pytest.MonkeyPatch.context() as mp:
-        env = Settings.from_env({"HUB_VAR_DIR": str(work)}).source_env(servers.urls)
-        env |= {"HUB_ACADEMIC_URL": f"sqlite:///{campus_dir / 'academic' / 'academic.sqlite'}",
-                "HUB_INBOX_DIR": str(inbox)}
-        for k, v in env.items():
-            mp.setenv(k, v)
-        for source in load_sources(PROJECT_ROOT / "sources.yaml").values():
-            for entity in source.entities.values():
-                load_entity(con, work / "raw", source, entity)
-    load_code_sets(con)
-    bind_mart_settings(con)
-    for layer, name in build_order([("marts", m) for m in MART_MODELS]):
-        if layer == "staging":
-            build_staging(con, name)
-        else:
-            build_warehouse(con, name, secret=SECRET, layer=layer)
-    con.execute("CHECKPOINT")
-    con.close()
-    return path
+def demo(campus_warehouse) -> Path:
+    """The small campus's warehouse with every model and mart, built through the asset graph as the demo
+    builds it (tests/conftest.py; closed, on disk, read-only)."""
+    return campus_warehouse
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +188,7 @@ def wh(demo):
 def test_every_analyst_guide_example_runs_and_returns_rows(demo, tmp_path, name, sql):
     # the guide attaches the snapshot: attach a copy of the demo warehouse at that path instead
     snapshot = tmp_path / "snapshot.duckdb"
-    shutil.copy(demo, snapshot)
+    shutil.copyfile(demo, snapshot)
     sql = sql.replace("var/snapshot/warehouse.duckdb", str(snapshot))
     con = duckdb.connect() if "ATTACH" in sql else duckdb.connect(str(demo), read_only=True)
     try:

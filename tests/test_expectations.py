@@ -9,42 +9,21 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from campus_sim.inbox import drop_party_exports
-from campus_sim.servers import SourceServers
-from connectors import load_entity, load_sources
+from connectors import load_sources
 from hub.resources import QualityResource, WarehouseResource
-from hub.settings import PROJECT_ROOT, Settings
+from hub.settings import PROJECT_ROOT
 from hub.warehouse import connect
-from models.build import WAREHOUSE_MODELS, build_order, build_staging, build_warehouse, load_code_sets
+from models.build import WAREHOUSE_MODELS
 from pipelines.expectations import CHECK_NAME, expectation_checks
 from quality.expectations import load_suite, load_suites, run_gate, run_suite, value_set
 
 
 @pytest.fixture(scope="module")
-def wh_path(tmp_path_factory, campus_dir) -> Path:
-    """A warehouse file built from every source of the small campus (loads through the real connectors
-    and servers, then every staging and warehouse model); closed, so each test opens its own connection."""
-    work = tmp_path_factory.mktemp("expectations")
-    inbox = work / "inbox"
-    drop_party_exports(campus_dir, inbox)
-    con = connect(work / "warehouse.duckdb")
-    with SourceServers(campus_dir) as servers, pytest.MonkeyPatch.context() as mp:
-        env = Settings.from_env({"HUB_VAR_DIR": str(work)}).source_env(servers.urls)
-        env |= {"HUB_ACADEMIC_URL": f"sqlite:///{campus_dir / 'academic' / 'academic.sqlite'}",
-                "HUB_INBOX_DIR": str(inbox)}
-        for k, v in env.items():
-            mp.setenv(k, v)
-        for source in load_sources(PROJECT_ROOT / "sources.yaml").values():
-            for entity in source.entities.values():
-                load_entity(con, work / "raw", source, entity)
-    load_code_sets(con)
-    for layer, name in build_order([("warehouse", m) for m in WAREHOUSE_MODELS]):
-        if layer == "staging":
-            build_staging(con, name)
-        else:
-            build_warehouse(con, name, secret="test-secret")
-    con.close()
-    return work / "warehouse.duckdb"
+def wh_path(tmp_path_factory, copy_campus_warehouse) -> Path:
+    """A copy of the small campus's warehouse, built through the asset graph (tests/conftest.py: every source
+    loaded through the real connectors and servers, then every staging and warehouse model); closed, so each
+    test opens its own connection. A copy: the tests here add check history to it."""
+    return copy_campus_warehouse(tmp_path_factory.mktemp("expectations") / "warehouse.duckdb")
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ the standards file; and the HTML report, rendered in a real headless Chromium.""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import struct
@@ -15,18 +16,15 @@ from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import dagster as dg
 import duckdb
 import pytest
 import yaml
 
-from campus_sim.inbox import drop_party_exports
-from campus_sim.servers import SourceServers
-from connectors import load_entity, load_sources
 from hub.publisher import Publisher
 from hub.report import FONT_STACK, build_report
-from hub.settings import PROJECT_ROOT, Settings
 from hub.warehouse import connect
-from models.build import MART_MODELS, build_order, build_staging, build_warehouse, load_code_sets
+from models.build import MART_MODELS, build_warehouse
 from models.standards import (
     STANDARDS_FILE,
     StandardsError,
@@ -35,8 +33,10 @@ from models.standards import (
     load_standards,
 )
 from pipelines.marts_publish import MART_DATASETS, MART_SOURCES
+from tests.campus_graph import materialise
 
-SECRET = "test-secret"
+# The person key the campus warehouse was built with (the graph's IdentityResource reads this variable).
+SECRET = os.environ["HUB_PERSON_KEY_SECRET"]
 BEIJING = ZoneInfo("Asia/Shanghai")
 STAGES = {"入党申请人": "applicant", "入党积极分子": "activist", "发展对象": "candidate", "预备党员": "probationary",
           "正式党员": "full"}
@@ -51,37 +51,12 @@ GRADE_POINT_BANDS = ((90, 4.0), (85, 3.7), (82, 3.3), (78, 3.0), (75, 2.7), (72,
 STD = yaml.safe_load(STANDARDS_FILE.read_text(encoding="utf-8"))
 
 
-def _build_marts(con: duckdb.DuckDBPyConnection) -> None:
-    bind_mart_settings(con)
-    for layer, name in build_order([("marts", m) for m in MART_MODELS]):
-        if layer == "marts":
-            build_warehouse(con, name, secret=SECRET, layer="marts")
-
-
 @pytest.fixture(scope="module")
-def wh(tmp_path_factory, campus_dir):
-    """A warehouse with every mart, built from every source of the small campus through the real connectors
-    and servers (as tests/test_warehouse_facts.py does), the as-of date left to its default."""
-    work = tmp_path_factory.mktemp("marts")
-    inbox = work / "inbox"
-    drop_party_exports(campus_dir, inbox)
-    con = connect(work / "warehouse.duckdb")
-    with SourceServers(campus_dir) as servers, pytest.MonkeyPatch.context() as mp:
-        env = Settings.from_env({"HUB_VAR_DIR": str(work)}).source_env(servers.urls)
-        env |= {"HUB_ACADEMIC_URL": f"sqlite:///{campus_dir / 'academic' / 'academic.sqlite'}",
-                "HUB_INBOX_DIR": str(inbox)}
-        for k, v in env.items():
-            mp.setenv(k, v)
-        for source in load_sources(PROJECT_ROOT / "sources.yaml").values():
-            for entity in source.entities.values():
-                load_entity(con, work / "raw", source, entity)
-    load_code_sets(con)
-    for layer, name in build_order([("marts", m) for m in MART_MODELS]):
-        if layer == "staging":
-            build_staging(con, name)
-        elif layer == "warehouse":
-            build_warehouse(con, name, secret=SECRET)
-    _build_marts(con)
+def wh(tmp_path_factory, copy_campus_warehouse):
+    """A copy of the small campus's warehouse with every mart, built through the asset graph
+    (tests/conftest.py: every source through the real connectors and servers, the as-of date left to its
+    default). A copy: a test here rebuilds mart_parameters in it."""
+    con = connect(copy_campus_warehouse(tmp_path_factory.mktemp("marts") / "warehouse.duckdb"))
     yield con
     con.close()
 
@@ -778,7 +753,14 @@ def test_impossible_durations_are_flagged_not_printed(tmp_path, wh, as_of):
                               "AND stage = 'candidate' ORDER BY person_no LIMIT 1").fetchone()
         con.execute("UPDATE warehouse.dim_party_member SET candidate_on = ? WHERE person_no = ? AND is_current",
                     [as_of + timedelta(days=111), person])
-        _build_marts(con)
+    finally:
+        con.close()
+    # the pipeline mart and the marts it reads, rebuilt through the asset graph on the changed copy
+    pipeline = dg.AssetKey(["marts", "mart_development_pipeline"])
+    materialise(dg.AssetSelection.assets(pipeline).upstream() & dg.AssetSelection.key_prefixes(["marts"]),
+                warehouse=tmp_path / "copy.duckdb", checks=False)
+    con = connect(tmp_path / "copy.duckdb")
+    try:
         rows = con.execute("SELECT person_no, days_in_stage, days_as_activist, dates_impossible, date_problems "
                            "FROM marts.mart_development_pipeline WHERE dates_impossible").fetchall()
     finally:

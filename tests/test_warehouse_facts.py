@@ -3,6 +3,7 @@ and held against the simulator's ground truth (truth/*.parquet) and its log of i
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections import Counter, defaultdict
 from datetime import date
@@ -10,12 +11,8 @@ from datetime import date
 import duckdb
 import pytest
 
-from campus_sim.inbox import drop_party_exports
-from campus_sim.servers import SourceServers
-from connectors import load_entity, load_sources
-from hub.settings import PROJECT_ROOT, Settings
 from hub.warehouse import connect
-from models.build import build_order, build_staging, build_warehouse, load_code_sets
+from models.build import build_staging, load_code_sets
 
 FACTS = ("dim_department", "fact_dues_payment", "fact_org_activity", "fact_activity_attendance",
          "fact_assessment", "fact_study_record", "fact_course_grade", "fact_student_term_gpa",
@@ -25,33 +22,18 @@ FACTS = ("dim_department", "fact_dues_payment", "fact_org_activity", "fact_activ
 WORD_POINTS = {"优秀": 95.0, "良好": 85.0, "中等": 75.0, "及格": 65.0, "不及格": 0.0}
 GRADE_POINT_BANDS = ((90, 4.0), (85, 3.7), (82, 3.3), (78, 3.0), (75, 2.7), (72, 2.3), (68, 2.0), (64, 1.5),
                      (60, 1.0))
+# The person key the campus warehouse was built with (the graph's IdentityResource reads this variable).
+PERSON_SECRET = os.environ["HUB_PERSON_KEY_SECRET"]
 TRUTH_EVENTS = {"申请入党": "applied", "谈话": "talked", "列为入党积极分子": "activist", "列为发展对象": "candidate",
                 "接收为预备党员": "probationary", "转为正式党员": "full"}
 
 
 @pytest.fixture(scope="module")
-def wh(tmp_path_factory, campus_dir):
-    """A warehouse built from every source of the small campus: loads through the real connectors and
-    servers, then the staging and warehouse models the facts need."""
-    work = tmp_path_factory.mktemp("facts")
-    inbox = work / "inbox"
-    drop_party_exports(campus_dir, inbox)
-    con = connect(work / "warehouse.duckdb")
-    with SourceServers(campus_dir) as servers, pytest.MonkeyPatch.context() as mp:
-        env = Settings.from_env({"HUB_VAR_DIR": str(work)}).source_env(servers.urls)
-        env |= {"HUB_ACADEMIC_URL": f"sqlite:///{campus_dir / 'academic' / 'academic.sqlite'}",
-                "HUB_INBOX_DIR": str(inbox)}
-        for k, v in env.items():
-            mp.setenv(k, v)
-        for source in load_sources(PROJECT_ROOT / "sources.yaml").values():
-            for entity in source.entities.values():
-                load_entity(con, work / "raw", source, entity)
-    load_code_sets(con)
-    for layer, name in build_order([("warehouse", f) for f in (*FACTS, "dim_party_member")]):
-        if layer == "staging":
-            build_staging(con, name)
-        else:
-            build_warehouse(con, name, secret="test-secret")
+def wh(tmp_path_factory, copy_campus_warehouse):
+    """A copy of the small campus's warehouse, built through the asset graph (tests/conftest.py: every
+    source loaded through the real connectors and servers, then every staging and warehouse model). A copy:
+    a test here adds rows to it."""
+    con = connect(copy_campus_warehouse(tmp_path_factory.mktemp("facts") / "warehouse.duckdb"))
     yield con
     con.close()
 
@@ -374,7 +356,7 @@ def test_a_pending_receipt_is_judged_at_the_as_of_date_never_today(wh):
                    [letter, out_date])
 
     def flags() -> dict:
-        build_warehouse(wh, "fact_relation_transfer", secret="test-secret")
+        build_warehouse(wh, "fact_relation_transfer", secret=PERSON_SECRET)
         return dict(wh.execute("SELECT letter_no, receipt_overdue FROM warehouse.fact_relation_transfer "
                                "WHERE letter_no LIKE 'T-ASOF-%'").fetchall())
 
@@ -385,4 +367,4 @@ def test_a_pending_receipt_is_judged_at_the_as_of_date_never_today(wh):
     finally:
         bind_as_of(wh)
         wh.execute("DELETE FROM staging.stg_party_transfers WHERE letter_no LIKE 'T-ASOF-%'")
-        build_warehouse(wh, "fact_relation_transfer", secret="test-secret")
+        build_warehouse(wh, "fact_relation_transfer", secret=PERSON_SECRET)
