@@ -98,11 +98,29 @@ def test_every_sql_model_asset_declares_exactly_the_tables_its_sql_reads_and_wri
 
 
 def test_the_quarantine_reads_of_the_facts_are_in_the_graph(graph):
-    """The old regex saw only staging/warehouse/marts: 9 fact models read quality.quarantine unseen."""
+    """The old regex saw only staging/warehouse/marts: 9 fact models read quality.quarantine unseen. The facts
+    now judge persons and organisations by the shared known_person / known_org models, which read it."""
     readers = [name for name, m in LAYERS["warehouse"].items() if ("quality", "quarantine") in m.reads]
-    assert len(readers) >= 8
+    assert {"known_person", "known_org", "fact_course_grade"} <= set(readers)
     for name in readers:
         assert dg.AssetKey(["quality", "quarantine"]) in graph.get(dg.AssetKey(["warehouse", name])).parent_keys
+    quarantine = dg.AssetKey(["quality", "quarantine"])
+    through_shared = [name for name, m in LAYERS["warehouse"].items()
+                      if {("warehouse", "known_person"), ("warehouse", "known_org")} & set(m.reads)]
+    assert len(through_shared) >= 7
+    for name in through_shared:
+        assert quarantine in graph.upstream_key_iterator(dg.AssetKey(["warehouse", name])), name
+
+
+def test_no_fact_copies_the_known_person_or_known_org_sql():
+    """Issue 16 point 9: the facts read the shared models and report orphans through the shared macros."""
+    for name, model in LAYERS["warehouse"].items():
+        if not name.startswith("fact_"):
+            continue
+        assert "known_person AS (" not in model.sql and "known_org AS (" not in model.sql, name
+        assert "which neither HR nor the student system holds'" not in model.sql, name
+        assert "which is not a party organisation'" not in model.sql, name
+    assert {"orphan_person", "orphan_org"} <= set(sqlrefs.macro_calls(LAYERS["warehouse"]["fact_dues_payment"].sql))
 
 
 def test_published_datasets_depend_on_what_their_query_reads(graph):

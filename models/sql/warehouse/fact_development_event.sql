@@ -8,18 +8,7 @@
 -- The member register has no talk date. A milestone without a date is not an event. If a person is in
 -- both exports, the member register wins for the milestones both hold. event_order follows the stages.
 CREATE OR REPLACE TEMP TABLE _fact_development_event AS
-WITH known_person AS (
-    SELECT staff_no AS person_no FROM staging.stg_hr_staff
-    UNION
-    SELECT student_no FROM staging.stg_students
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine
-    WHERE stage = 'staging' AND ((source = 'hr' AND entity = 'staff') OR (source = 'student' AND entity = 'students'))
-), known_org AS (
-    SELECT org_code FROM staging.stg_party_orgs
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine WHERE stage = 'staging' AND source = 'party' AND entity = 'orgs'
-), person_lookup AS (
+WITH person_lookup AS (
     SELECT person_no, person_key FROM warehouse.person_number
 ), people AS (
     SELECT 'members' AS source, 1 AS priority, person_no, org_code,
@@ -49,8 +38,8 @@ SELECT
     kp.person_no IS NULL                               AS _unknown_person,
     ko.org_code IS NULL                                AS _unknown_org
 FROM events e
-LEFT JOIN known_person kp ON kp.person_no = e.person_no
-LEFT JOIN known_org ko ON ko.org_code = e.org_code
+LEFT JOIN warehouse.known_person kp ON kp.person_no = e.person_no
+LEFT JOIN warehouse.known_org ko ON ko.org_code = e.org_code
 LEFT JOIN person_lookup p ON p.person_no = e.person_no;
 
 CREATE OR REPLACE TABLE warehouse.fact_development_event AS

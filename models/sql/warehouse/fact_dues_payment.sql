@@ -12,18 +12,7 @@
 -- expected_due = round(base x rate, 2) (half away from zero), or the fixed amount; NULL when a staff or
 -- retiree payment has no 缴费基数. below_rate: paid < expected_due.
 CREATE OR REPLACE TEMP TABLE _fact_dues_payment AS
-WITH known_person AS (
-    SELECT staff_no AS person_no FROM staging.stg_hr_staff
-    UNION
-    SELECT student_no FROM staging.stg_students
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine
-    WHERE stage = 'staging' AND ((source = 'hr' AND entity = 'staff') OR (source = 'student' AND entity = 'students'))
-), known_org AS (
-    SELECT org_code FROM staging.stg_party_orgs
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine WHERE stage = 'staging' AND source = 'party' AND entity = 'orgs'
-), person_lookup AS (
+WITH person_lookup AS (
     SELECT person_no, person_key FROM warehouse.person_number
 ), hr_category AS (
     SELECT h.staff_no AS person_no,
@@ -70,8 +59,8 @@ FROM categorised d
 LEFT JOIN rates r ON r.category = d.member_category
                  AND (r.above IS NULL OR d.base > r.above)
                  AND (r.up_to IS NULL OR d.base <= r.up_to)
-LEFT JOIN known_person kp ON kp.person_no = d.person_no
-LEFT JOIN known_org ko ON ko.org_code = d.org_code
+LEFT JOIN warehouse.known_person kp ON kp.person_no = d.person_no
+LEFT JOIN warehouse.known_org ko ON ko.org_code = d.org_code
 LEFT JOIN person_lookup p ON p.person_no = d.person_no;
 
 CREATE OR REPLACE TABLE warehouse.fact_dues_payment AS
@@ -82,17 +71,13 @@ ORDER BY month, org_code, person_no;
 
 DELETE FROM quality.reconciliation_issue WHERE model = 'fact_dues_payment';
 
-INSERT INTO quality.reconciliation_issue (kind, person_key, systems, record_key, detail, "values", model)
-SELECT 'orphan_reference', NULL, 'party,hr,student', _record_key,
-       'dues payment for 人员编号 ' || person_no || ', which neither HR nor the student system holds',
-       json_object('entity', 'party.dues', 'field', '人员编号', 'value', person_no, 'references', 'hr.staff|student.students'),
-       'fact_dues_payment'
+INSERT INTO quality.reconciliation_issue BY NAME
+SELECT unnest(orphan_person('fact_dues_payment', 'party,hr,student', _record_key, 'dues payment for 人员编号',
+                            'party.dues', '人员编号', person_no))
 FROM _fact_dues_payment WHERE _unknown_person
 UNION ALL
-SELECT 'orphan_reference', person_key, 'party', _record_key,
-       'dues payment in 党组织编码 ' || org_code || ', which is not a party organisation',
-       json_object('entity', 'party.dues', 'field', '党组织编码', 'value', org_code, 'references', 'party.orgs'),
-       'fact_dues_payment'
+SELECT unnest(orphan_org('fact_dues_payment', 'party', _record_key, person_key, 'dues payment in 党组织编码',
+                         'party.dues', '党组织编码', org_code))
 FROM _fact_dues_payment WHERE _unknown_org;
 
 DROP TABLE _fact_dues_payment;

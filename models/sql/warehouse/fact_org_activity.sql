@@ -6,11 +6,7 @@
 -- Attendance counts come from the attendance fact (orphan rows already left out there); attendance_rate
 -- is present / expected attendees (NULL when nobody was expected).
 CREATE OR REPLACE TEMP TABLE _fact_org_activity AS
-WITH known_org AS (
-    SELECT org_code FROM staging.stg_party_orgs
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine WHERE stage = 'staging' AND source = 'party' AND entity = 'orgs'
-), attendance AS (
+WITH attendance AS (
     SELECT meeting_id,
            count(*)                                   AS expected_attendees,
            count(*) FILTER (WHERE status = 'present') AS present,
@@ -38,7 +34,7 @@ SELECT
     round(a.present / nullif(a.expected_attendees, 0), 4) AS attendance_rate,
     ko.org_code IS NULL                                AS _unknown_org
 FROM staging.stg_activity_meetings m
-LEFT JOIN known_org ko ON ko.org_code = m.org_code
+LEFT JOIN warehouse.known_org ko ON ko.org_code = m.org_code
 LEFT JOIN attendance a ON a.meeting_id = m.meeting_id;
 
 CREATE OR REPLACE TABLE warehouse.fact_org_activity AS
@@ -47,11 +43,9 @@ ORDER BY start_at, meeting_id;
 
 DELETE FROM quality.reconciliation_issue WHERE model = 'fact_org_activity';
 
-INSERT INTO quality.reconciliation_issue (kind, person_key, systems, record_key, detail, "values", model)
-SELECT 'orphan_reference', NULL, 'activity,party', meeting_id,
-       'meeting ' || meeting_id || ' of 党组织编码 ' || org_code || ', which is not a party organisation',
-       json_object('entity', 'activity.meetings', 'field', 'org_code', 'value', org_code, 'references', 'party.orgs'),
-       'fact_org_activity'
+INSERT INTO quality.reconciliation_issue BY NAME
+SELECT unnest(orphan_org('fact_org_activity', 'activity,party', meeting_id, NULL::VARCHAR,
+                         'meeting ' || meeting_id || ' of 党组织编码', 'activity.meetings', 'org_code', org_code))
 FROM _fact_org_activity WHERE _unknown_org;
 
 DROP TABLE _fact_org_activity;

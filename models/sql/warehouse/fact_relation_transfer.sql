@@ -9,18 +9,7 @@
 -- last dues payment, the date the marts use), never the clock, so a rebuild gives the same flags on
 -- any day. letter_valid_until = out_date + 3 months (省内) or 6 months (跨省).
 CREATE OR REPLACE TEMP TABLE _fact_relation_transfer AS
-WITH known_person AS (
-    SELECT staff_no AS person_no FROM staging.stg_hr_staff
-    UNION
-    SELECT student_no FROM staging.stg_students
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine
-    WHERE stage = 'staging' AND ((source = 'hr' AND entity = 'staff') OR (source = 'student' AND entity = 'students'))
-), known_org AS (
-    SELECT org_code FROM staging.stg_party_orgs
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine WHERE stage = 'staging' AND source = 'party' AND entity = 'orgs'
-), person_lookup AS (
+WITH person_lookup AS (
     SELECT person_no, person_key FROM warehouse.person_number
 ), as_of AS (
     SELECT coalesce(getvariable('hub_as_of')::DATE,
@@ -45,8 +34,8 @@ SELECT
     kp.person_no IS NULL                               AS _unknown_person,
     ko.org_code IS NULL                                AS _unknown_org
 FROM staging.stg_party_transfers t
-LEFT JOIN known_person kp ON kp.person_no = t.person_no
-LEFT JOIN known_org ko ON ko.org_code = t.from_org_code
+LEFT JOIN warehouse.known_person kp ON kp.person_no = t.person_no
+LEFT JOIN warehouse.known_org ko ON ko.org_code = t.from_org_code
 LEFT JOIN person_lookup p ON p.person_no = t.person_no
 CROSS JOIN as_of a;
 
@@ -58,19 +47,14 @@ ORDER BY out_date, letter_no;
 
 DELETE FROM quality.reconciliation_issue WHERE model = 'fact_relation_transfer';
 
-INSERT INTO quality.reconciliation_issue (kind, person_key, systems, record_key, detail, "values", model)
-SELECT 'orphan_reference', NULL, 'party,hr,student', letter_no,
-       'transfer letter ' || letter_no || ' for 人员编号 ' || person_no || ', which neither HR nor the student system holds',
-       json_object('entity', 'party.transfers', 'field', '人员编号', 'value', person_no,
-                   'references', 'hr.staff|student.students'),
-       'fact_relation_transfer'
+INSERT INTO quality.reconciliation_issue BY NAME
+SELECT unnest(orphan_person('fact_relation_transfer', 'party,hr,student', letter_no,
+                            'transfer letter ' || letter_no || ' for 人员编号', 'party.transfers', '人员编号', person_no))
 FROM _fact_relation_transfer WHERE _unknown_person
 UNION ALL
-SELECT 'orphan_reference', person_key, 'party', letter_no,
-       'transfer letter ' || letter_no || ' from 转出党组织编码 ' || from_org_code || ', which is not a party organisation',
-       json_object('entity', 'party.transfers', 'field', '转出党组织编码', 'value', from_org_code,
-                   'references', 'party.orgs'),
-       'fact_relation_transfer'
+SELECT unnest(orphan_org('fact_relation_transfer', 'party', letter_no, person_key,
+                         'transfer letter ' || letter_no || ' from 转出党组织编码', 'party.transfers', '转出党组织编码',
+                         from_org_code))
 FROM _fact_relation_transfer WHERE _unknown_org;
 
 DROP TABLE _fact_relation_transfer;

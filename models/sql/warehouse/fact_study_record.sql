@@ -6,14 +6,7 @@
 -- term: the school term of started_on (Beijing date): September-January -> YYYY-YYYY-1, February-August
 -- -> YYYY-YYYY-2 (the summer counts with the spring term).
 CREATE OR REPLACE TEMP TABLE _fact_study_record AS
-WITH known_person AS (
-    SELECT staff_no AS person_no FROM staging.stg_hr_staff
-    UNION
-    SELECT student_no FROM staging.stg_students
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine
-    WHERE stage = 'staging' AND ((source = 'hr' AND entity = 'staff') OR (source = 'student' AND entity = 'students'))
-), known_course AS (
+WITH known_course AS (
     SELECT course_id FROM staging.stg_learning_courses
     UNION
     SELECT trim(record_key) FROM quality.quarantine WHERE stage = 'staging' AND source = 'learning' AND entity = 'courses'
@@ -44,7 +37,7 @@ SELECT
     kc.course_id IS NULL                               AS _unknown_course
 FROM staging.stg_learning_study_records r
 LEFT JOIN staging.stg_learning_courses c ON c.course_id = r.course_id
-LEFT JOIN known_person kp ON kp.person_no = r.person_no
+LEFT JOIN warehouse.known_person kp ON kp.person_no = r.person_no
 LEFT JOIN known_course kc ON kc.course_id = r.course_id
 LEFT JOIN person_lookup p ON p.person_no = r.person_no;
 
@@ -56,14 +49,12 @@ ORDER BY record_id;
 
 DELETE FROM quality.reconciliation_issue WHERE model = 'fact_study_record';
 
+INSERT INTO quality.reconciliation_issue BY NAME
+SELECT unnest(orphan_person('fact_study_record', 'learning,hr,student', record_id,
+                            'study record ' || record_id || ' of user_no', 'learning.study_records', 'user_no', person_no))
+FROM _fact_study_record WHERE _unknown_person;
+
 INSERT INTO quality.reconciliation_issue (kind, person_key, systems, record_key, detail, "values", model)
-SELECT 'orphan_reference', NULL, 'learning,hr,student', record_id,
-       'study record ' || record_id || ' of user_no ' || person_no || ', which neither HR nor the student system holds',
-       json_object('entity', 'learning.study_records', 'field', 'user_no', 'value', person_no,
-                   'references', 'hr.staff|student.students'),
-       'fact_study_record'
-FROM _fact_study_record WHERE _unknown_person
-UNION ALL
 SELECT 'orphan_reference', person_key, 'learning', record_id,
        'study record ' || record_id || ' of course_id ' || course_id || ', which is not in the course catalogue',
        json_object('entity', 'learning.study_records', 'field', 'course_id', 'value', course_id,
