@@ -14,10 +14,15 @@ from models.build import LAYERS, asset_of, model_of
 
 
 @pytest.fixture(scope="module")
-def graph():
+def defs():
     from hub.factory import build_definitions
 
-    return build_definitions().get_repository_def().asset_graph
+    return build_definitions()
+
+
+@pytest.fixture(scope="module")
+def graph(defs):
+    return defs.get_repository_def().asset_graph
 
 
 def test_the_parser_reads_every_schema_and_skips_comments_ctes_and_temporary_tables():
@@ -219,3 +224,35 @@ def test_every_quality_table_something_reads_is_a_declared_asset_not_a_stub(grap
             dg.AssetKey(["quality", "load_audit"])} <= read
     for key in read:
         assert graph.get(key).group_name == "quality", key  # an undeclared dep would land in 'default'
+
+
+def test_the_campus_systems_are_external_assets_upstream_of_their_raw_assets(defs, graph):
+    """Issue 16 point 1: one AssetSpec per source of sources.yaml (kind rest/sql/files, its description and
+    owner), upstream of every raw asset of the source, never materialised: the jobs over every asset resolve
+    without them."""
+    from connectors import load_sources
+    from hub.settings import PROJECT_ROOT
+    from pipelines.raw import raw_key
+
+    sources = load_sources(PROJECT_ROOT / "sources.yaml")
+    specs = [n for n in graph.asset_nodes if n.key.path[0] == "source"]
+    assert {n.key for n in specs} == {dg.AssetKey(["source", name]) for name in sources}
+    assert {s.kind for s in sources.values()} == {"rest", "sql", "files"}
+    for name, source in sources.items():
+        node = graph.get(dg.AssetKey(["source", name]))
+        assert node.group_name == "sources" and not node.is_materializable and not node.is_executable
+        assert source.kind in node.kinds and node.description == source.description and source.description
+        assert list(node.owners) == [source.owner]
+        assert node.metadata["entities"].data == sorted(source.entities)
+        for entity in source.entities.values():
+            assert graph.get(raw_key(entity)).parent_keys == {node.key}
+        assert set(node.child_keys) == {raw_key(e) for e in source.entities.values()}
+
+    dg.Definitions.validate_loadable(defs)
+    main = defs.resolve_job_def("campus_main_job")
+    selected = main.asset_layer.selected_asset_keys
+    assert not {n.key for n in specs} & selected
+    assert {raw_key(e) for s in sources.values() for e in s.entities.values()} <= selected
+    assert dg.AssetKey(["warehouse", "known_person"]) in selected
+    api_sql = defs.resolve_job_def("api_sql_refresh_job").asset_layer.selected_asset_keys
+    assert dg.AssetKey(["raw", "hr__staff"]) in api_sql and not {n.key for n in specs} & api_sql
