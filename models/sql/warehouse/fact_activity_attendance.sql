@@ -2,6 +2,16 @@
 -- description: One row per meeting and expected attendee (签到): status present/excused/absent and check-in time, with the meeting's organisation and date. Rows for an unknown person or meeting are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
 -- writes: [quality.reconciliation_issue]
+-- columns:
+--   meeting_id: The meeting (fact_org_activity).
+--   person_no: 学号/工号 of the expected attendee.
+--   person_key: The person (dim_person.person_key) the number leads to; NULL when it leads to none or to several.
+--   org_code: 党组织编码 of the organisation that held the meeting.
+--   meeting_type: The meeting's type code.
+--   meeting_date: The meeting's date (Beijing).
+--   status: present, excused or absent.
+--   status_name: The app's status word as sent.
+--   checked_in_at: Check-in instant; NULL when absent.
 -- ---
 -- A person_no is known when HR or the student system holds it (warehouse.known_person).
 CREATE OR REPLACE TEMP TABLE _fact_activity_attendance AS

@@ -2,6 +2,14 @@
 -- description: One row per 民主评议党员 result (人员编号, 评议年度): organisation and grade (excellent / qualified / basically_qualified / unqualified, with the original 评议等次). Results for an unknown person or 党组织编码 are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
 -- writes: [quality.reconciliation_issue]
+-- columns:
+--   person_no: 人员编号: the 工号 or 学号 as the source system sends it.
+--   person_key: The person (dim_person.person_key) the number leads to; NULL when it leads to none or to several.
+--   org_code: 党组织编码 of the member's organisation in the export.
+--   year: 评议年度.
+--   grade: excellent, qualified, basically_qualified or unqualified.
+--   grade_name: 评议等次 as the export writes it.
+--   source_file: The export file the result came from.
 -- ---
 CREATE OR REPLACE TEMP TABLE _fact_assessment AS
 WITH person_lookup AS (

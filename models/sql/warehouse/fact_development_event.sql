@@ -2,6 +2,14 @@
 -- description: One row per party development milestone of a person (applied, talked, activist, candidate, probationary, full) with its date and the person's organisation, from the member register and the development pipeline export. A person whose 党组织编码 is not an organisation, or whose 人员编号 neither HR nor the student system holds, is kept out (dim_party_member reports it in quality.reconciliation_issue).
 -- materialize: script
 -- writes: [quality.reconciliation_issue]
+-- columns:
+--   person_no: 人员编号: the 工号 or 学号 as the source system sends it.
+--   person_key: The person (dim_person.person_key) the number leads to; NULL when it leads to none or to several.
+--   org_code: 党组织编码 of the person's organisation in the register the event came from.
+--   event: applied, talked, activist, candidate, probationary or full.
+--   event_order: The event's place in the stages, 1 (applied) to 6 (full).
+--   event_date: Date of the milestone.
+--   source: members (the member register wins) or development (the pipeline export).
 -- ---
 -- Sources: members (申请入党日期 applied, 列为积极分子日期 activist, 列为发展对象日期 candidate, 入党日期
 -- probationary, 转正日期 full) and the pipeline (申请入党日期, 谈话日期 talked, 列为积极分子日期, 列为发展对象日期).

@@ -2,6 +2,22 @@
 -- description: One row per party dues payment (人员编号, 缴费月份) with the member category, the rate band that applies, the expected amount per the 2008 dues rules and a below_rate flag. Payments of an unknown person or 党组织编码 are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
 -- writes: [quality.reconciliation_issue]
+-- columns:
+--   person_no: 人员编号: the 工号 or 学号 as the source system sends it.
+--   person_key: The person (dim_person.person_key) the number leads to; NULL when it leads to none or to several.
+--   org_code: 党组织编码 the payment was made in.
+--   month: 缴费月份 (first day of the month).
+--   member_category: staff, retired or student: the band that applies.
+--   category_source: Where member_category came from: hr, party or student.
+--   base: 缴费基数 (yuan).
+--   rate: Rate of the band (dues_rate.csv); NULL for a fixed amount.
+--   due: 应缴金额 as the export states it.
+--   paid: 实缴金额.
+--   paid_on: 缴费日期.
+--   expected_due: The amount due per the 2008 dues rules: round(base x rate, 2) or the fixed amount.
+--   below_rate: paid < expected_due.
+--   due_matches_rate: due = expected_due.
+--   source_file: The export file the payment came from.
 -- ---
 -- member_category (staff / retired / student) decides the band, taken in this order:
 --   1. HR (stg_hr_staff): a status in post (staff_status.csv in_post) -> staff; 01 退休 or 02 离休 -> retired;

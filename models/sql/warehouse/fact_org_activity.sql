@@ -2,6 +2,23 @@
 -- description: One row per 三会一课 / 主题党日 meeting of a party organisation: type, date, start and end, place, lecturer, title, with attendance counts. Meetings of an unknown 党组织编码 are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
 -- writes: [quality.reconciliation_issue]
+-- columns:
+--   meeting_id: The app's meeting id.
+--   org_code: 党组织编码 of the organisation that held it.
+--   meeting_type: branch_assembly, branch_committee, group_meeting, party_lecture, theme_day or life_meeting.
+--   meeting_type_name: The type as the app writes it.
+--   meeting_date: Date (Beijing).
+--   start_at: Start instant.
+--   end_at: End instant.
+--   duration_minutes: Minutes from start to end.
+--   place: Where it was held.
+--   lecturer: Lecturer (party lectures).
+--   title: Title.
+--   expected_attendees: People on the roll (attendance fact).
+--   present: Of them, present.
+--   excused: Of them, excused.
+--   absent: Of them, absent.
+--   attendance_rate: present / expected_attendees; NULL when nobody was expected.
 -- ---
 -- Attendance counts come from the attendance fact (orphan rows already left out there); attendance_rate
 -- is present / expected attendees (NULL when nobody was expected).

@@ -2,6 +2,20 @@
 -- description: One row per 组织关系转接 letter (介绍信编号): who, from which organisation, to where, 省内/跨省, out and receipt dates, the receipt deadline and a receipt_overdue flag (receipt due within one month), and how long the letter is valid. Letters of an unknown person or 转出党组织编码 are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
 -- writes: [quality.reconciliation_issue]
+-- columns:
+--   letter_no: 介绍信编号.
+--   person_no: 人员编号: the 工号 or 学号 as the source system sends it.
+--   person_key: The person (dim_person.person_key) the number leads to; NULL when it leads to none or to several.
+--   from_org_code: 转出党组织编码.
+--   to_org_name: 转入党组织名称.
+--   kind: in_province or cross_province.
+--   kind_name: 转接类型 as written (省内/跨省).
+--   out_date: 转出日期.
+--   receipt_date: 回执日期; NULL until the receipt comes.
+--   receipt_due_by: out_date + 1 month.
+--   receipt_overdue: The receipt came after receipt_due_by, or has not come by the as-of date.
+--   letter_valid_until: out_date + 3 months (省内) or 6 months (跨省).
+--   source_file: The export file the letter came from.
 -- ---
 -- receipt_due_by = out_date + 1 month (the receiving committee returns the receipt within one month).
 -- receipt_overdue: the receipt came after receipt_due_by, or has not come and receipt_due_by is before the

@@ -2,6 +2,24 @@
 -- description: One row per online study record: who (学号/工号), which course (kind, title, hours from the platform's catalogue), minutes, progress, quiz score, completion, start and last-active dates and the school term. Records of an unknown person or course are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
 -- writes: [quality.reconciliation_issue]
+-- columns:
+--   record_id: The platform's study record id.
+--   person_no: user_no: the learner's 学号/工号.
+--   person_key: The person (dim_person.person_key) the number leads to; NULL when it leads to none or to several.
+--   course_id: The course.
+--   course_kind: online_course, micro_lecture or web_lecture.
+--   course_kind_name: The kind as the platform writes it.
+--   course_title: Course title.
+--   course_hours: Credit hours of the course.
+--   minutes: Minutes studied.
+--   progress: Progress, 0-100.
+--   quiz_score: Quiz score; NULL when none was taken.
+--   completed: Whether the platform marks it completed.
+--   started_at: When study began.
+--   started_on: Date study began (Beijing).
+--   last_active_at: Last activity instant.
+--   last_active_on: Date of the last activity (Beijing).
+--   term: School term of started_on: Sep-Jan YYYY-YYYY-1, Feb-Aug YYYY-YYYY-2.
 -- ---
 -- term: the school term of started_on (Beijing date): September-January -> YYYY-YYYY-1, February-August
 -- -> YYYY-YYYY-2 (the summer counts with the spring term).
