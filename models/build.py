@@ -180,7 +180,7 @@ def _parse(path: Path) -> Model:
     column_lines: list[tuple[int, str]] = []
     for number, line in enumerate(lines[1:end], 2):
         if column_lines or line.rstrip() == "-- columns:":
-            if line.startswith("--   ") or not column_lines:
+            if line.startswith("--  ") or not column_lines:  # indented: a line of the block
                 column_lines.append((number, line))
                 continue
         key, sep, value = line.removeprefix("--").strip().partition(": ")

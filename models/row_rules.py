@@ -70,7 +70,7 @@ def header_of(m: Model) -> dict[str, object]:
     for line in lines[1:]:
         if line.strip() == "-- ---":
             break
-        if line.startswith("--   ") or line.rstrip() == "-- columns:":
+        if line.startswith("--  ") or line.rstrip() == "-- columns:":
             continue
         key, _, value = line.removeprefix("--").strip().partition(": ")
         value = value.strip()

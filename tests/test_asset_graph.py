@@ -191,9 +191,60 @@ def test_a_materialised_table_reports_its_types_with_the_descriptions_of_the_spe
     assert cols["id_number"].tags == {"sensitivity": "restricted"}
     assert cols["birth_date"].tags == {"sensitivity": "restricted"}
     assert cols["name"].tags == {"sensitivity": "internal"} and cols["name"].description.startswith("Name, normalised")
-    assert cols["undocumented"].description is None and not cols["undocumented"].tags
+    assert cols["undocumented"].description is None and cols["undocumented"].tags == {"sensitivity": "internal"}
+    # a column the model header describes: its text, and the header's sensitivity
+    assert cols["source_systems"].description.startswith("Registers holding a record")
     staging = {c.name: c for c in materialized_column_schema(con, "staging", "stg_students").columns}
     assert staging["phone"].tags == {"sensitivity": "restricted"}  # a column every preview masks
+
+
+def test_every_model_table_asset_carries_its_columns_described_once_with_a_sensitivity(graph):
+    """Issue 16 point 5: the staging, warehouse and mart assets show their columns at definition time, each
+    with a description from one place (the model header, or the published spec that selects it as it is: an
+    entry with text in both is a second list) and a sensitivity tag; a restricted column is one the analysts'
+    snapshot masks or leaves out."""
+    from pipelines.asset_metadata import described_columns
+    from pipelines.snapshot import restricted_columns
+
+    published = described_columns()
+    restricted = set(restricted_columns())
+    tables = 0
+    for layer, models in LAYERS.items():
+        for name, model in models.items():
+            for (schema, table), columns in model.column_docs.items():
+                for column, (description, _) in columns.items():
+                    spec = published.get((schema, table), {}).get(column)
+                    assert bool(description) != bool(spec), \
+                        f"{schema}.{table}.{column}: described {'twice' if spec else 'nowhere'}"
+            for schema, table in model.creates:
+                if asset_of(schema, table) != (schema, table):
+                    continue
+                schema_md = graph.get(dg.AssetKey([schema, table])).metadata["dagster/column_schema"]
+                assert schema_md.columns, f"{schema}.{table}"
+                for c in schema_md.columns:
+                    assert c.description and c.tags["sensitivity"] in build.SENSITIVITIES, f"{schema}.{table}.{c.name}"
+                    if c.tags["sensitivity"] == "restricted":
+                        assert c.name in restricted, f"{schema}.{table}.{c.name} is restricted but not masked"
+                tables += 1
+    assert tables == sum(len(m) for m in LAYERS.values()) + 3
+    staff = {c.name: c for c in graph.get(dg.AssetKey(["staging", "stg_hr_staff"])).metadata[
+        "dagster/column_schema"].columns}
+    assert staff["birth_date"].tags == {"sensitivity": "restricted"} and staff["staff_no"].tags == {
+        "sensitivity": "internal"}
+
+
+@pytest.mark.parametrize(("block", "needle"), [
+    ("--   name: The name.\n--  bad: two spaces\n", r"line 5: expected '--   column: description'"),
+    ("--   name: [secret] The name.\n", r"sensitivity \[secret\] is not one of"),
+    ("--   warehouse.other:\n--     x: An x.\n", r"describes warehouse.other, which the model does not create"),
+    ("--     x: Indented four under no table.\n", r"line 4: expected"),
+])
+def test_a_columns_block_that_does_not_parse_is_named_with_its_line(tmp_path, block, needle):
+    with pytest.raises(ValueError, match=needle):
+        build._parse(_model_file(tmp_path, f"-- columns:\n{block}", "SELECT 1 AS name FROM staging.stg_party_orgs\n"))
+    model = build._parse(_model_file(tmp_path, "-- columns:\n--   name: [restricted] The name.\n--   x:\n",
+                                     "SELECT 1 AS name FROM staging.stg_party_orgs\n"))
+    assert model.column_docs == {("warehouse", "fact_x"): {"name": ("The name.", "restricted"), "x": (None, None)}}
 
 
 def test_the_quality_tables_are_assets_with_the_columns_bookkeeping_creates(graph):
