@@ -160,6 +160,8 @@ def _header_columns(path: Path, layer: str, name: str, lines: list[tuple[int, st
             if tag not in SENSITIVITIES:
                 raise ValueError(f"{path} line {number}: sensitivity [{tag}] is not one of {list(SENSITIVITIES)}")
             sensitivity, value = tag, value.strip()
+        if any(c[:3] == (*table, key) for c in out):
+            raise ValueError(f"{path} line {number}: column {key} of {'.'.join(table)} is described twice")
         out.append((table[0], table[1], key, value or None, sensitivity))
     return out
 
@@ -205,8 +207,9 @@ def _parse(path: Path) -> Model:
     if side != set(declared):
         raise ValueError(f"{path}: the SQL writes {sorted(side) or 'no other table'} besides its own table but the "
                          f"header declares writes: {sorted(declared) or '[]'}; make the '-- writes:' line match")
-    for schema, table in {(c[0], c[1]) for c in model.columns} - model.creates:
-        raise ValueError(f"{path}: the columns block describes {schema}.{table}, which the model does not create")
+    strange = sorted({(c[0], c[1]) for c in model.columns} - model.creates)
+    if strange:
+        raise ValueError(f"{path}: the columns block describes {'.'.join(strange[0])}, which the model does not create")
     unknown = model.refs.unresolved - ({"current"} if model.layer == "staging" else set())
     if unknown:
         raise ValueError(f"{path}: reads {sorted(unknown)} without a schema (not a CTE or a temporary table it "

@@ -238,6 +238,7 @@ def test_every_model_table_asset_carries_its_columns_described_once_with_a_sensi
     ("--   name: [secret] The name.\n", r"sensitivity \[secret\] is not one of"),
     ("--   warehouse.other:\n--     x: An x.\n", r"describes warehouse.other, which the model does not create"),
     ("--     x: Indented four under no table.\n", r"line 4: expected"),
+    ("--   name: The name.\n--   name: Again.\n", r"line 5: column name of warehouse.fact_x is described twice"),
 ])
 def test_a_columns_block_that_does_not_parse_is_named_with_its_line(tmp_path, block, needle):
     with pytest.raises(ValueError, match=needle):
