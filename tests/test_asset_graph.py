@@ -209,8 +209,8 @@ def test_every_model_table_asset_carries_its_columns_described_once_with_a_sensi
     published = described_columns()
     restricted = set(restricted_columns())
     tables = 0
-    for layer, models in LAYERS.items():
-        for name, model in models.items():
+    for models in LAYERS.values():
+        for model in models.values():
             for (schema, table), columns in model.column_docs.items():
                 for column, (description, _) in columns.items():
                     spec = published.get((schema, table), {}).get(column)

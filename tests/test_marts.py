@@ -800,7 +800,7 @@ def assert_column_docs(con: duckdb.DuckDBPyConnection) -> int:
     from pipelines.warehouse import mart_assets, warehouse_assets
 
     built = set(con.execute("SELECT schema_name, table_name FROM duckdb_tables()").fetchall())
-    for layer, name in build_order([(layer, n) for layer in ("warehouse", "marts") for n in LAYERS[layer]]):
+    for layer, name in build_order([(lay, n) for lay in ("warehouse", "marts") for n in LAYERS[lay]]):
         if (layer, name) not in built and layer != "staging":  # a model the fixture's targets did not need
             build_warehouse(con, name, secret=SECRET, layer=layer)
     checked = 0
