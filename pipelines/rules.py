@@ -1,7 +1,9 @@
 """Party business rules as Dagster asset checks: one check per rule in ``quality/rules.yaml``.
 
 Each check is attached to the warehouse table its rule looks at (the rule's ``entity``) and also waits
-for every other table its SQL reads. It runs the rule (replacing the rule's rows in
+for every other table its SQL reads, and for the facts the as-of date is read from when none is set
+(``quality.business_rules.AS_OF_SOURCES``): without them in its dependencies the check could run before
+they are built and find no date. It runs the rule (replacing the rule's rows in
 ``quality.rule_violation``), records the outcome in ``quality.check_result`` and passes when the rule
 finds nothing. Rules of severity ``error`` are blocking checks with severity ERROR: nothing downstream
 of the table is built in that run, and the publish gate refuses while the latest result fails.
@@ -13,7 +15,7 @@ import dagster as dg
 from hub.resources import WAREHOUSE_POOL, WarehouseResource
 from models.build import model_of
 from pipelines.common import record_check
-from quality.business_rules import Rule, RulesConfig, load_config, run_rules
+from quality.business_rules import AS_OF_SOURCES, Rule, RulesConfig, load_config, run_rules
 
 SAMPLE_SIZE = 10
 DAGSTER_SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warning": dg.AssetCheckSeverity.WARN}
@@ -21,8 +23,8 @@ DAGSTER_SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warning": dg.AssetChe
 
 def _rule_check(rule: Rule, config: RulesConfig) -> dg.AssetChecksDefinition:
     asset_key = dg.AssetKey(rule.asset_path)
-    deps = sorted({dg.AssetKey(list(model_of(layer, table))) for layer, table in rule.reads} - {asset_key},
-                  key=str)
+    reads = {*rule.reads, *(tuple(table.split(".")) for table, _ in AS_OF_SOURCES)}
+    deps = sorted({dg.AssetKey(list(model_of(layer, table))) for layer, table in reads} - {asset_key}, key=str)
     thresholds = {k: v for k, v in rule.params.items() if v is not None}
 
     @dg.asset_check(

@@ -308,3 +308,18 @@ def test_the_campus_systems_are_external_assets_upstream_of_their_raw_assets(def
     assert dg.AssetKey(["warehouse", "known_person"]) in selected
     api_sql = defs.resolve_job_def("api_sql_refresh_job").asset_layer.selected_asset_keys
     assert dg.AssetKey(["raw", "hr__staff"]) in api_sql and not {n.key for n in specs} & api_sql
+
+
+def test_every_rule_check_waits_for_the_facts_its_as_of_date_is_read_from():
+    """A rule judged at the data's latest date reads it from the facts (AS_OF_SOURCES): the check must run
+    after them, or a run that builds dim_party_member first finds no date and fails."""
+    from pipelines.rules import rule_checks
+    from quality.business_rules import AS_OF_SOURCES
+
+    sources = {dg.AssetKey(table.split(".")) for table, _ in AS_OF_SOURCES}
+    assert sources == {dg.AssetKey(["warehouse", "fact_org_activity"]), dg.AssetKey(["warehouse", "fact_dues_payment"])}
+    assert rule_checks
+    for checks in rule_checks:
+        for spec in checks.check_specs:
+            deps = {d.asset_key for d in spec.additional_deps}
+            assert sources - {spec.asset_key} <= deps, spec.name
