@@ -30,7 +30,7 @@ from pipelines.jobs import build_automation
 from pipelines.publish import publish_assets
 from pipelines.quality_tables import quality_table_specs
 from pipelines.quarantine import quarantine_rate_checks
-from pipelines.raw import build_raw
+from pipelines.raw import build_raw, source_specs
 from pipelines.report import party_report_asset, report_automation_sensor
 from pipelines.rules import build_rule_checks
 from pipelines.snapshot import analyst_snapshot_asset
@@ -85,7 +85,8 @@ def _build(settings: Settings, sources) -> dg.Definitions:
     # one check per rule of the rules file the settings name (HUB_RULES_FILE)
     rule_checks = build_rule_checks(load_rules(settings.rules_file, standards_file=settings.standards_file))
     return dg.Definitions(
-        assets=[*assets, *quality_table_specs([a.key for a in raw_assets])],  # not materialised: see module
+        assets=[*assets, *source_specs(sources),  # campus systems and quality tables: external, not materialised
+                *quality_table_specs([a.key for a in raw_assets])],
         asset_checks=[*raw_checks, *staging_checks, *warehouse_checks, *rule_checks, *quarantine_rate_checks,
                       *expectation_checks([k for a in assets for k in a.keys])],
         jobs=jobs,

@@ -52,6 +52,17 @@ class Model:
     # source columns an older export may lack (added to the export later): NULL when the raw table has none
     optional_columns: tuple[str, ...] = ()
     side_writes: tuple[str, ...] = ()  # header ``writes``: tables written besides its own, schema.table
+    # header ``columns``: (schema, table, column, description or None, sensitivity or None), in header order
+    columns: tuple[tuple[str, str, str, str | None, str | None], ...] = ()
+
+    @property
+    def column_docs(self) -> dict[tuple[str, str], dict[str, tuple[str | None, str | None]]]:
+        """(schema, table) -> column -> (description, sensitivity) from the header's ``columns`` block: the
+        model's own table, and each other table it creates under its ``schema.table:`` line."""
+        out: dict[tuple[str, str], dict[str, tuple[str | None, str | None]]] = {}
+        for schema, table, name, description, sensitivity in self.columns:
+            out.setdefault((schema, table), {})[name] = (description, sensitivity)
+        return out
 
     @property
     def raw_table(self) -> str:
@@ -117,9 +128,50 @@ def asset_of(layer: str, table: str) -> tuple[str, str]:
     return layer, table
 
 
+SENSITIVITIES = ("public", "internal", "restricted")
+
+
+def _header_columns(path: Path, layer: str, name: str, lines: list[tuple[int, str]]
+                    ) -> list[tuple[str, str, str, str | None, str | None]]:
+    """The ``-- columns:`` block: ``--   column: description`` per column of the model's table (indented two
+    spaces), and for another table the script creates ``--   schema.table:`` with its columns indented four.
+    A description may start with ``[public]``, ``[internal]`` or ``[restricted]`` (its sensitivity); an empty
+    one (``--   name:``) says that a published dataset spec describes the column."""
+    out = []
+    table = (layer, name)
+    for number, line in lines:
+        body = line.removeprefix("--")
+        body = body[1:] if body.startswith(" ") else body
+        indent = len(body) - len(body.lstrip(" "))
+        key, sep, value = body.strip().partition(":")
+        if not sep or indent not in (2, 4) or (indent == 4 and table == (layer, name)):
+            raise ValueError(f"{path} line {number}: expected '--   column: description' in the columns block, "
+                             f"got {line!r}")
+        value = value.strip()
+        if indent == 2 and "." in key and not value:
+            schema, _, other = key.partition(".")
+            table = (schema, other)
+            continue
+        if indent == 2:
+            table = (layer, name)
+        if not key.isidentifier():
+            raise ValueError(f"{path} line {number}: {key!r} is not a column name")
+        sensitivity = None
+        if value.startswith("["):
+            tag, _, value = value[1:].partition("]")
+            if tag not in SENSITIVITIES:
+                raise ValueError(f"{path} line {number}: sensitivity [{tag}] is not one of {list(SENSITIVITIES)}")
+            sensitivity, value = tag, value.strip()
+        if any(c[:3] == (*table, key) for c in out):
+            raise ValueError(f"{path} line {number}: column {key} of {'.'.join(table)} is described twice")
+        out.append((table[0], table[1], key, value or None, sensitivity))
+    return out
+
+
 def _parse(path: Path) -> Model:
     """Read a model's header: ``-- key: value`` lines between two ``-- ---`` lines. A value is taken as
-    written (a description may hold colons); a value in brackets is a YAML list."""
+    written (a description may hold colons); a value in brackets is a YAML list. ``-- columns:`` opens the
+    indented block that describes the columns (:func:`_header_columns`)."""
     text = path.read_text(encoding="utf-8")
     lines = text.splitlines()
     if not lines or lines[0].strip() != "-- ---":
@@ -129,7 +181,12 @@ def _parse(path: Path) -> Model:
     except StopIteration:
         raise ValueError(f"{path}: the header has no closing '-- ---' line") from None
     header: dict[str, object] = {}
+    column_lines: list[tuple[int, str]] = []
     for number, line in enumerate(lines[1:end], 2):
+        if column_lines or line.rstrip() == "-- columns:":
+            if line.startswith("--  ") or not column_lines:  # indented: a line of the block
+                column_lines.append((number, line))
+                continue
         key, sep, value = line.removeprefix("--").strip().partition(": ")
         if not sep or not key.isidentifier():
             raise ValueError(f"{path} line {number}: expected '-- key: value', got {line!r}")
@@ -143,7 +200,8 @@ def _parse(path: Path) -> Model:
                  source=source or None, entity=entity or None,
                  primary_key=tuple(header.get("key", ())), materialize=str(header.get("materialize", "table")),
                  snapshot=header.get("snapshot") is True, history=header.get("history") is True,
-                 optional_columns=tuple(header.get("optional_columns", ())), side_writes=declared)
+                 optional_columns=tuple(header.get("optional_columns", ())), side_writes=declared,
+                 columns=tuple(_header_columns(path, path.parent.name, path.stem, column_lines[1:])))
     try:
         side = {f"{s}.{t}" for s, t in model.writes - model.runner_writes}
     except sqlrefs.SqlRefError as exc:
@@ -151,6 +209,9 @@ def _parse(path: Path) -> Model:
     if side != set(declared):
         raise ValueError(f"{path}: the SQL writes {sorted(side) or 'no other table'} besides its own table but the "
                          f"header declares writes: {sorted(declared) or '[]'}; make the '-- writes:' line match")
+    strange = sorted({(c[0], c[1]) for c in model.columns} - model.creates)
+    if strange:
+        raise ValueError(f"{path}: the columns block describes {'.'.join(strange[0])}, which the model does not create")
     unknown = model.refs.unresolved - ({"current"} if model.layer == "staging" else set())
     if unknown:
         raise ValueError(f"{path}: reads {sorted(unknown)} without a schema (not a CTE or a temporary table it "

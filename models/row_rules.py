@@ -63,12 +63,15 @@ def _sql_str(value: str) -> str:
 
 
 def header_of(m: Model) -> dict[str, object]:
-    """The model's header (``-- key: value`` lines between two ``-- ---`` lines), as models.build reads it."""
+    """The model's header (``-- key: value`` lines between two ``-- ---`` lines), as models.build reads it;
+    the ``columns`` block (indented lines) is the model's column docs (``Model.columns``), not a setting."""
     lines = m.sql.splitlines()
     header: dict[str, object] = {}
     for line in lines[1:]:
         if line.strip() == "-- ---":
             break
+        if line.startswith("--  ") or line.rstrip() == "-- columns:":
+            continue
         key, _, value = line.removeprefix("--").strip().partition(": ")
         value = value.strip()
         header[key] = yaml.safe_load(value) if value.startswith("[") or value in ("true", "false") else value

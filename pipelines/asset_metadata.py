@@ -1,15 +1,23 @@
 """Definition metadata of the table assets: ``dagster/table_name``, ``dagster/column_schema`` and the code version.
 
-Column descriptions and sensitivity have one source, the published dataset specs (pipelines/publish.py,
-pipelines/marts_publish.py, pipelines/national.py): every published column is described and classified
-there. A published dataset that selects a column of a table as it is (``SELECT name, gender FROM
-warehouse.dim_person``, or ``"col"`` from a mart) lends that table column its description and sensitivity;
-the SQL parser (sqlglot) reads the spec's query to find them, so there is no second list to keep. A column
-no spec describes is still listed, with its DuckDB type; its sensitivity is ``restricted`` when it is one of
-the ID or phone columns every preview masks (pipelines/common.SENSITIVE_COLUMNS), else untagged.
+Each column is described once, where it is defined:
 
-At definition time a mart's and a published dataset's schema are known from the spec; every table asset also
-emits the schema with its real DuckDB types when it is materialised (:func:`materialized_column_schema`).
+* the published dataset specs (pipelines/publish.py, pipelines/marts_publish.py, pipelines/national.py)
+  describe and classify every published column. A published dataset that selects a column of a table as it
+  is (``SELECT name, gender FROM warehouse.dim_person``, or ``"col"`` from a mart) lends that table column
+  its description and sensitivity; the SQL parser (sqlglot) reads the spec's query to find them.
+* the model header's ``columns`` block (models/build.py) lists every column of a staging or warehouse table
+  in order and describes each one no spec describes (an entry with no text is one a spec describes); a
+  description may carry a sensitivity (``[restricted] ...``).
+
+The sensitivity tag is the strictest of the header's and the specs'; an ID or phone column every preview
+masks (pipelines/common.SENSITIVE_COLUMNS) is ``restricted``; any other column is ``internal``, which is what
+the warehouse is (analysts read it; only restricted columns are masked in their copy).
+
+At definition time every staging, warehouse and mart asset and every published dataset carries its column
+schema (from the header, or a mart's spec), the types ``unknown until materialised``; each table asset emits
+the schema again with its real DuckDB types when it is materialised (:func:`materialized_column_schema`).
+tests/test_column_docs.py holds the headers to the tables as built, both ways.
 """
 
 from __future__ import annotations
@@ -87,12 +95,28 @@ def described_columns() -> dict[tuple[str, str], dict[str, tuple[str, str]]]:
     return {t: {c: v[:2] for c, v in cols.items()} for t, cols in found.items()}
 
 
+def header_columns(schema: str, table: str) -> dict[str, tuple[str | None, str | None]]:
+    """column -> (description, sensitivity) of a table from the header of the model that creates it, in
+    header order; empty when the header has no columns block for it."""
+    from models.build import LAYERS, model_of
+
+    layer, name = model_of(schema, table)
+    model = LAYERS.get(layer, {}).get(name)
+    return model.column_docs.get((schema, table), {}) if model is not None else {}
+
+
+UNTYPED = "unknown until materialised"
+
+
 def _column(schema: str, table: str, name: str, type_: str) -> dg.TableColumn:
-    description, sensitivity = described_columns().get((schema, table), {}).get(name, (None, None))
-    if sensitivity is None and name in SENSITIVE_COLUMNS:
-        sensitivity = "restricted"
-    return dg.TableColumn(name=name, type=type_, description=description,
-                          tags={SENSITIVITY_TAG: sensitivity} if sensitivity else None)
+    own, own_sensitivity = header_columns(schema, table).get(name, (None, None))
+    published, published_sensitivity = described_columns().get((schema, table), {}).get(name, (None, None))
+    found = [s for s in (own_sensitivity, published_sensitivity) if s]
+    if name in SENSITIVE_COLUMNS:
+        found.append("restricted")
+    sensitivity = max(found, key=RANK.__getitem__) if found else "internal"
+    return dg.TableColumn(name=name, type=type_, description=own or published,
+                          tags={SENSITIVITY_TAG: sensitivity})
 
 
 def spec_column_schema(spec: DatasetSpec) -> dg.TableSchema:
@@ -110,15 +134,15 @@ def spec_code_version(spec: DatasetSpec) -> str:
 
 
 def table_metadata(schema: str, table: str) -> dict:
-    """Definition metadata of a table asset: its table name and, for a mart (its published dataset reads
-    every column of it), its column schema."""
+    """Definition metadata of a table asset: its table name and its column schema, the columns listed by
+    the model's header or, for a mart (its published dataset reads every column of it), by the spec."""
     from pipelines.marts_publish import MART_DATASETS, MART_SOURCES
 
     meta: dict = {"dagster/table_name": table_name(schema, table)}
     spec = next((s for s in MART_DATASETS if schema == "marts" and MART_SOURCES[s.name] == table), None)
-    if spec is not None:
-        meta["dagster/column_schema"] = dg.TableSchema(columns=[
-            _column(schema, table, c.name, "unknown until materialised") for c in spec.columns])
+    names = list(header_columns(schema, table)) or ([c.name for c in spec.columns] if spec is not None else [])
+    if names:
+        meta["dagster/column_schema"] = dg.TableSchema(columns=[_column(schema, table, n, UNTYPED) for n in names])
     return meta
 
 

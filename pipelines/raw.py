@@ -1,4 +1,5 @@
-"""Raw layer: one asset per source entity declared in sources.yaml (group ``raw``).
+"""Raw layer: one asset per source entity declared in sources.yaml (group ``raw``), downstream of its campus
+system, an external asset (group ``sources``, key ``source/<name>``) that Dagster shows but never materialises.
 
 Each materialisation runs one load (one per new file for file drops) through the connectors into
 the raw zone, and reports rows, bytes, retries, cursor and encoding. A row-conservation check follows.
@@ -18,6 +19,23 @@ KIND_TAG = {"rest": "rest", "sql": "sql", "files": "file"}
 
 def raw_key(entity: Entity) -> dg.AssetKey:
     return dg.AssetKey(["raw", entity.table])
+
+
+def source_key(source: Source) -> dg.AssetKey:
+    return dg.AssetKey(["source", source.name])
+
+
+def source_specs(sources: dict[str, Source]) -> list[dg.AssetSpec]:
+    """The campus systems as external assets: one per source of sources.yaml, with its kind (rest, sql or
+    files), description and owner, upstream of its raw assets. They have no materialisation function, so no
+    job runs them (an asset job keeps only executable assets). No endpoint, URL or credential is shown: those
+    come from the environment when a load runs."""
+    return [dg.AssetSpec(
+        key=source_key(s), group_name="sources", kinds={s.kind}, owners=[s.owner],
+        description=s.description or f"The campus system {s.name} ({s.kind}).",
+        tags={"layer": "source", "source": s.name},
+        metadata={"entities": dg.MetadataValue.json(sorted(s.entities)),
+                  "declared_in": "sources.yaml"}) for s in sources.values()]
 
 
 def _summarise(results: list[LoadResult]) -> dict:
@@ -63,6 +81,7 @@ def _raw_asset(source: Source, entity: Entity) -> dg.AssetsDefinition:
         tags={"layer": "raw", "source": source.name},
         pool=WAREHOUSE_POOL,
         metadata={"dagster/table_name": f"raw.{entity.table}"},
+        deps=[source_key(source)],
     )
     def _load(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
               campus_sources: CampusSourcesResource) -> dg.MaterializeResult:

@@ -14,10 +14,15 @@ from models.build import LAYERS, asset_of, model_of
 
 
 @pytest.fixture(scope="module")
-def graph():
+def defs():
     from hub.factory import build_definitions
 
-    return build_definitions().get_repository_def().asset_graph
+    return build_definitions()
+
+
+@pytest.fixture(scope="module")
+def graph(defs):
+    return defs.get_repository_def().asset_graph
 
 
 def test_the_parser_reads_every_schema_and_skips_comments_ctes_and_temporary_tables():
@@ -98,11 +103,29 @@ def test_every_sql_model_asset_declares_exactly_the_tables_its_sql_reads_and_wri
 
 
 def test_the_quarantine_reads_of_the_facts_are_in_the_graph(graph):
-    """The old regex saw only staging/warehouse/marts: 9 fact models read quality.quarantine unseen."""
+    """The old regex saw only staging/warehouse/marts: 9 fact models read quality.quarantine unseen. The facts
+    now judge persons and organisations by the shared known_person / known_org models, which read it."""
     readers = [name for name, m in LAYERS["warehouse"].items() if ("quality", "quarantine") in m.reads]
-    assert len(readers) >= 8
+    assert {"known_person", "known_org", "fact_course_grade"} <= set(readers)
     for name in readers:
         assert dg.AssetKey(["quality", "quarantine"]) in graph.get(dg.AssetKey(["warehouse", name])).parent_keys
+    quarantine = dg.AssetKey(["quality", "quarantine"])
+    through_shared = [name for name, m in LAYERS["warehouse"].items()
+                      if {("warehouse", "known_person"), ("warehouse", "known_org")} & set(m.reads)]
+    assert len(through_shared) >= 7
+    for name in through_shared:
+        assert quarantine in graph.upstream_key_iterator(dg.AssetKey(["warehouse", name])), name
+
+
+def test_no_fact_copies_the_known_person_or_known_org_sql():
+    """Issue 16 point 9: the facts read the shared models and report orphans through the shared macros."""
+    for name, model in LAYERS["warehouse"].items():
+        if not name.startswith("fact_"):
+            continue
+        assert "known_person AS (" not in model.sql and "known_org AS (" not in model.sql, name
+        assert "which neither HR nor the student system holds'" not in model.sql, name
+        assert "which is not a party organisation'" not in model.sql, name
+    assert {"orphan_person", "orphan_org"} <= set(sqlrefs.macro_calls(LAYERS["warehouse"]["fact_dues_payment"].sql))
 
 
 def test_published_datasets_depend_on_what_their_query_reads(graph):
@@ -171,9 +194,61 @@ def test_a_materialised_table_reports_its_types_with_the_descriptions_of_the_spe
     assert cols["id_number"].tags == {"sensitivity": "restricted"}
     assert cols["birth_date"].tags == {"sensitivity": "restricted"}
     assert cols["name"].tags == {"sensitivity": "internal"} and cols["name"].description.startswith("Name, normalised")
-    assert cols["undocumented"].description is None and not cols["undocumented"].tags
+    assert cols["undocumented"].description is None and cols["undocumented"].tags == {"sensitivity": "internal"}
+    # a column the model header describes: its text, and the header's sensitivity
+    assert cols["source_systems"].description.startswith("Registers holding a record")
     staging = {c.name: c for c in materialized_column_schema(con, "staging", "stg_students").columns}
     assert staging["phone"].tags == {"sensitivity": "restricted"}  # a column every preview masks
+
+
+def test_every_model_table_asset_carries_its_columns_described_once_with_a_sensitivity(graph):
+    """Issue 16 point 5: the staging, warehouse and mart assets show their columns at definition time, each
+    with a description from one place (the model header, or the published spec that selects it as it is: an
+    entry with text in both is a second list) and a sensitivity tag; a restricted column is one the analysts'
+    snapshot masks or leaves out."""
+    from pipelines.asset_metadata import described_columns
+    from pipelines.snapshot import restricted_columns
+
+    published = described_columns()
+    restricted = set(restricted_columns())
+    tables = 0
+    for models in LAYERS.values():
+        for model in models.values():
+            for (schema, table), columns in model.column_docs.items():
+                for column, (description, _) in columns.items():
+                    spec = published.get((schema, table), {}).get(column)
+                    assert bool(description) != bool(spec), \
+                        f"{schema}.{table}.{column}: described {'twice' if spec else 'nowhere'}"
+            for schema, table in model.creates:
+                if asset_of(schema, table) != (schema, table):
+                    continue
+                schema_md = graph.get(dg.AssetKey([schema, table])).metadata["dagster/column_schema"]
+                assert schema_md.columns, f"{schema}.{table}"
+                for c in schema_md.columns:
+                    assert c.description and c.tags["sensitivity"] in build.SENSITIVITIES, f"{schema}.{table}.{c.name}"
+                    if c.tags["sensitivity"] == "restricted":
+                        assert c.name in restricted, f"{schema}.{table}.{c.name} is restricted but not masked"
+                tables += 1
+    assert tables == sum(len(m) for m in LAYERS.values()) + 3
+    staff = {c.name: c for c in graph.get(dg.AssetKey(["staging", "stg_hr_staff"])).metadata[
+        "dagster/column_schema"].columns}
+    assert staff["birth_date"].tags == {"sensitivity": "restricted"} and staff["staff_no"].tags == {
+        "sensitivity": "internal"}
+
+
+@pytest.mark.parametrize(("block", "needle"), [
+    ("--   name: The name.\n--  bad: two spaces\n", r"line 5: expected '--   column: description'"),
+    ("--   name: [secret] The name.\n", r"sensitivity \[secret\] is not one of"),
+    ("--   warehouse.other:\n--     x: An x.\n", r"describes warehouse.other, which the model does not create"),
+    ("--     x: Indented four under no table.\n", r"line 4: expected"),
+    ("--   name: The name.\n--   name: Again.\n", r"line 5: column name of warehouse.fact_x is described twice"),
+])
+def test_a_columns_block_that_does_not_parse_is_named_with_its_line(tmp_path, block, needle):
+    with pytest.raises(ValueError, match=needle):
+        build._parse(_model_file(tmp_path, f"-- columns:\n{block}", "SELECT 1 AS name FROM staging.stg_party_orgs\n"))
+    model = build._parse(_model_file(tmp_path, "-- columns:\n--   name: [restricted] The name.\n--   x:\n",
+                                     "SELECT 1 AS name FROM staging.stg_party_orgs\n"))
+    assert model.column_docs == {("warehouse", "fact_x"): {"name": ("The name.", "restricted"), "x": (None, None)}}
 
 
 def test_the_quality_tables_are_assets_with_the_columns_bookkeeping_creates(graph):
@@ -204,3 +279,50 @@ def test_every_quality_table_something_reads_is_a_declared_asset_not_a_stub(grap
             dg.AssetKey(["quality", "load_audit"])} <= read
     for key in read:
         assert graph.get(key).group_name == "quality", key  # an undeclared dep would land in 'default'
+
+
+def test_the_campus_systems_are_external_assets_upstream_of_their_raw_assets(defs, graph):
+    """Issue 16 point 1: one AssetSpec per source of sources.yaml (kind rest/sql/files, its description and
+    owner), upstream of every raw asset of the source, never materialised: the jobs over every asset resolve
+    without them."""
+    from connectors import load_sources
+    from hub.settings import PROJECT_ROOT
+    from pipelines.raw import raw_key
+
+    sources = load_sources(PROJECT_ROOT / "sources.yaml")
+    specs = [n for n in graph.asset_nodes if n.key.path[0] == "source"]
+    assert {n.key for n in specs} == {dg.AssetKey(["source", name]) for name in sources}
+    assert {s.kind for s in sources.values()} == {"rest", "sql", "files"}
+    for name, source in sources.items():
+        node = graph.get(dg.AssetKey(["source", name]))
+        assert node.group_name == "sources" and not node.is_materializable and not node.is_executable
+        assert source.kind in node.kinds and node.description == source.description and source.description
+        assert list(node.owners) == [source.owner]
+        assert node.metadata["entities"].data == sorted(source.entities)
+        for entity in source.entities.values():
+            assert graph.get(raw_key(entity)).parent_keys == {node.key}
+        assert set(node.child_keys) == {raw_key(e) for e in source.entities.values()}
+
+    dg.Definitions.validate_loadable(defs)
+    main = defs.resolve_job_def("campus_main_job")
+    selected = main.asset_layer.selected_asset_keys
+    assert not {n.key for n in specs} & selected
+    assert {raw_key(e) for s in sources.values() for e in s.entities.values()} <= selected
+    assert dg.AssetKey(["warehouse", "known_person"]) in selected
+    api_sql = defs.resolve_job_def("api_sql_refresh_job").asset_layer.selected_asset_keys
+    assert dg.AssetKey(["raw", "hr__staff"]) in api_sql and not {n.key for n in specs} & api_sql
+
+
+def test_every_rule_check_waits_for_the_facts_its_as_of_date_is_read_from():
+    """A rule judged at the data's latest date reads it from the facts (AS_OF_SOURCES): the check must run
+    after them, or a run that builds dim_party_member first finds no date and fails."""
+    from pipelines.rules import rule_checks
+    from quality.business_rules import AS_OF_SOURCES
+
+    sources = {dg.AssetKey(table.split(".")) for table, _ in AS_OF_SOURCES}
+    assert sources == {dg.AssetKey(["warehouse", "fact_org_activity"]), dg.AssetKey(["warehouse", "fact_dues_payment"])}
+    assert rule_checks
+    for checks in rule_checks:
+        for spec in checks.check_specs:
+            deps = {d.asset_key for d in spec.additional_deps}
+            assert sources - {spec.asset_key} <= deps, spec.name

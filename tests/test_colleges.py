@@ -171,12 +171,17 @@ def _env_for(prefix: str, servers: SourceServers, campus: Path, inbox: Path) -> 
 
 def _national_job(defs: dg.Definitions) -> dg.JobDefinition:
     """campus_main_job limited to the six national datasets and what they are built from (40 of the 88
-    assets), without the asset checks (the same on both sides of the comparison; they are tested
-    elsewhere): what the comparison needs, in a fraction of the run time."""
+    assets), with only the checks the publish gate needs (pipelines/gate.py: the blocking checks on what
+    they are built from, and the error-severity rule checks whose violations zt_dyfzsj leaves out), the same
+    on both sides of the comparison: what the comparison needs, in a fraction of the run time."""
+    from pipelines.gate import rule_checks_needed, upstream_checks
+
     keys = [dg.AssetKey(["publish", t.dataset]) for t in NATIONAL_TABLES]
+    graph = defs.resolve_asset_graph()
     selection = dg.AssetSelection.assets(*keys).upstream().required_multi_asset_neighbors()
+    needed = {k for key in keys for k, (blocking, _) in upstream_checks(graph, key).items() if blocking}
     return defs.resolve_job_def("campus_main_job").get_subset(
-        asset_selection=selection.resolve(defs.resolve_asset_graph()), asset_check_selection=set())
+        asset_selection=selection.resolve(graph), asset_check_selection=needed | set(rule_checks_needed()))
 
 
 @slow

@@ -78,3 +78,18 @@ CREATE OR REPLACE TEMP MACRO parse_date_any(s) AS
 CREATE OR REPLACE TEMP MACRO phone_clean(s) AS
     CASE WHEN regexp_full_match(regexp_replace(regexp_replace(coalesce(s, ''), '[^0-9]', '', 'g'), '^86(1[3-9][0-9]{9})$', '\1'), '1[3-9][0-9]{9}')
          THEN regexp_replace(regexp_replace(s, '[^0-9]', '', 'g'), '^86(1[3-9][0-9]{9})$', '\1') END;
+
+-- The quality.reconciliation_issue row (a struct: INSERT ... BY NAME SELECT unnest(...)) a fact writes for a record
+-- it keeps out because it names a person or a party organisation that does not exist (warehouse.known_person,
+-- warehouse.known_org). what: the record and the field as the detail names them ('dues payment for 人员编号');
+-- entity and field: the source entity and field the value came from; bad_value: the value as sent.
+CREATE OR REPLACE TEMP MACRO orphan_person(model, systems, record_key, what, entity, field, bad_value) AS {
+    'kind': 'orphan_reference', 'person_key': NULL::VARCHAR, 'systems': systems, 'record_key': record_key,
+    'detail': what || ' ' || bad_value || ', which neither HR nor the student system holds',
+    'values': json_object('entity', entity, 'field', field, 'value', bad_value, 'references', 'hr.staff|student.students'),
+    'model': model};
+CREATE OR REPLACE TEMP MACRO orphan_org(model, systems, record_key, person_key, what, entity, field, bad_value) AS {
+    'kind': 'orphan_reference', 'person_key': person_key, 'systems': systems, 'record_key': record_key,
+    'detail': what || ' ' || bad_value || ', which is not a party organisation',
+    'values': json_object('entity', entity, 'field', field, 'value', bad_value, 'references', 'party.orgs'),
+    'model': model};

@@ -2,6 +2,13 @@
 -- description: 教务系统 course catalogue (jw_kc), one row per 课程号 (kch); credits as DECIMAL.
 -- source: academic.courses
 -- key: [kch]
+-- columns:
+--   course_code: 课程号 (kch), the course's key in 教务.
+--   course_name: 课程名称 (kcmc).
+--   credits: 学分, DECIMAL(4,1).
+--   course_category: 课程类别 (kclb) as 教务 writes it.
+--   unit_code: 开课单位号 (kkdwh): the department that teaches the course.
+--   load_id: The raw load (raw zone load_id) this row's current version came from.
 -- ---
 WITH v AS (
     SELECT c.*,

@@ -3,6 +3,18 @@
 -- source: academic.grades
 -- key: [xh, kch, xnxq, ksxz]
 -- updated_at: updated_at
+-- columns:
+--   grade_id: The grade's row id in jw_cj.
+--   student_no: 学号 (xh) of the student graded.
+--   course_code: 课程号 (kch) of the course.
+--   term: 学年学期 (xnxq), e.g. 2023-2024-1.
+--   exam_type: 考试性质 coded (map_facts.csv: normal, makeup, retake, ...).
+--   exam_type_name: 考试性质 (ksxz) as 教务 writes it.
+--   score: The score in points: the number, or a grade word's points (grade_word.csv).
+--   score_original: 成绩 (cj) as sent: a number or a grade word.
+--   score_kind: numeric, or grade_word when the score was a word.
+--   source_updated_at: When the source system last changed the record, as it reports it.
+--   load_id: The raw load (raw zone load_id) this row's current version came from.
 -- ---
 -- The key is the grade's natural key, not the database's surrogate id: the same grade stored twice under
 -- two ids is a duplicate (the lowest id is kept; the copy is quarantined). Two rows for one key with

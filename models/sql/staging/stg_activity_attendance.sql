@@ -3,6 +3,14 @@
 -- source: activity.attendance
 -- key: [meeting_id, person_no]
 -- updated_at: updated_at
+-- columns:
+--   meeting_id: The meeting (智慧党建 app meeting_id).
+--   person_no: 学号/工号 of the expected attendee.
+--   status: Attendance coded: present, excused or absent.
+--   status_name: The app's status word as sent.
+--   checked_in_at: Check-in instant (签到), TIMESTAMPTZ; NULL when absent.
+--   source_updated_at: When the source system last changed the record, as it reports it.
+--   load_id: The raw load (raw zone load_id) this row's current version came from.
 -- ---
 -- Status 出席/请假/缺席 maps to present/excused/absent (map_facts.csv). Whether the person and the
 -- meeting exist is a warehouse question (fact_activity_attendance), not a row-level rule.

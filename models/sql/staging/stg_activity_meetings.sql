@@ -4,6 +4,19 @@
 -- key: [meeting_id]
 -- required: [org_code]
 -- updated_at: updated_at
+-- columns:
+--   meeting_id: The app's meeting id.
+--   org_code: 党组织编码 of the organisation that held the meeting.
+--   meeting_type: 三会一课 / 主题党日 type coded (branch_assembly, branch_committee, group_meeting, party_lecture, theme_day, life_meeting).
+--   meeting_type_name: The meeting type as the app writes it.
+--   title: The meeting's title.
+--   meeting_date: Beijing calendar date of the start.
+--   start_at: Start instant, TIMESTAMPTZ.
+--   end_at: End instant, TIMESTAMPTZ.
+--   place: Where it was held.
+--   lecturer: Lecturer's name (party lectures), normalised.
+--   source_updated_at: When the source system last changed the record, as it reports it.
+--   load_id: The raw load (raw zone load_id) this row's current version came from.
 -- ---
 -- meeting_date is the local (Beijing) calendar date of start_time; start_at / end_at keep the instant.
 WITH v AS (

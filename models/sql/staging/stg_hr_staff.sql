@@ -4,6 +4,28 @@
 -- key: [gh]
 -- required: [xm]
 -- updated_at: updated_at
+-- columns:
+--   staff_no: 工号 (gh), the staff member's number in HR.
+--   name: 姓名 (xm), normalised (name_clean).
+--   id_number: [restricted] 公民身份号码 (sfzjh), normalised (full-width digits, 15-digit numbers upgraded).
+--   id_valid: Whether id_number is a valid GB 11643 number (check character and birth date).
+--   gender: GB/T 2261.1 gender code.
+--   birth_date: [restricted] 出生日期 (csrq), parsed.
+--   ethnicity: GB 3304 ethnicity code.
+--   political_status: GB/T 4762 political status code.
+--   education: GB/T 4658 education code (xl).
+--   education_level: The education code's level (education.csv).
+--   title_code: GB/T 8561 professional title code (zcdm).
+--   title: 职称 (zc) as HR writes it.
+--   title_level: The title's level (title.csv: senior, deputy senior, ...).
+--   unit_code: 单位号 (dwh) of the staff member's department.
+--   unit_name: 单位名称 (dwmc).
+--   staff_category: 教职工类别 code (jzglb; staff_category.csv).
+--   staff_status: 当前状态 code (dqzt; staff_status.csv: in post, 01 退休, 02 离休, ...).
+--   hire_date: 入职日期 (rzrq), parsed.
+--   phone: [restricted] 手机号 (sjhm), a mainland mobile number or NULL.
+--   source_updated_at: When the source system last changed the record, as it reports it.
+--   load_id: The raw load (raw zone load_id) this row's current version came from.
 -- ---
 -- 人事系统 staff, one row per 工号: normalised values and national codes.
 SELECT

@@ -2,6 +2,15 @@
 -- description: Online learning platform courses (在线课程/微党课/网络讲座), one row per course_id; kind coded, hours as DECIMAL, epoch-ms times parsed.
 -- source: learning.courses
 -- key: [course_id]
+-- columns:
+--   course_id: The learning platform's course id.
+--   title: Course title.
+--   kind: Course kind coded (online_course, micro_lecture, web_lecture).
+--   kind_name: Kind as the platform writes it (在线课程/微党课/网络讲座).
+--   hours: Credit hours, DECIMAL(6,2).
+--   published_at: When the course was published (from epoch milliseconds).
+--   published_on: Beijing calendar date of publication.
+--   load_id: The raw load (raw zone load_id) this row's current version came from.
 -- ---
 WITH v AS (
     SELECT c.*,

@@ -4,6 +4,19 @@
 -- key: [record_id]
 -- required: [user_no, course_id]
 -- updated_at: updated_at
+-- columns:
+--   record_id: The platform's study record id.
+--   person_no: user_no: the learner's 学号/工号.
+--   course_id: The course studied.
+--   started_at: When study began (from epoch milliseconds).
+--   started_on: Beijing calendar date study began.
+--   last_active_at: Last activity instant.
+--   last_active_on: Beijing calendar date of the last activity.
+--   minutes: Minutes studied.
+--   progress: Progress through the course, 0-100.
+--   quiz_score: Quiz score, NULL when no quiz was taken.
+--   completed: Whether the platform marks the course completed.
+--   load_id: The raw load (raw zone load_id) this row's current version came from.
 -- ---
 -- Epoch milliseconds become instants (started_at) and Beijing calendar dates (started_on, via
 -- parse_date_any). progress and quiz_score are 0-100; quiz_score is blank when there was no quiz.

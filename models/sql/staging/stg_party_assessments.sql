@@ -4,6 +4,15 @@
 -- key: [人员编号, 评议年度]
 -- required: [党组织编码]
 -- disjoint_loads: true
+-- columns:
+--   person_no: 人员编号 (工号/学号) of the member assessed.
+--   name: 姓名, normalised.
+--   org_code: 党组织编码 of the member's organisation.
+--   year: 评议年度.
+--   grade: 评议等次 coded: excellent, qualified, basically_qualified, unqualified.
+--   grade_name: 评议等次 as the export writes it.
+--   source_file: The export file the row came from.
+--   load_id: The raw load (raw zone load_id) this row's current version came from.
 -- ---
 -- Grades 优秀/合格/基本合格/不合格 map to excellent/qualified/basically_qualified/unqualified (map_facts.csv);
 -- a grade with no mapping is rejected, never guessed.

@@ -5,6 +5,20 @@
 -- history: true
 -- key: [人员编号]
 -- required: [姓名, 党组织编码]
+-- columns:
+--   person_no: 人员编号 (工号/学号) of the person in development.
+--   name: 姓名, normalised.
+--   id_number: [restricted] 公民身份号码, normalised.
+--   id_valid: Whether id_number is a valid GB 11643 number.
+--   gender: GB/T 2261.1 gender code.
+--   org_code: 党组织编码 of the branch that develops the person.
+--   stage: Development stage coded (applicant, activist, candidate).
+--   applied_on: 申请入党日期.
+--   talked_on: 谈话日期 (talk after the application).
+--   activist_on: 列为积极分子日期.
+--   candidate_on: 列为发展对象日期.
+--   contact_name: 培养联系人 (the member who mentors), normalised.
+--   load_id: The raw load (raw zone load_id) this row's current version came from.
 -- ---
 SELECT
     trim(c."人员编号")                            AS person_no,

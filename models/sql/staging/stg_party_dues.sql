@@ -4,6 +4,17 @@
 -- key: [人员编号, 缴费月份]
 -- required: [党组织编码]
 -- disjoint_loads: true
+-- columns:
+--   person_no: 人员编号 (工号/学号) of the payer.
+--   name: 姓名, normalised.
+--   org_code: 党组织编码 the payment was made in.
+--   month: 缴费月份, the first day of the month.
+--   base: 缴费基数 (yuan), NULL for students.
+--   due: 应缴金额 (yuan) as the export states it.
+--   paid: 实缴金额 (yuan).
+--   paid_on: 缴费日期.
+--   source_file: The export file the row came from.
+--   load_id: The raw load (raw zone load_id) this row's current version came from.
 -- ---
 -- Amounts are yuan with two decimals; 缴费基数 is blank for students (flat 0.20 yuan). A value that does
 -- not parse is rejected with the field and the value; two different rows for one key are a conflict

@@ -6,6 +6,28 @@
 -- key: [人员编号]
 -- optional_columns: [延长预备期]
 -- required: [姓名, 党组织编码]
+-- columns:
+--   person_no: 人员编号 (工号/学号) of the member.
+--   name: 姓名, normalised.
+--   id_number: [restricted] 公民身份号码, normalised.
+--   id_valid: Whether id_number is a valid GB 11643 number.
+--   gender: GB/T 2261.1 gender code.
+--   ethnicity: GB 3304 ethnicity code.
+--   birth_date: [restricted] 出生日期, parsed.
+--   education: 学历 as the register writes it.
+--   category: 人员类别 coded: staff, student or retired.
+--   org_code: 党组织编码 of the member's organisation.
+--   branch_name: 所在党支部 as written in the register.
+--   member_type: Membership coded: probationary or full.
+--   applied_on: 申请入党日期.
+--   activist_on: 列为积极分子日期.
+--   candidate_on: 列为发展对象日期.
+--   probationary_on: 入党日期 (admitted as probationary member).
+--   full_on: 转正日期 (became a full member).
+--   probation_extension_months: 延长预备期, months the probation was extended.
+--   standing: 党籍状态 as the register writes it.
+--   phone: [restricted] 联系电话, a mainland mobile number or NULL.
+--   load_id: The raw load (raw zone load_id) this row's current version came from.
 -- ---
 -- 党建系统 member register (党员信息 exports), one row per 人员编号 (学号 or 工号).
 SELECT

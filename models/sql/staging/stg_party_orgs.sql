@@ -5,6 +5,20 @@
 -- history: true
 -- key: [党组织编码]
 -- required: [党组织名称]
+-- columns:
+--   org_code: 党组织编码.
+--   name: 党组织名称.
+--   org_type: 党组织类别 (党委/党总支/党支部/党小组).
+--   parent_code: 上级党组织编码, NULL for the 党委.
+--   branch_kind: 支部类型 as the export writes it (教工, 学生, 机关, 离退休); NULL above the 党支部.
+--   unit_code: 所属单位: the department the organisation belongs to.
+--   secretary_name: 书记姓名, normalised.
+--   secretary_no: 书记人员编号 (工号/学号).
+--   founded_on: 成立日期.
+--   elected_on: 换届日期 (last election).
+--   term_end: 届满日期 (end of the committee's term).
+--   committee_size: 委员人数.
+--   load_id: The raw load (raw zone load_id) this row's current version came from.
 -- ---
 -- 党建系统 organisations (党组织信息 export), one row per 党组织编码.
 SELECT

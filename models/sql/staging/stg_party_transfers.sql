@@ -4,6 +4,20 @@
 -- key: [介绍信编号]
 -- required: [人员编号, 转出党组织编码]
 -- key_case_insensitive: true
+-- columns:
+--   letter_no: 介绍信编号 of the 组织关系转接 letter.
+--   person_no: 人员编号 (工号/学号) of the member transferred.
+--   name: 姓名, normalised.
+--   id_number: [restricted] 公民身份号码, normalised.
+--   from_org_code: 转出党组织编码: the college organisation the member leaves.
+--   to_org_name: 转入党组织名称: where the member goes.
+--   kind: 转接类型 coded: in_province or cross_province.
+--   kind_name: 转接类型 as the export writes it (省内/跨省).
+--   out_date: 转出日期.
+--   receipt_date: 回执日期, NULL until the receipt comes back.
+--   source_file: The export file the row came from.
+--   load_id: The raw load (raw zone load_id) this row's current version came from.
+--   seen_at: When the load that holds this version was extracted.
 -- ---
 -- 转接类型 省内/跨省 maps to in_province/cross_province (map_facts.csv). 回执日期 is blank until the
 -- receiving committee returns the receipt.

@@ -4,6 +4,27 @@
 -- key: [studentNo]
 -- required: [name]
 -- updated_at: updatedAt
+-- columns:
+--   student_no: 学号 (studentNo).
+--   name: 姓名, normalised.
+--   id_number: [restricted] 公民身份号码 (idCard), normalised.
+--   id_valid: Whether id_number is a valid GB 11643 number.
+--   gender: GB/T 2261.1 gender code.
+--   birth_date: [restricted] 出生日期, parsed.
+--   ethnicity: GB 3304 ethnicity code.
+--   political_status: GB/T 4762 political status code.
+--   school_code: 二级学院 code (collegeCode).
+--   school_name: 二级学院 name.
+--   major: 专业.
+--   class_name: 班级.
+--   cohort: 年级 (grade), the year of enrolment.
+--   enrolment_status: 学籍状态 as sent (在读, 毕业, 休学, ...).
+--   enrolled_on: 入学日期.
+--   graduated_on: 毕业日期, NULL while enrolled.
+--   counsellor_staff_no: 辅导员工号.
+--   phone: [restricted] 手机号 (mobile), a mainland mobile number or NULL.
+--   source_updated_at: When the source system last changed the record, as it reports it.
+--   load_id: The raw load (raw zone load_id) this row's current version came from.
 -- ---
 -- 学工系统 students, one row per 学号.
 SELECT

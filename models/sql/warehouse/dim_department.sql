@@ -1,5 +1,20 @@
 -- ---
 -- description: One row per college unit (单位号): the 二级学院 and 机关 units named by HR (dwh/dwmc) and the student system (collegeCode/collegeName), with staff, student and party counts.
+-- columns:
+--   unit_code: 单位号: HR's dwh, the student system's collegeCode.
+--   name: The name HR uses most for the code, else the student system's.
+--   kind: 二级学院 (has students or offers courses) or 机关.
+--   staff_total: Staff in HR with this unit.
+--   staff_in_post: Of them, in post (staff_status.csv in_post).
+--   staff_retired: Of them, 01 退休 or 02 离休.
+--   students_total: Students of this school in the student system.
+--   students_enrolled: Of them, 学籍状态 在读.
+--   students_graduated: Of them, 学籍状态 毕业.
+--   courses_offered: Courses of the 教务 catalogue taught by the unit (kkdwh).
+--   party_branches: 党支部 whose 所属单位 is the unit.
+--   party_members: Members in good standing (正常) of the unit's party organisations.
+--   source_systems: Systems that name the unit (hr, student).
+--   other_names: Every other spelling of the unit's name seen in the systems.
 -- ---
 -- kind: 二级学院 when the unit has students or offers courses in the academic system (jw_kc kkdwh), else 机关.
 -- name: the name HR uses most for the code, else the student system's; every other spelling seen is

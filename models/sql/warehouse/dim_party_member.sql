@@ -2,6 +2,26 @@
 -- description: Party members, people in the development pipeline and members transferred out, as SCD2 — one row per version of a person's party record (category, stage, status, branch, the date of each development stage) with valid_from / valid_to / is_current, built from every party export. Someone missing from a later export gets a closing version (status 'absent_from_export'); a transfer letter gives status 'transferred_out' and keeps the stage at transfer (stage_source says where it came from). Writes cross-system findings about members to quality.reconciliation_issue.
 -- materialize: script
 -- writes: [quality.reconciliation_issue]
+-- columns:
+--   member_version_key: Key of the version: md5 of 人员编号 and when it was seen.
+--   person_key: The person (dim_person.person_key) of the party record; NULL when the number leads to no single person.
+--   person_no: 人员编号: the 工号 or 学号 as the source system sends it.
+--   category: staff, student or retired: the register's 人员类别, else HR / student affairs.
+--   stage: Stage: applicant, activist, candidate (development register), probationary or full (member register).
+--   stage_source: Where the stage came from: member, development, previous_version, or hr/student_political_status for a member transferred out.
+--   status: 党籍状态 (正常, ...), absent_from_export (closing version) or transferred_out.
+--   org_code: 党组织编码 of the person's organisation (the last known for a closing version).
+--   register: The register of the version: member, development or transfer.
+--   applied_on: 申请入党日期.
+--   talked_on: 谈话日期 (development register only).
+--   activist_on: 列为积极分子日期.
+--   candidate_on: 列为发展对象日期.
+--   probationary_on: 入党日期 (admitted as probationary member).
+--   full_on: 转正日期.
+--   valid_from: When the export holding this version was extracted.
+--   valid_to: When the next version was seen; NULL for the current one.
+--   is_current: Whether this is the person's latest version.
+--   load_id: The raw load of the register's version this row comes from.
 -- ---
 
 -- Where each person works or studies, from HR and student affairs: category, status, unit.

@@ -2,6 +2,43 @@
 -- description: The party organisation tree (党委/党总支/党支部/党小组) as SCD2 — one row per version of each organisation (name, type, parent, secretary, founded, term end, committee) from every export, with valid_from / valid_to / is_current; an organisation missing from a later export gets a closing version (status 'dissolved_or_absent'). Current versions carry member counts — the one definition every table that shows them uses: members directly in it, and members_rollup over everything below it, the 党委's including members whose 党组织编码 is not an organisation (unknown_org_members); a 党小组's members are derived from 党小组会 attendance (warehouse.member_group), NULL with a note where there is none. Also builds warehouse.member_group.
 -- materialize: script
 -- writes: [warehouse.member_group]
+-- columns:
+--   org_version_key: Key of the version: md5 of 党组织编码 and when it was seen.
+--   org_code:
+--   status: active, or dissolved_or_absent for a closing version (missing from a later export).
+--   name:
+--   org_type:
+--   parent_code:
+--   parent_name:
+--   branch_kind:
+--   unit_code:
+--   secretary_name:
+--   secretary_no: 书记人员编号 (工号/学号).
+--   secretary_person_key: The secretary's person (through warehouse.person_number); NULL when the number leads to no single person.
+--   founded_on:
+--   elected_on:
+--   term_end:
+--   committee_size:
+--   full_members:
+--   probationary_members:
+--   valid_from: When the export holding this version was extracted.
+--   valid_to: When the next version was seen; NULL for the current one.
+--   is_current: Whether this is the organisation's latest version.
+--   load_id: The raw load of the export this version comes from.
+--   full_members_rollup: Current versions: full members in the organisation and everything below it (the 党委's including unknown_org_members).
+--   probationary_members_rollup: Current versions: probationary members in it and everything below it.
+--   members_rollup: full_members_rollup + probationary_members_rollup.
+--   unknown_org_members: Current versions: members whose 党组织编码 is not an organisation, counted on the 党委's row (0 elsewhere).
+--   member_count_note: Why a count is what it is (a 党小组 derived from attendance or unknown, a closed version, members with an unknown organisation).
+--   warehouse.member_group:
+--     person_key: The member (dim_person.person_key).
+--     person_no: 人员编号: the 工号 or 学号 as the source system sends it.
+--     group_code: 党组织编码 of the 党小组 of the latest 党小组会 whose roll the member was on.
+--     branch_code: The group's 党支部 (its parent).
+--     member_org_code: The 党组织编码 the member register gives (the branch).
+--     stage: full or probationary.
+--     last_group_meeting_on: Date of that latest 党小组会.
+--     group_meetings_on_roll: 党小组会 of this group whose roll the member was on.
 -- ---
 CREATE OR REPLACE TEMP TABLE _org_events AS
 WITH seen AS (

@@ -2,6 +2,32 @@
 -- description: One row per real person across HR, student and party systems (birthplace area from the ID number per GB/T 2260). person_key is HMAC-SHA256 (keyed by HUB_PERSON_KEY_SECRET) of the normalised ID number (or, for a person with no valid ID, of their source record); attributes survive by the field-level source priority in models/codesets/survivorship.csv. Also builds warehouse.bridge_person_record (every source record -> its person) and warehouse.person_number (工号/学号 -> person) and writes identity findings to quality.reconciliation_issue.
 -- materialize: script
 -- writes: [quality.reconciliation_issue, warehouse.bridge_person_record, warehouse.person_number]
+-- columns:
+--   person_key:
+--   id_number:
+--   has_valid_id: Whether any of the person's records holds a valid GB 11643 ID number.
+--   name:
+--   gender:
+--   birth_date:
+--   ethnicity:
+--   phone:
+--   political_status:
+--   staff_no:
+--   student_no:
+--   birth_area_code: GB/T 2260 area code of birth registration: the ID number's first six digits.
+--   source_systems: Registers holding a record of the person (hr, student, party, development).
+--   in_party_system:
+--   source_records: Number of source records linked to the person.
+--   birth_area_name: Name of birth_area_code (area_code.csv); NULL for a code not in the list.
+--   warehouse.bridge_person_record:
+--     person_key: The person the record belongs to.
+--     system: The register of the record: hr, student, party (the member register) or development (the pipeline export).
+--     record_key: The record's key in that register (工号, 学号 or 人员编号).
+--     person_no: The 工号/学号 the record carries.
+--     link_rule: How it was linked: id_number, number_name_gender (no valid ID; one person with the number, name and gender) or unlinked (stands alone).
+--   warehouse.person_number:
+--     person_no: A 工号 or 学号 some record carries; one row each.
+--     person_key: The one person the number leads to; NULL when it leads to several.
 -- ---
 
 -- Every person record in every system, with the number the systems share (工号 / 学号 = 人员编号).

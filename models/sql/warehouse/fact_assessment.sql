@@ -2,20 +2,17 @@
 -- description: One row per 民主评议党员 result (人员编号, 评议年度): organisation and grade (excellent / qualified / basically_qualified / unqualified, with the original 评议等次). Results for an unknown person or 党组织编码 are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
 -- writes: [quality.reconciliation_issue]
+-- columns:
+--   person_no: 人员编号: the 工号 or 学号 as the source system sends it.
+--   person_key: The person (dim_person.person_key) the number leads to; NULL when it leads to none or to several.
+--   org_code: 党组织编码 of the member's organisation in the export.
+--   year: 评议年度.
+--   grade: excellent, qualified, basically_qualified or unqualified.
+--   grade_name: 评议等次 as the export writes it.
+--   source_file: The export file the result came from.
 -- ---
 CREATE OR REPLACE TEMP TABLE _fact_assessment AS
-WITH known_person AS (
-    SELECT staff_no AS person_no FROM staging.stg_hr_staff
-    UNION
-    SELECT student_no FROM staging.stg_students
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine
-    WHERE stage = 'staging' AND ((source = 'hr' AND entity = 'staff') OR (source = 'student' AND entity = 'students'))
-), known_org AS (
-    SELECT org_code FROM staging.stg_party_orgs
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine WHERE stage = 'staging' AND source = 'party' AND entity = 'orgs'
-), person_lookup AS (
+WITH person_lookup AS (
     SELECT person_no, person_key FROM warehouse.person_number
 )
 SELECT
@@ -30,8 +27,8 @@ SELECT
     kp.person_no IS NULL                               AS _unknown_person,
     ko.org_code IS NULL                                AS _unknown_org
 FROM staging.stg_party_assessments a
-LEFT JOIN known_person kp ON kp.person_no = a.person_no
-LEFT JOIN known_org ko ON ko.org_code = a.org_code
+LEFT JOIN warehouse.known_person kp ON kp.person_no = a.person_no
+LEFT JOIN warehouse.known_org ko ON ko.org_code = a.org_code
 LEFT JOIN person_lookup p ON p.person_no = a.person_no;
 
 CREATE OR REPLACE TABLE warehouse.fact_assessment AS
@@ -42,18 +39,13 @@ ORDER BY year, org_code, person_no;
 
 DELETE FROM quality.reconciliation_issue WHERE model = 'fact_assessment';
 
-INSERT INTO quality.reconciliation_issue (kind, person_key, systems, record_key, detail, "values", model)
-SELECT 'orphan_reference', NULL, 'party,hr,student', _record_key,
-       '民主评议 ' || year || ' for 人员编号 ' || person_no || ', which neither HR nor the student system holds',
-       json_object('entity', 'party.assessments', 'field', '人员编号', 'value', person_no,
-                   'references', 'hr.staff|student.students'),
-       'fact_assessment'
+INSERT INTO quality.reconciliation_issue BY NAME
+SELECT unnest(orphan_person('fact_assessment', 'party,hr,student', _record_key, '民主评议 ' || year || ' for 人员编号',
+                            'party.assessments', '人员编号', person_no))
 FROM _fact_assessment WHERE _unknown_person
 UNION ALL
-SELECT 'orphan_reference', person_key, 'party', _record_key,
-       '民主评议 ' || year || ' of ' || person_no || ' in 党组织编码 ' || org_code || ', which is not a party organisation',
-       json_object('entity', 'party.assessments', 'field', '党组织编码', 'value', org_code, 'references', 'party.orgs'),
-       'fact_assessment'
+SELECT unnest(orphan_org('fact_assessment', 'party', _record_key, person_key,
+                         '民主评议 ' || year || ' of ' || person_no || ' in 党组织编码', 'party.assessments', '党组织编码', org_code))
 FROM _fact_assessment WHERE _unknown_org;
 
 DROP TABLE _fact_assessment;

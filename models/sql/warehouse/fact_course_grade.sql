@@ -2,6 +2,23 @@
 -- description: One row per grade (学号, 课程号, 学年学期, 考试性质) with course name and credits, score as points (the original value kept), grade point and pass flag. Grades for an unknown 学号 or 课程号 are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
 -- writes: [quality.reconciliation_issue]
+-- columns:
+--   grade_id: The grade's id in jw_cj.
+--   student_no: 学号.
+--   person_key: The person (dim_person.person_key) the number leads to; NULL when it leads to none or to several.
+--   course_code: 课程号.
+--   course_name: 课程名称 from the catalogue jw_kc.
+--   course_category: 课程类别 from the catalogue.
+--   credits: 学分 of the course.
+--   term: 学年学期 (e.g. 2023-2024-1).
+--   exam_type: regular, makeup (补考) or retake (重修).
+--   exam_type_name: 考试性质 as 教务 writes it.
+--   score: Score in points (a grade word as its points).
+--   score_original: 成绩 as sent.
+--   score_kind: numeric or grade_word.
+--   grade_point: 4-point grade point of the score (grade_point_scale.csv).
+--   passed: score >= 60.
+--   source_updated_at: When 教务 last changed the grade.
 -- ---
 -- A 学号 is known when the student system holds it (in staging, or quarantined there for a row-level
 -- defect: the student exists, the record is what is wrong). person_key comes from dim_person by 学号;

@@ -2,24 +2,21 @@
 -- description: One row per party development milestone of a person (applied, talked, activist, candidate, probationary, full) with its date and the person's organisation, from the member register and the development pipeline export. A person whose 党组织编码 is not an organisation, or whose 人员编号 neither HR nor the student system holds, is kept out (dim_party_member reports it in quality.reconciliation_issue).
 -- materialize: script
 -- writes: [quality.reconciliation_issue]
+-- columns:
+--   person_no: 人员编号: the 工号 or 学号 as the source system sends it.
+--   person_key: The person (dim_person.person_key) the number leads to; NULL when it leads to none or to several.
+--   org_code: 党组织编码 of the person's organisation in the register the event came from.
+--   event: applied, talked, activist, candidate, probationary or full.
+--   event_order: The event's place in the stages, 1 (applied) to 6 (full).
+--   event_date: Date of the milestone.
+--   source: members (the member register wins) or development (the pipeline export).
 -- ---
 -- Sources: members (申请入党日期 applied, 列为积极分子日期 activist, 列为发展对象日期 candidate, 入党日期
 -- probationary, 转正日期 full) and the pipeline (申请入党日期, 谈话日期 talked, 列为积极分子日期, 列为发展对象日期).
 -- The member register has no talk date. A milestone without a date is not an event. If a person is in
 -- both exports, the member register wins for the milestones both hold. event_order follows the stages.
 CREATE OR REPLACE TEMP TABLE _fact_development_event AS
-WITH known_person AS (
-    SELECT staff_no AS person_no FROM staging.stg_hr_staff
-    UNION
-    SELECT student_no FROM staging.stg_students
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine
-    WHERE stage = 'staging' AND ((source = 'hr' AND entity = 'staff') OR (source = 'student' AND entity = 'students'))
-), known_org AS (
-    SELECT org_code FROM staging.stg_party_orgs
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine WHERE stage = 'staging' AND source = 'party' AND entity = 'orgs'
-), person_lookup AS (
+WITH person_lookup AS (
     SELECT person_no, person_key FROM warehouse.person_number
 ), people AS (
     SELECT 'members' AS source, 1 AS priority, person_no, org_code,
@@ -49,8 +46,8 @@ SELECT
     kp.person_no IS NULL                               AS _unknown_person,
     ko.org_code IS NULL                                AS _unknown_org
 FROM events e
-LEFT JOIN known_person kp ON kp.person_no = e.person_no
-LEFT JOIN known_org ko ON ko.org_code = e.org_code
+LEFT JOIN warehouse.known_person kp ON kp.person_no = e.person_no
+LEFT JOIN warehouse.known_org ko ON ko.org_code = e.org_code
 LEFT JOIN person_lookup p ON p.person_no = e.person_no;
 
 CREATE OR REPLACE TABLE warehouse.fact_development_event AS

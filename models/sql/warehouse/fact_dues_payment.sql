@@ -2,6 +2,22 @@
 -- description: One row per party dues payment (人员编号, 缴费月份) with the member category, the rate band that applies, the expected amount per the 2008 dues rules and a below_rate flag. Payments of an unknown person or 党组织编码 are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
 -- writes: [quality.reconciliation_issue]
+-- columns:
+--   person_no: 人员编号: the 工号 or 学号 as the source system sends it.
+--   person_key: The person (dim_person.person_key) the number leads to; NULL when it leads to none or to several.
+--   org_code: 党组织编码 the payment was made in.
+--   month: 缴费月份 (first day of the month).
+--   member_category: staff, retired or student: the band that applies.
+--   category_source: Where member_category came from: hr, party or student.
+--   base: 缴费基数 (yuan).
+--   rate: Rate of the band (dues_rate.csv); NULL for a fixed amount.
+--   due: 应缴金额 as the export states it.
+--   paid: 实缴金额.
+--   paid_on: 缴费日期.
+--   expected_due: The amount due per the 2008 dues rules: round(base x rate, 2) or the fixed amount.
+--   below_rate: paid < expected_due.
+--   due_matches_rate: due = expected_due.
+--   source_file: The export file the payment came from.
 -- ---
 -- member_category (staff / retired / student) decides the band, taken in this order:
 --   1. HR (stg_hr_staff): a status in post (staff_status.csv in_post) -> staff; 01 退休 or 02 离休 -> retired;
@@ -12,18 +28,7 @@
 -- expected_due = round(base x rate, 2) (half away from zero), or the fixed amount; NULL when a staff or
 -- retiree payment has no 缴费基数. below_rate: paid < expected_due.
 CREATE OR REPLACE TEMP TABLE _fact_dues_payment AS
-WITH known_person AS (
-    SELECT staff_no AS person_no FROM staging.stg_hr_staff
-    UNION
-    SELECT student_no FROM staging.stg_students
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine
-    WHERE stage = 'staging' AND ((source = 'hr' AND entity = 'staff') OR (source = 'student' AND entity = 'students'))
-), known_org AS (
-    SELECT org_code FROM staging.stg_party_orgs
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine WHERE stage = 'staging' AND source = 'party' AND entity = 'orgs'
-), person_lookup AS (
+WITH person_lookup AS (
     SELECT person_no, person_key FROM warehouse.person_number
 ), hr_category AS (
     SELECT h.staff_no AS person_no,
@@ -70,8 +75,8 @@ FROM categorised d
 LEFT JOIN rates r ON r.category = d.member_category
                  AND (r.above IS NULL OR d.base > r.above)
                  AND (r.up_to IS NULL OR d.base <= r.up_to)
-LEFT JOIN known_person kp ON kp.person_no = d.person_no
-LEFT JOIN known_org ko ON ko.org_code = d.org_code
+LEFT JOIN warehouse.known_person kp ON kp.person_no = d.person_no
+LEFT JOIN warehouse.known_org ko ON ko.org_code = d.org_code
 LEFT JOIN person_lookup p ON p.person_no = d.person_no;
 
 CREATE OR REPLACE TABLE warehouse.fact_dues_payment AS
@@ -82,17 +87,13 @@ ORDER BY month, org_code, person_no;
 
 DELETE FROM quality.reconciliation_issue WHERE model = 'fact_dues_payment';
 
-INSERT INTO quality.reconciliation_issue (kind, person_key, systems, record_key, detail, "values", model)
-SELECT 'orphan_reference', NULL, 'party,hr,student', _record_key,
-       'dues payment for 人员编号 ' || person_no || ', which neither HR nor the student system holds',
-       json_object('entity', 'party.dues', 'field', '人员编号', 'value', person_no, 'references', 'hr.staff|student.students'),
-       'fact_dues_payment'
+INSERT INTO quality.reconciliation_issue BY NAME
+SELECT unnest(orphan_person('fact_dues_payment', 'party,hr,student', _record_key, 'dues payment for 人员编号',
+                            'party.dues', '人员编号', person_no))
 FROM _fact_dues_payment WHERE _unknown_person
 UNION ALL
-SELECT 'orphan_reference', person_key, 'party', _record_key,
-       'dues payment in 党组织编码 ' || org_code || ', which is not a party organisation',
-       json_object('entity', 'party.dues', 'field', '党组织编码', 'value', org_code, 'references', 'party.orgs'),
-       'fact_dues_payment'
+SELECT unnest(orphan_org('fact_dues_payment', 'party', _record_key, person_key, 'dues payment in 党组织编码',
+                         'party.dues', '党组织编码', org_code))
 FROM _fact_dues_payment WHERE _unknown_org;
 
 DROP TABLE _fact_dues_payment;

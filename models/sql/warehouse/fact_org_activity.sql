@@ -2,15 +2,28 @@
 -- description: One row per 三会一课 / 主题党日 meeting of a party organisation: type, date, start and end, place, lecturer, title, with attendance counts. Meetings of an unknown 党组织编码 are kept out and reported in quality.reconciliation_issue as orphan_reference.
 -- materialize: script
 -- writes: [quality.reconciliation_issue]
+-- columns:
+--   meeting_id: The app's meeting id.
+--   org_code: 党组织编码 of the organisation that held it.
+--   meeting_type: branch_assembly, branch_committee, group_meeting, party_lecture, theme_day or life_meeting.
+--   meeting_type_name: The type as the app writes it.
+--   meeting_date: Date (Beijing).
+--   start_at: Start instant.
+--   end_at: End instant.
+--   duration_minutes: Minutes from start to end.
+--   place: Where it was held.
+--   lecturer: Lecturer (party lectures).
+--   title: Title.
+--   expected_attendees: People on the roll (attendance fact).
+--   present: Of them, present.
+--   excused: Of them, excused.
+--   absent: Of them, absent.
+--   attendance_rate: present / expected_attendees; NULL when nobody was expected.
 -- ---
 -- Attendance counts come from the attendance fact (orphan rows already left out there); attendance_rate
 -- is present / expected attendees (NULL when nobody was expected).
 CREATE OR REPLACE TEMP TABLE _fact_org_activity AS
-WITH known_org AS (
-    SELECT org_code FROM staging.stg_party_orgs
-    UNION
-    SELECT trim(record_key) FROM quality.quarantine WHERE stage = 'staging' AND source = 'party' AND entity = 'orgs'
-), attendance AS (
+WITH attendance AS (
     SELECT meeting_id,
            count(*)                                   AS expected_attendees,
            count(*) FILTER (WHERE status = 'present') AS present,
@@ -38,7 +51,7 @@ SELECT
     round(a.present / nullif(a.expected_attendees, 0), 4) AS attendance_rate,
     ko.org_code IS NULL                                AS _unknown_org
 FROM staging.stg_activity_meetings m
-LEFT JOIN known_org ko ON ko.org_code = m.org_code
+LEFT JOIN warehouse.known_org ko ON ko.org_code = m.org_code
 LEFT JOIN attendance a ON a.meeting_id = m.meeting_id;
 
 CREATE OR REPLACE TABLE warehouse.fact_org_activity AS
@@ -47,11 +60,9 @@ ORDER BY start_at, meeting_id;
 
 DELETE FROM quality.reconciliation_issue WHERE model = 'fact_org_activity';
 
-INSERT INTO quality.reconciliation_issue (kind, person_key, systems, record_key, detail, "values", model)
-SELECT 'orphan_reference', NULL, 'activity,party', meeting_id,
-       'meeting ' || meeting_id || ' of 党组织编码 ' || org_code || ', which is not a party organisation',
-       json_object('entity', 'activity.meetings', 'field', 'org_code', 'value', org_code, 'references', 'party.orgs'),
-       'fact_org_activity'
+INSERT INTO quality.reconciliation_issue BY NAME
+SELECT unnest(orphan_org('fact_org_activity', 'activity,party', meeting_id, NULL::VARCHAR,
+                         'meeting ' || meeting_id || ' of 党组织编码', 'activity.meetings', 'org_code', org_code))
 FROM _fact_org_activity WHERE _unknown_org;
 
 DROP TABLE _fact_org_activity;

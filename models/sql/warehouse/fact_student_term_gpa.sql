@@ -1,5 +1,15 @@
 -- ---
 -- description: One row per student and term (学年学期): courses, credits attempted and earned, credit-weighted average score, GPA on a 4-point scale and failed courses.
+-- columns:
+--   student_no: 学号.
+--   person_key: The person (dim_person.person_key) the number leads to; NULL when it leads to none or to several.
+--   term: 学年学期.
+--   courses: Courses of the term, each once at its best attempt.
+--   credits: Credits attempted.
+--   credits_earned: Credits of courses with a counted score of 60 or more.
+--   average_score: Credit-weighted average of the counted scores (a makeup counts at most 60).
+--   gpa: sum(credits x grade point) / sum(credits), 2 decimals.
+--   failed_courses: Courses whose counted score is below 60.
 -- ---
 -- Formula (documented in docs/data-model-facts.md):
 -- 1. Each course of the term counts once, at its best attempt in that term; a 补考 (makeup) score counts
