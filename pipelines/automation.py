@@ -6,9 +6,9 @@ default, every 30 s in the daemon), evaluates them and launches what is due in O
 dropped in separate ticks therefore become one coalesced rebuild, not one rebuild per drop.
 
 :data:`DOWNSTREAM` is Dagster's ``eager`` (a dependency updated since the asset was last handled, or the
-asset newly missing; nothing upstream missing or in progress) and, in addition, every blocking check of
-every dependency passed (or will run in the same run): a failing blocking check holds back what is built
-on its table. The quality tables (pipelines/quality_tables.py) are asset specs that are never materialised:
+asset newly missing; nothing upstream missing or in progress) and, in addition, no dependency has a blocking
+check that failed on its latest materialisation: a failing blocking check holds back what is built on its
+table until the table is rebuilt and passes. (Within one run Dagster's own blocking checks gate as before.) The quality tables (pipelines/quality_tables.py) are asset specs that are never materialised:
 they are ignored, or every fact that reads ``quality.quarantine`` would wait forever on a "missing" dep.
 """
 
@@ -20,7 +20,10 @@ QUALITY = dg.AssetSelection.groups("quality")
 INTAKE_GROUPS = ("raw",)  # raw/* and settings/as_of: launched by the inbox sensor and the daily schedule
 
 DOWNSTREAM: dg.AutomationCondition = (
-    dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    dg.AutomationCondition.eager()
+    & ~dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.any_checks_match(dg.AutomationCondition.check_failed(), blocking_only=True)
+        .with_label("a blocking check failed")).with_label("any dep's blocking check failed")
 ).ignore(QUALITY).with_label("eager, held back by failing blocking checks")
 
 

@@ -13,6 +13,7 @@ from hub.factory import build_definitions
 from hub.recovery import process_tags
 from hub.resources import CampusSourcesResource, WarehouseResource
 from hub.settings import PROJECT_ROOT, Settings
+from pipelines.automation import DOWNSTREAM
 
 
 def _defs_and_sensor(tmp_path, monkeypatch):
@@ -56,10 +57,8 @@ def test_a_dropped_file_launches_its_load_once_keyed_by_content(tmp_path, monkey
     shutil.copy(export, settings.inbox_dir / export.name)
     [request], cursor = _tick(sensor, defs, resources, instance)
     keys = {k.to_user_string() for k in request.asset_selection}
-    assert "raw/party__members" in keys, "the file's own entity is loaded"
-    assert {"staging/stg_party_members", "warehouse/dim_person", "publish/person_directory"} <= keys, \
-        "and what is built on it is rebuilt"
-    assert "raw/party__dues" not in keys and "raw/hr__staff" not in keys, "other sources are not touched"
+    assert keys == {"raw/party__members", "settings/as_of"}, \
+        "the file's own entity is loaded, nothing else: hub_automation rebuilds what is built on it"
     assert request.tags["hub/entities"] == "party__members"
 
     result, _ = _tick(sensor, defs, resources, instance, cursor)
@@ -157,3 +156,81 @@ def test_daily_schedule_refreshes_api_and_sql_sources_only(tmp_path, monkeypatch
                    "raw/learning__study_records"}
     schedule = defs.resolve_schedule_def("daily_api_sql_refresh")
     assert schedule.job_name == "api_sql_refresh_job" and schedule.execution_timezone == "Asia/Shanghai"
+
+
+def _load(defs, keys, instance, tags=None):
+    """Execute a run of these assets in process, as the daemon would launch it (their checks left out to keep
+    the test short: the automation below reads materialisations and check results from the instance)."""
+    job = defs.resolve_job_def("campus_main_job").get_subset(asset_selection=set(keys), asset_check_selection=set())
+    result = job.execute_in_process(instance=instance, tags=tags or {})
+    assert result.success
+    return result
+
+
+def _runs(defs, result) -> list[dg.RunRequest]:
+    """The runs hub_automation's tick would launch for these results (Dagster's own grouping into runs)."""
+    from dagster._core.definitions.automation_tick_evaluation_context import build_run_requests
+
+    return list(build_run_requests(list(result._requested_subsets), defs.resolve_asset_graph(), None,
+                                   emit_backfills=False))
+
+
+def _requested(result) -> set[str]:
+    return {sub.key.to_user_string() for sub in result._requested_subsets
+            if isinstance(sub.key, dg.AssetKey) and not sub.is_empty}
+
+
+def test_drops_in_separate_ticks_load_raw_each_then_one_coalesced_rebuild_held_back_by_failing_checks(
+        tmp_path, monkeypatch, campus_dir, instance):
+    """§6: each drop launches its own raw load; hub_automation then launches ONE run for both drops, and a
+    failing blocking check on one of the tables holds back what is built on that table only."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluation,
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+
+    defs, sensor, resources, settings = _defs_and_sensor(tmp_path, monkeypatch)
+    automation = defs.resolve_sensor_def("hub_automation")
+    assert automation.default_status == dg.DefaultSensorStatus.RUNNING
+    graph = defs.resolve_asset_graph()
+    for key in (["staging", "stg_party_members"], ["warehouse", "dim_person"], ["publish", "party_report"]):
+        assert graph.get(dg.AssetKey(key)).automation_condition == DOWNSTREAM, key
+    assert graph.get(dg.AssetKey(["raw", "party__members"])).automation_condition is None
+
+    _load(defs, [dg.AssetKey(["staging", "code_sets"])], instance)  # built by an earlier run, as in real life
+    before = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert not _requested(before) & {"staging/stg_party_members", "staging/stg_party_dues"}, \
+        "nothing to build on before anything is loaded"
+
+    exports = campus_dir / "party" / "exports"
+    settings.inbox_dir.mkdir(parents=True)
+    shutil.copy(exports / "党员信息.xlsx", settings.inbox_dir / "党员信息.xlsx")
+    [first], cursor = _tick(sensor, defs, resources, instance)
+    first_run = _load(defs, first.asset_selection, instance, first.tags)
+    dues = sorted(exports.glob("党费缴纳_*.csv"))[0]
+    shutil.copy(dues, settings.inbox_dir / dues.name)
+    [second], cursor = _tick(sensor, defs, resources, instance, cursor)
+    assert _raw(first) == {"raw/party__members"} and _raw(second) == {"raw/party__dues"}, "one raw load per drop"
+    second_run = _load(defs, second.asset_selection, instance, second.tags)
+    built = {e.asset_key.to_user_string() for r in (first_run, second_run) for e in r.get_asset_materialization_events()}
+    assert {"raw/party__members", "raw/party__dues"} <= built and not {k for k in built if k.startswith("staging")}
+
+    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=before.cursor)
+    [run] = _runs(defs, tick)  # both drops are rebuilt by ONE run
+    requested = {k.to_user_string() for k in run.asset_selection}
+    assert {"staging/stg_party_members", "staging/stg_party_dues"} <= requested
+    assert not {k for k in requested if k.startswith(("raw/", "settings/"))}, "the loads are not launched again"
+    assert "staging/stg_students" not in requested, "a model whose source was never loaded waits"
+    again = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+    assert not _requested(again) & requested, "the same drops are not rebuilt twice"
+
+    # the same two loads, but the members' blocking check failed on its latest load
+    members = dg.AssetKey(["raw", "party__members"])
+    [record] = instance.fetch_materializations(members, limit=1).records
+    instance.report_runless_asset_event(AssetCheckEvaluation(
+        asset_key=members, check_name="row_conservation", passed=False, severity=dg.AssetCheckSeverity.ERROR,
+        blocking=True, target_materialization_data=AssetCheckEvaluationTargetMaterializationData(
+            storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp)))
+    held = _requested(dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=before.cursor))
+    assert "staging/stg_party_dues" in held, "a table whose checks pass is rebuilt on"
+    assert "staging/stg_party_members" not in held, "the failing blocking check holds its table's models back"
