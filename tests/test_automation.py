@@ -234,3 +234,28 @@ def test_drops_in_separate_ticks_load_raw_each_then_one_coalesced_rebuild_held_b
     held = _requested(dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=before.cursor))
     assert "staging/stg_party_dues" in held, "a table whose checks pass is rebuilt on"
     assert "staging/stg_party_members" not in held, "the failing blocking check holds its table's models back"
+
+
+def test_the_as_of_asset_updates_only_when_the_as_of_setting_changes(tmp_path, monkeypatch, instance):
+    """A new as-of day with no new data still rebuilds the date-dependent models: settings/as_of is upstream."""
+    from pipelines.as_of import AS_OF_KEY, as_of
+
+    defs, *_ = _defs_and_sensor(tmp_path, monkeypatch)
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get(AS_OF_KEY).child_keys} == {
+        "marts/mart_parameters", "warehouse/fact_relation_transfer"}
+    assert {"marts/mart_member_roster", "marts/mart_dues_compliance"} <= {
+        k.to_user_string() for k in dg.AssetSelection.assets(AS_OF_KEY).downstream().resolve(graph)}, \
+        "every mart reads mart_parameters"
+
+    def run() -> bool:
+        result = dg.materialize([as_of], instance=instance)
+        return bool(result.get_asset_materialization_events())
+
+    monkeypatch.delenv("HUB_AS_OF", raising=False)
+    assert run(), "the first time it materialises"
+    assert not run(), "the same setting: not materialised, nothing downstream is due"
+    monkeypatch.setenv("HUB_AS_OF", "2026-12-04")
+    assert run(), "a new as-of day"
+    assert instance.get_latest_data_version_record(AS_OF_KEY, is_source=False) is not None
+    assert not run()
