@@ -259,3 +259,38 @@ def test_the_as_of_asset_updates_only_when_the_as_of_setting_changes(tmp_path, m
     assert run(), "a new as-of day"
     assert instance.get_latest_data_version_record(AS_OF_KEY, is_source=False) is not None
     assert not run()
+
+
+def test_an_incremental_run_rebuilds_what_an_earlier_run_left_behind_unless_a_blocking_check_failed(
+        tmp_path, monkeypatch):
+    """pipelines/incremental.py: a model older than one of its inputs (its run was killed) is rebuilt with
+    what is built on it; an input whose latest blocking check failed holds it back."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
+
+    from pipelines.incremental import behind, failing_blocking_checks, rebuild_selection
+
+    defs, *_ = _defs_and_sensor(tmp_path, monkeypatch)
+    job = defs.resolve_job_def("campus_main_job")
+    graph = job.asset_layer.asset_graph
+    instance = dg.DagsterInstance.ephemeral()
+    for key in graph.toposorted_asset_keys:  # a whole run, in order
+        if key in job.asset_layer.executable_asset_keys:
+            instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    assert behind(job, instance) == set() and failing_blocking_checks(job, instance) == set()
+
+    dim_person = dg.AssetKey(["warehouse", "dim_person"])
+    instance.report_runless_asset_event(dg.AssetMaterialization(dim_person))  # rebuilt; the run died after it
+    children = {k for k in graph.get(dim_person).child_keys if k in job.asset_layer.executable_asset_keys} - {dim_person}
+    late = behind(job, instance)
+    assert children and late == children | {dim_person}, \
+        "the models built on it are behind; it runs again too, so that its checks run before them"
+    rebuilt = {k.to_user_string() for k in rebuild_selection(job, late)}
+    assert {"marts/mart_member_roster", "publish/analyst_snapshot"} <= rebuilt
+    assert not {k for k in rebuilt if k.startswith(("raw/", "settings/", "staging/"))}
+
+    instance.report_runless_asset_event(AssetCheckEvaluation(
+        asset_key=dim_person, check_name="one_row_per_person", passed=False, severity=dg.AssetCheckSeverity.ERROR,
+        blocking=True))
+    blocked = failing_blocking_checks(job, instance)
+    assert blocked == {dim_person}
+    assert behind(job, instance, blocked) == set(), "held back while dim_person's blocking check fails"
