@@ -54,7 +54,7 @@ def _downstream_in_run(context: dg.AssetExecutionContext) -> bool:
     or the second phase rebuild only what is downstream of the tables that changed.
     """
     selection = context.run.asset_selection
-    if selection is None:
+    if not selection:  # None or empty: the whole job (execute_in_process records an empty frozenset)
         return True
     return any(k.path[0] not in ("raw", "settings") for k in selection)
 
