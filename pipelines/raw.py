@@ -47,9 +47,10 @@ def _downstream_in_run(context: dg.AssetExecutionContext) -> bool:
     """Whether the run also builds something downstream of this raw asset.
 
     Dagster skips a step when ANY of its inputs was not produced, but a model must be rebuilt when ANY of
-    its inputs changed: in a run that builds raw and downstream together (campus_main_job launched whole,
-    or a selection that spans the layers) an unchanged raw table therefore still materialises, so that a
-    model reading it and a changed table is not skipped. Runs that load raw only (the inbox sensor, the
+    its inputs changed; and a blocking check whose asset produced nothing is skipped, which lets the steps
+    after it run ungated. In a run that builds raw and downstream together (campus_main_job launched whole,
+    or a selection that spans the layers) an unchanged raw table therefore still materialises, so that its
+    checks run and gate what the run builds on it. Runs that load raw only (the inbox sensor, the
     daily schedule, the first phase of ``pipelines.incremental``) skip it, and the automation conditions
     or the second phase rebuild only what is downstream of the tables that changed.
     """
