@@ -19,6 +19,7 @@ import dagster as dg
 
 from models.standards import AS_OF_ENV, STANDARDS_FILE, as_of_setting
 from pipelines.common import OWNER
+from pipelines.raw import downstream_in_run
 
 AS_OF_KEY = dg.AssetKey(["settings", "as_of"])
 # The models whose SQL reads the as-of date (getvariable('hub_as_of')); every other mart reads mart_parameters.
@@ -49,7 +50,8 @@ def as_of(context: dg.AssetExecutionContext):
     record = context.instance.get_latest_data_version_record(AS_OF_KEY, is_source=False)
     found = extract_data_version_from_entry(record.event_log_entry) if record else None
     previous = found.value if found else None
-    if previous == version:
+    if previous == version and not downstream_in_run(context):  # a whole-job run still materialises it, or
+        # Dagster would skip the date-dependent models (and every mart after mart_parameters) in that run
         context.log.info(f"as-of setting unchanged ({shown}): not materialised, the date-dependent models are "
                          "not rebuilt for it")
         return

@@ -43,7 +43,7 @@ def nothing_new(summary: dict) -> bool:
                 or summary["new_columns"] or summary["type_changes"])
 
 
-def _downstream_in_run(context: dg.AssetExecutionContext) -> bool:
+def downstream_in_run(context: dg.AssetExecutionContext) -> bool:
     """Whether the run also builds something downstream of this raw asset.
 
     Dagster skips a step when ANY of its inputs was not produced, but a model must be rebuilt when ANY of
@@ -54,9 +54,8 @@ def _downstream_in_run(context: dg.AssetExecutionContext) -> bool:
     daily schedule, the first phase of ``pipelines.incremental``) skip it, and the automation conditions
     or the second phase rebuild only what is downstream of the tables that changed.
     """
-    selection = context.run.asset_selection
-    if not selection:  # None or empty: the whole job (execute_in_process records an empty frozenset)
-        return True
+    # None or empty: the whole job (execute_in_process records an empty frozenset)
+    selection = context.run.asset_selection or context.job_def.asset_layer.executable_asset_keys
     return any(k.path[0] not in ("raw", "settings") for k in selection)
 
 
@@ -116,7 +115,7 @@ def _raw_asset(source: Source, entity: Entity) -> dg.AssetsDefinition:
         if s["type_changes"]:
             context.log.warning(f"schema drift: {entity.source}.{entity.name} changed type: {s['type_changes']} "
                                 "(kept as text, not coerced)")
-        if nothing_new(s) and not _downstream_in_run(context):
+        if nothing_new(s) and not downstream_in_run(context):
             # No materialisation: the run skips what is built on this table (and its checks), and the
             # automation conditions see no update, so nothing downstream is rebuilt for it.
             context.log.info(f"raw.{entity.table}: skipped, nothing new at the source ({s['rows_read']:,} rows "
