@@ -38,6 +38,7 @@ class DemoResult:
     # blocking checks that failed in the run: check, asset, table, what they found and the rows to look at
     blocking_checks: list[dict] = field(default_factory=list)
     held_back: list[str] = field(default_factory=list)   # publish/* assets not rebuilt in the run
+    nothing_new: bool = False  # no raw table changed: only the raw loads ran (pipelines/incremental.py)
 
 
 STATE_MARKER = ".demo_campus.json"  # in var/: the scale and seed the demo's state was built from
@@ -120,9 +121,10 @@ def ensure_campus(settings: Settings, *, scale: float, seed: int, console: Conso
 
 
 def run_main_job(settings: Settings, *, console: Console, instance=None) -> DemoResult:
-    """Execute campus_main_job in this process against the instance, showing progress per step."""
+    """Execute campus_main_job in this process against the instance, showing progress per step: whole on an
+    empty instance, else the raw loads, then one run of what is downstream of the tables that changed
+    (pipelines/incremental.py)."""
     import dagster as dg
-    from dagster._core.events import DagsterEventType
 
     from hub.factory import build_definitions
 
@@ -130,31 +132,72 @@ def run_main_job(settings: Settings, *, console: Console, instance=None) -> Demo
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     defs = build_definitions(settings)
     job = defs.resolve_job_def("campus_main_job")
-    from hub.recovery import process_tags, recover_dead_runs
+    from hub.recovery import recover_dead_runs
 
     instance = instance or dg.DagsterInstance.get()
     # A run killed earlier (SIGKILL, OOM, reboot) would keep its warehouse slot and block this one forever.
     for item in recover_dead_runs(instance, by="hub demo"):
         console.print(f"[yellow]cleared a dead run:[/] {item.line()}", highlight=False)
+    from pipelines.incremental import execute_incremental
+
+    started = time.time()
+    runs = execute_incremental(job, instance, lambda selection, phase: _execute_with_progress(
+        job, instance, selection, phase, console))
+    results = [r for _, r in runs]
+    failed = [e.step_key for r in results for e in r.all_events if e.is_step_failure]
+    for r in results:
+        for event in r.all_events:
+            if event.is_step_failure:
+                console.print(f"[red]step {event.step_key} failed:[/] {_root_cause(event.step_failure_data.error)}",
+                              highlight=False)
+    phases = [p for p, _ in runs]
+    if phases == ["intake"]:
+        console.print("Nothing new at the sources: no raw table changed, so staging, the warehouse, the marts and "
+                      "publishing were skipped (each raw asset's log says why it did not materialise).",
+                      highlight=False)
+        return DemoResult(results[0].success, results[0].run_id, started, failed, blocking_failures(results[0]),
+                          [], nothing_new=True)
+    last = results[-1]
+    rebuilt = set(job.asset_layer.executable_asset_keys) if phases == ["whole"] else \
+        set(last.dagster_run.asset_selection or ())
+    built = {e.asset_key for r in results for e in r.get_asset_materialization_events()}
+    held = sorted(k.path[-1] for k in rebuilt if k.path[0] == "publish" and k not in built)
+    blocking = [b for r in results for b in blocking_failures(r)]
+    return DemoResult(all(r.success for r in results), last.run_id, started, failed, blocking, held)
+
+
+def _execute_with_progress(job, instance, selection, phase: str, console: Console):
+    """One in-process run of campus_main_job (``selection`` None: all of it), with a progress bar per step."""
+    from dagster._core.events import DagsterEventType
+
+    from hub.recovery import process_tags
+
     run_id = str(uuid.uuid4())
-    total = len(job.asset_layer.executable_asset_keys) + len(list(job.asset_layer.asset_graph.asset_check_keys))
+    if selection is None:
+        total = len(job.asset_layer.executable_asset_keys) + len(list(job.asset_layer.asset_graph.asset_check_keys))
+    else:
+        keys = set(selection)
+        total = len(keys) + sum(1 for c in job.asset_layer.asset_graph.asset_check_keys if c.asset_key in keys)
     outcome: dict = {}
+    label = {"whole": "campus_main_job", "intake": "campus_main_job (raw loads)",
+             "rebuild": "campus_main_job (what changed)"}[phase]
 
     def execute() -> None:
         try:
             outcome["result"] = job.execute_in_process(
                 instance=instance, run_id=run_id, raise_on_error=False, tags={**process_tags(), **ui_tags()},
+                asset_selection=selection,
                 run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
         except Exception as exc:  # surfaced below as one line
             outcome["error"] = exc
 
-    started = time.time()
     worker = threading.Thread(target=execute, name="campus_main_job", daemon=True)
-    kinds = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
+    kinds = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
+             DagsterEventType.STEP_SKIPPED}
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total} steps"), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
-        task = progress.add_task("campus_main_job", total=total)
+        task = progress.add_task(label, total=total)
         worker.start()
         while worker.is_alive():
             worker.join(0.5)
@@ -164,20 +207,12 @@ def run_main_job(settings: Settings, *, console: Console, instance=None) -> Demo
                 continue
             done = [e for e in events if e.dagster_event.event_type != DagsterEventType.STEP_START]
             running = {e.step_key for e in events} - {e.step_key for e in done}
-            label = next(iter(sorted(running)), "") if running else ""
-            progress.update(task, completed=len(done), description=f"campus_main_job {label}")
-        progress.update(task, completed=total, description="campus_main_job")
+            step = next(iter(sorted(running)), "") if running else ""
+            progress.update(task, completed=len(done), description=f"{label} {step}")
+        progress.update(task, completed=total, description=label)
     if "error" in outcome:
         raise outcome["error"]
-    result = outcome["result"]
-    failed = [e.step_key for e in result.all_events if e.is_step_failure]
-    for event in result.all_events:
-        if event.is_step_failure:
-            console.print(f"[red]step {event.step_key} failed:[/] {_root_cause(event.step_failure_data.error)}",
-                          highlight=False)
-    built = {e.asset_key for e in result.get_asset_materialization_events()}
-    held = sorted(k.path[-1] for k in job.asset_layer.executable_asset_keys if k.path[0] == "publish" and k not in built)
-    return DemoResult(result.success, run_id, started, failed, blocking_failures(result), held)
+    return outcome["result"]
 
 
 def blocking_failures(result) -> list[dict]:
@@ -360,6 +395,9 @@ def print_summary(settings: Settings, result: DemoResult, console: Console) -> N
         console.print(("  held back" if result.blocking_checks else "[red]Held back[/]") + " at their previous version: "
                       + ", ".join(f"{n} ({catalog.get('datasets', {}).get(n, {}).get('current_version', 'none yet')})"
                                   for n in result.held_back), highlight=False, soft_wrap=True)
+    if result.nothing_new:
+        console.print("Nothing new at the sources: only the raw loads ran; staging, warehouse, marts and "
+                      "published datasets are unchanged (skipped, not rebuilt).", highlight=False)
     status = "[green]succeeded" if result.success else f"[red]failed ({', '.join(result.failed_steps)})"
     console.print(f"campus_main_job {status}[/] — run {result.run_id}")
     console.print(f"Warehouse: {settings.warehouse_path}   Analysts: hub sql \"SELECT …\" reads the snapshot "

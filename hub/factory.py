@@ -25,13 +25,15 @@ from hub.resources import (
     secret_from_env,
 )
 from hub.settings import Settings
+from pipelines.as_of import as_of
+from pipelines.automation import automation_sensor, with_downstream_conditions
 from pipelines.expectations import expectation_checks
 from pipelines.jobs import build_automation
 from pipelines.publish import publish_assets
 from pipelines.quality_tables import quality_table_specs
 from pipelines.quarantine import quarantine_rate_checks
 from pipelines.raw import build_raw, source_specs
-from pipelines.report import party_report_asset, report_automation_sensor
+from pipelines.report import party_report_asset
 from pipelines.rules import build_rule_checks
 from pipelines.snapshot import analyst_snapshot_asset
 from pipelines.staging import staging_assets, staging_checks
@@ -81,6 +83,7 @@ def _build(settings: Settings, sources) -> dg.Definitions:
     assets = [*raw_assets, *staging_assets, *warehouse_assets, *mart_assets, *publish_assets]
     assets.append(analyst_snapshot_asset([k for a in [*warehouse_assets, *mart_assets] for k in a.keys]))
     assets.append(party_report_asset([a.key for a in mart_assets], settings.var_dir / "report"))
+    assets = [as_of, *with_downstream_conditions(assets)]
     jobs, schedules, sensors = build_automation(sources, assets)
     # one check per rule of the rules file the settings name (HUB_RULES_FILE)
     rule_checks = build_rule_checks(load_rules(settings.rules_file, standards_file=settings.standards_file))
@@ -91,7 +94,7 @@ def _build(settings: Settings, sources) -> dg.Definitions:
                       *expectation_checks([k for a in assets for k in a.keys])],
         jobs=jobs,
         schedules=schedules,
-        sensors=[*sensors, dead_run_sweeper(), report_automation_sensor()],
+        sensors=[*sensors, dead_run_sweeper(), automation_sensor()],
         executor=dg.in_process_executor,
         resources={
             "warehouse": WarehouseResource(path=str(settings.warehouse_path),

@@ -9,6 +9,7 @@ import dagster as dg
 from connectors import Source
 from connectors.files import FileExtractor
 from hub.resources import CampusSourcesResource, WarehouseResource
+from pipelines.as_of import AS_OF_KEY
 from pipelines.raw import raw_key
 
 # The main job: every asset, raw to publish. Runs in one process (in_process executor, set on the
@@ -27,20 +28,23 @@ def _raw_selection(sources: dict[str, Source], kinds: set[str]) -> dg.AssetSelec
 
 def build_automation(sources: dict[str, Source], assets: list[dg.AssetsDefinition]) -> tuple[list, list, list]:
     """Jobs, schedules and sensors that depend on which sources are declared."""
+    # Both load raw tables (and settings/as_of) only: the hub_automation sensor rebuilds what is downstream
+    # of the tables that changed, in one run for all the loads of a tick (pipelines/automation.py).
     api_sql_job = dg.define_asset_job(
-        "api_sql_refresh_job", selection=_raw_selection(sources, {"rest", "sql"}).downstream(),
-        description="Refresh the API and database sources and everything built on them.")
+        "api_sql_refresh_job", selection=_raw_selection(sources, {"rest", "sql"}) | dg.AssetSelection.assets(AS_OF_KEY),
+        description="Refresh the API and database sources into the raw zone; the hub_automation sensor rebuilds "
+                    "what is built on the tables that changed.")
     inbox_job = dg.define_asset_job(
-        "inbox_load_job", selection=_raw_selection(sources, {"files"}).downstream(),
-        description="Load newly dropped files and rebuild what depends on them (launched by the inbox sensor).")
+        "inbox_load_job", selection=_raw_selection(sources, {"files"}) | dg.AssetSelection.assets(AS_OF_KEY),
+        description="Load newly dropped files into the raw zone (launched by the inbox sensor); the "
+                    "hub_automation sensor rebuilds what is built on them.")
     daily = dg.ScheduleDefinition(
         name="daily_api_sql_refresh", job=api_sql_job, cron_schedule="0 2 * * *",
         execution_timezone="Asia/Shanghai", default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="02:00 every day: pull the API and SQL sources (incremental) and rebuild downstream.")
+        description="02:00 every day: pull the API and SQL sources (incremental) into the raw zone; the "
+                    "hub_automation sensor rebuilds downstream.")
     file_sources = {name: s for name, s in sources.items() if s.kind == "files"}
-    downstream = {e.table: sorted(dg.AssetSelection.assets(raw_key(e)).downstream().resolve(assets), key=str)
-                  for s in file_sources.values() for e in s.entities.values()}
-    return [campus_main_job, api_sql_job, inbox_job], [daily], [_inbox_sensor(file_sources, inbox_job, downstream)]
+    return [campus_main_job, api_sql_job, inbox_job], [daily], [_inbox_sensor(file_sources, inbox_job)]
 
 
 IN_FLIGHT = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
@@ -84,16 +88,16 @@ def _tables_in_flight(instance, file_tables: dict[str, dg.AssetKey]) -> set[str]
     return busy
 
 
-def _inbox_sensor(file_sources: dict[str, Source], job, downstream: dict[str, list[dg.AssetKey]],
-                  ) -> dg.SensorDefinition:
+def _inbox_sensor(file_sources: dict[str, Source], job) -> dg.SensorDefinition:
     file_tables = {e.table: raw_key(e) for s in file_sources.values() for e in s.entities.values()}
 
     @dg.sensor(
         name="party_inbox_sensor", job=job, minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Watches the file-drop inboxes. Files already loaded (same sha256) launch nothing; the new "
-                    "files of one tick launch ONE run for the entities they touch and what is built on them; "
-                    "an entity with a run queued or in progress waits for a later tick.",
+                    "files of one tick launch ONE run that loads the entities they touch into the raw zone (the "
+                    "hub_automation sensor then rebuilds what is built on them, coalescing several drops); an "
+                    "entity with a run queued or in progress waits for a later tick.",
     )
     def _sensor(context: dg.SensorEvaluationContext, campus_sources: CampusSourcesResource,
                 warehouse: WarehouseResource):
@@ -133,7 +137,7 @@ def _inbox_sensor(file_sources: dict[str, Source], job, downstream: dict[str, li
         run_key = hashlib.sha256("\n".join(shas).encode()).hexdigest()
         cursor.update({sha: run_key for sha in shas})
         context.update_cursor(json.dumps(cursor, sort_keys=True))
-        selection = sorted({k for table in new for k in downstream[table]}, key=lambda k: k.to_user_string())
+        selection = sorted({file_tables[table] for table in new}, key=lambda k: k.to_user_string()) + [AS_OF_KEY]
         return [dg.RunRequest(run_key=run_key, asset_selection=selection,
                               tags={"hub/entities": ",".join(sorted(new)), "hub/files": str(len(shas))})]
 

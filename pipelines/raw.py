@@ -55,6 +55,28 @@ def _summarise(results: list[LoadResult]) -> dict:
             "type_changes": sorted({c for r in ok for c in r.type_changes})}
 
 
+def nothing_new(summary: dict) -> bool:
+    """A load brought nothing new: no row landed or quarantined, no file set aside, no schema change."""
+    return not (summary["rows_landed"] or summary["rows_rejected"] or summary["files_rejected"]
+                or summary["new_columns"] or summary["type_changes"])
+
+
+def downstream_in_run(context: dg.AssetExecutionContext) -> bool:
+    """Whether the run also builds something downstream of this raw asset.
+
+    Dagster skips a step when ANY of its inputs was not produced, but a model must be rebuilt when ANY of
+    its inputs changed; and a blocking check whose asset produced nothing is skipped, which lets the steps
+    after it run ungated. In a run that builds raw and downstream together (campus_main_job launched whole,
+    or a selection that spans the layers) an unchanged raw table therefore still materialises, so that its
+    checks run and gate what the run builds on it. Runs that load raw only (the inbox sensor, the
+    daily schedule, the first phase of ``pipelines.incremental``) skip it, and the automation conditions
+    or the second phase rebuild only what is downstream of the tables that changed.
+    """
+    # None or empty: the whole job (execute_in_process records an empty frozenset)
+    selection = context.run.asset_selection or context.job_def.asset_layer.executable_asset_keys
+    return any(k.path[0] not in ("raw", "settings") for k in selection)
+
+
 def _progress_log(context: dg.AssetExecutionContext, entity: Entity, every: float = 30.0):
     """Rows and pages read so far, in the run's log at most every ``every`` seconds: a slow source shows."""
     import time
@@ -82,9 +104,10 @@ def _raw_asset(source: Source, entity: Entity) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         metadata={"dagster/table_name": f"raw.{entity.table}"},
         deps=[source_key(source)],
+        output_required=False,  # a load that brings nothing new does not materialise (see nothing_new)
     )
     def _load(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-              campus_sources: CampusSourcesResource) -> dg.MaterializeResult:
+              campus_sources: CampusSourcesResource):
         live = campus_sources.load()[source.name]  # re-read at run time: the file may have changed
         register_source_secrets([live])  # its token, key or password never reaches the event log
         try:  # the warehouse is opened to read the cursor and to land, not while the source is read
@@ -112,7 +135,14 @@ def _raw_asset(source: Source, entity: Entity) -> dg.AssetsDefinition:
         if s["type_changes"]:
             context.log.warning(f"schema drift: {entity.source}.{entity.name} changed type: {s['type_changes']} "
                                 "(kept as text, not coerced)")
-        return dg.MaterializeResult(metadata=redact_value({
+        if nothing_new(s) and not downstream_in_run(context):
+            # No materialisation: the run skips what is built on this table (and its checks), and the
+            # automation conditions see no update, so nothing downstream is rebuilt for it.
+            context.log.info(f"raw.{entity.table}: skipped, nothing new at the source ({s['rows_read']:,} rows "
+                             f"read, {s['rows_skipped']:,} already loaded, {s['files_skipped']} file(s) already "
+                             "loaded); not materialised, so nothing downstream is rebuilt for it")
+            return
+        yield dg.MaterializeResult(metadata=redact_value({
             "dagster/row_count": rows_total,
             "rows_read": s["rows_read"], "rows_landed": s["rows_landed"], "rows_skipped": s["rows_skipped"],
             "rows_rejected": s["rows_rejected"], "pages": s["pages"], "files": s["files"],

@@ -1,12 +1,11 @@
 """The party office's report (``var/report/index.html``) as an asset downstream of the marts it reads.
 
-Every job that rebuilds a mart selects what is downstream of it, so the report is rebuilt in the same run
-whenever a mart changes: ``campus_main_job`` (all assets), ``inbox_load_job`` and ``api_sql_refresh_job``
-(their raw assets and everything downstream). A mart materialised alone (from the UI, or by any run that
-leaves the report out) is caught by the report's automation condition (``eager``: a mart it reads was
-updated, none is missing or in progress), evaluated by the ``party_report_automation`` sensor, which is on
-by default and launches the report alone. Right after ``make demo`` it launches nothing: the report is
-newer than every mart.
+``campus_main_job`` (all assets) rebuilds it with the marts, and so does the second phase of an
+incremental run (pipelines/incremental.py) whenever a mart it reads is rebuilt. Otherwise (a mart rebuilt by
+the ``hub_automation`` sensor after a file drop or the daily load, or materialised alone from the UI) it
+carries the downstream automation condition of pipelines/automation.py (``eager``: a mart it reads was
+updated, none is missing or in progress, their blocking checks pass), evaluated by ``hub_automation``, which
+is on by default. Right after ``make demo`` it launches nothing: the report is newer than every mart.
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ def party_report_asset(mart_keys: list[dg.AssetKey], out_dir: Path) -> dg.Assets
 
     @dg.asset(
         key=REPORT_KEY, group_name="publish", kinds={"html"}, owners=[OWNER], deps=deps, pool=WAREHOUSE_POOL,
-        automation_condition=dg.AutomationCondition.eager(),
         tags={"layer": "publish", "audience": "party_office"},
         description="The party office's offline HTML report (key figures, structure, development funnel, "
                     "三会一课 compliance, assessments, learning, what needs attention), rebuilt from the marts.",
@@ -54,12 +52,3 @@ def party_report_asset(mart_keys: list[dg.AssetKey], out_dir: Path) -> dg.Assets
                                               "marts": dg.MetadataValue.json(sorted(read))})
 
     return _report
-
-
-def report_automation_sensor() -> dg.AutomationConditionSensorDefinition:
-    """Evaluates the report's automation condition in the daemon (`make ui`), every minute."""
-    return dg.AutomationConditionSensorDefinition(
-        "party_report_automation", target=dg.AssetSelection.assets(REPORT_KEY),
-        default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=60,
-        description="Rebuilds publish/party_report when a mart it reads was materialised by a run that left the "
-                    "report out (e.g. one mart materialised from the UI).")

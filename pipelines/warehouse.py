@@ -6,6 +6,7 @@ import dagster as dg
 from hub.resources import WAREHOUSE_POOL, IdentityResource, RunSettingsResource, WarehouseResource
 from models.build import LAYERS, MART_MODELS, WAREHOUSE_MODELS, asset_of, build_warehouse
 from models.standards import bind_as_of, bind_mart_settings
+from pipelines.as_of import AS_OF_KEY, DATE_DEPENDENT
 from pipelines.asset_metadata import materialized_column_schema, table_metadata
 from pipelines.common import OWNER, preview, record_check, table_rows
 
@@ -17,6 +18,8 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
     tables = [(layer, name), *sorted(model.creates - {(layer, name)})]
     own = {dg.AssetKey(list(t)) for t in tables}
     deps = sorted({dg.AssetKey(list(asset_of(s, t))) for s, t in model.reads} - own, key=str)
+    if dg.AssetKey([layer, name]) in DATE_DEPENDENT:  # it reads the as-of date: rebuilt when that changes
+        deps.append(AS_OF_KEY)
 
     def build(warehouse: WarehouseResource, identity: IdentityResource,
               run_settings: RunSettingsResource) -> dict[tuple[str, str], dict]:

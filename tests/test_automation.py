@@ -13,6 +13,7 @@ from hub.factory import build_definitions
 from hub.recovery import process_tags
 from hub.resources import CampusSourcesResource, WarehouseResource
 from hub.settings import PROJECT_ROOT, Settings
+from pipelines.automation import DOWNSTREAM
 
 
 def _defs_and_sensor(tmp_path, monkeypatch):
@@ -56,10 +57,8 @@ def test_a_dropped_file_launches_its_load_once_keyed_by_content(tmp_path, monkey
     shutil.copy(export, settings.inbox_dir / export.name)
     [request], cursor = _tick(sensor, defs, resources, instance)
     keys = {k.to_user_string() for k in request.asset_selection}
-    assert "raw/party__members" in keys, "the file's own entity is loaded"
-    assert {"staging/stg_party_members", "warehouse/dim_person", "publish/person_directory"} <= keys, \
-        "and what is built on it is rebuilt"
-    assert "raw/party__dues" not in keys and "raw/hr__staff" not in keys, "other sources are not touched"
+    assert keys == {"raw/party__members", "settings/as_of"}, \
+        "the file's own entity is loaded, nothing else: hub_automation rebuilds what is built on it"
     assert request.tags["hub/entities"] == "party__members"
 
     result, _ = _tick(sensor, defs, resources, instance, cursor)
@@ -157,3 +156,148 @@ def test_daily_schedule_refreshes_api_and_sql_sources_only(tmp_path, monkeypatch
                    "raw/learning__study_records"}
     schedule = defs.resolve_schedule_def("daily_api_sql_refresh")
     assert schedule.job_name == "api_sql_refresh_job" and schedule.execution_timezone == "Asia/Shanghai"
+
+
+def _load(defs, keys, instance, tags=None):
+    """Execute a run of these assets in process, as the daemon would launch it (their checks left out to keep
+    the test short: the automation below reads materialisations and check results from the instance)."""
+    job = defs.resolve_job_def("campus_main_job").get_subset(asset_selection=set(keys), asset_check_selection=set())
+    result = job.execute_in_process(instance=instance, tags=tags or {})
+    assert result.success
+    return result
+
+
+def _runs(defs, result) -> list[dg.RunRequest]:
+    """The runs hub_automation's tick would launch for these results (Dagster's own grouping into runs)."""
+    from dagster._core.definitions.automation_tick_evaluation_context import build_run_requests
+
+    return list(build_run_requests(list(result._requested_subsets), defs.resolve_asset_graph(), None,
+                                   emit_backfills=False))
+
+
+def _requested(result) -> set[str]:
+    return {sub.key.to_user_string() for sub in result._requested_subsets
+            if isinstance(sub.key, dg.AssetKey) and not sub.is_empty}
+
+
+def test_drops_in_separate_ticks_load_raw_each_then_one_coalesced_rebuild_held_back_by_failing_checks(
+        tmp_path, monkeypatch, campus_dir, instance):
+    """§6: each drop launches its own raw load; hub_automation then launches ONE run for both drops, and a
+    failing blocking check on one of the tables holds back what is built on that table only."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluation,
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+
+    defs, sensor, resources, settings = _defs_and_sensor(tmp_path, monkeypatch)
+    automation = defs.resolve_sensor_def("hub_automation")
+    assert automation.default_status == dg.DefaultSensorStatus.RUNNING
+    graph = defs.resolve_asset_graph()
+    for key in (["staging", "stg_party_members"], ["warehouse", "dim_person"], ["publish", "party_report"]):
+        assert graph.get(dg.AssetKey(key)).automation_condition == DOWNSTREAM, key
+    assert graph.get(dg.AssetKey(["raw", "party__members"])).automation_condition is None
+
+    _load(defs, [dg.AssetKey(["staging", "code_sets"])], instance)  # built by an earlier run, as in real life
+    before = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert not _requested(before) & {"staging/stg_party_members", "staging/stg_party_dues"}, \
+        "nothing to build on before anything is loaded"
+
+    exports = campus_dir / "party" / "exports"
+    settings.inbox_dir.mkdir(parents=True)
+    shutil.copy(exports / "党员信息.xlsx", settings.inbox_dir / "党员信息.xlsx")
+    [first], cursor = _tick(sensor, defs, resources, instance)
+    first_run = _load(defs, first.asset_selection, instance, first.tags)
+    dues = sorted(exports.glob("党费缴纳_*.csv"))[0]
+    shutil.copy(dues, settings.inbox_dir / dues.name)
+    [second], cursor = _tick(sensor, defs, resources, instance, cursor)
+    assert _raw(first) == {"raw/party__members"} and _raw(second) == {"raw/party__dues"}, "one raw load per drop"
+    second_run = _load(defs, second.asset_selection, instance, second.tags)
+    built = {e.asset_key.to_user_string() for r in (first_run, second_run) for e in r.get_asset_materialization_events()}
+    assert {"raw/party__members", "raw/party__dues"} <= built and not {k for k in built if k.startswith("staging")}
+
+    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=before.cursor)
+    [run] = _runs(defs, tick)  # both drops are rebuilt by ONE run
+    requested = {k.to_user_string() for k in run.asset_selection}
+    assert {"staging/stg_party_members", "staging/stg_party_dues"} <= requested
+    assert not {k for k in requested if k.startswith(("raw/", "settings/"))}, "the loads are not launched again"
+    assert "staging/stg_students" not in requested, "a model whose source was never loaded waits"
+    again = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+    assert not _requested(again) & requested, "the same drops are not rebuilt twice"
+
+    # the same two loads, but the members' blocking check failed on its latest load
+    members = dg.AssetKey(["raw", "party__members"])
+    [record] = instance.fetch_materializations(members, limit=1).records
+    instance.report_runless_asset_event(AssetCheckEvaluation(
+        asset_key=members, check_name="row_conservation", passed=False, severity=dg.AssetCheckSeverity.ERROR,
+        blocking=True, target_materialization_data=AssetCheckEvaluationTargetMaterializationData(
+            storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp)))
+    held = _requested(dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=before.cursor))
+    assert "staging/stg_party_dues" in held, "a table whose checks pass is rebuilt on"
+    assert "staging/stg_party_members" not in held, "the failing blocking check holds its table's models back"
+
+
+def test_the_as_of_asset_updates_only_when_the_as_of_setting_changes(tmp_path, monkeypatch, instance):
+    """A new as-of day with no new data still rebuilds the date-dependent models: settings/as_of is upstream."""
+    from pipelines.as_of import AS_OF_KEY, as_of
+
+    defs, *_ = _defs_and_sensor(tmp_path, monkeypatch)
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get(AS_OF_KEY).child_keys} == {
+        "marts/mart_parameters", "warehouse/fact_relation_transfer"}
+    assert {"marts/mart_member_roster", "marts/mart_dues_compliance"} <= {
+        k.to_user_string() for k in dg.AssetSelection.assets(AS_OF_KEY).downstream().resolve(graph)}, \
+        "every mart reads mart_parameters"
+
+    from hub.resources import RunSettingsResource
+
+    def run(as_of_day: str = "") -> bool:
+        result = dg.materialize([as_of], instance=instance,
+                                resources={"run_settings": RunSettingsResource(as_of=as_of_day)})
+        return bool(result.get_asset_materialization_events())
+
+    assert run(), "the first time it materialises"
+    assert not run(), "the same setting: not materialised, nothing downstream is due"
+    assert run("2026-12-04"), "a new as-of day (run_settings.as_of, as the launchpad sets it)"
+    assert instance.get_latest_data_version_record(AS_OF_KEY, is_source=False) is not None
+    assert not run("2026-12-04")
+    assert run(), "back to the data's latest date: a change again"
+
+
+def test_an_incremental_run_rebuilds_what_an_earlier_run_left_behind_unless_a_blocking_check_failed(
+        tmp_path, monkeypatch):
+    """pipelines/incremental.py: a model older than one of its inputs (its run was killed) is rebuilt with
+    what is built on it; an input whose latest blocking check failed holds it back."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
+
+    from pipelines.incremental import behind, failing_blocking_checks, rebuild_selection
+
+    defs, *_ = _defs_and_sensor(tmp_path, monkeypatch)
+    job = defs.resolve_job_def("campus_main_job")
+    graph = job.asset_layer.asset_graph
+    instance = dg.DagsterInstance.ephemeral()
+    for key in graph.toposorted_asset_keys:  # a whole run, in order
+        if key in job.asset_layer.executable_asset_keys:
+            instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    assert behind(job, instance) == set() and failing_blocking_checks(job, instance) == set()
+
+    dim_person = dg.AssetKey(["warehouse", "dim_person"])
+    instance.report_runless_asset_event(dg.AssetMaterialization(dim_person))  # rebuilt; the run died after it
+    children = {k for k in graph.get(dim_person).child_keys if k in job.asset_layer.executable_asset_keys} - {dim_person}
+    late = behind(job, instance)
+    assert children and late == children | {dim_person}, \
+        "the models built on it are behind; it runs again too, so that its checks run before them"
+    rebuilt = {k.to_user_string() for k in rebuild_selection(job, late)}
+    assert {"marts/mart_member_roster", "publish/analyst_snapshot"} <= rebuilt
+    assert not {k for k in rebuilt if k.startswith(("raw/", "settings/", "staging/"))}
+    # new dues only: the rule checks on dim_party_member read fact_dues_payment (their as-of date), so the
+    # table is rebuilt with them, or the publish gate would find them stale and refuse zt_dyfzsj
+    dues = {k.to_user_string() for k in rebuild_selection(job, {dg.AssetKey(["warehouse", "fact_dues_payment"])})}
+    assert {"warehouse/fact_dues_payment", "warehouse/dim_party_member", "publish/zt_dyfzsj"} <= dues
+    assert "warehouse/dim_person" not in dues, "only the tables whose checks read it, and what is built on them"
+
+    instance.report_runless_asset_event(AssetCheckEvaluation(
+        asset_key=dim_person, check_name="one_row_per_person", passed=False, severity=dg.AssetCheckSeverity.ERROR,
+        blocking=True))
+    blocked = failing_blocking_checks(job, instance)
+    assert blocked == {dim_person}
+    assert behind(job, instance, blocked) == set(), "held back while dim_person's blocking check fails"

@@ -124,13 +124,16 @@ def test_demo_twice_leaves_the_same_warehouse(tmp_path, campus_dir, monkeypatch)
 
         second = demo(settings, scale=SMALL_SCALE, seed=SEED, console=console, instance=instance)
         assert second.success, out.getvalue()
+        assert second.nothing_new and "Nothing new at the sources" in out.getvalue(), \
+            "with nothing new only the raw loads run; nothing downstream is shown as rebuilt"
         assert _snapshot(settings.warehouse_path) == snap1, "a rerun must not add, drop or change rows"
         catalog2 = json.loads((settings.published_root / "catalog.json").read_text(encoding="utf-8"))
         assert {k: v["current_version"] for k, v in catalog2["datasets"].items()} == \
                {k: v["current_version"] for k, v in catalog1["datasets"].items()}, "same data, same version"
 
         runs = instance.get_runs(RunsFilter(job_name="campus_main_job", statuses=[DagsterRunStatus.SUCCESS]))
-        assert len(runs) == 2, "both runs are in the instance the UI reads"
+        assert len(runs) == 2, "both runs are in the instance the UI reads (the second: raw loads only)"
+        assert {k.path[0] for k in instance.get_run_by_id(second.run_id).asset_selection} == {"raw", "settings"}
 
     # A record breaking an error-severity business rule is held back from the national development table.
     con = connect(settings.warehouse_path, read_only=True)

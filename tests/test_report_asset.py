@@ -9,17 +9,19 @@ from pipelines.report import REPORT_KEY, marts_read_by_report, party_report_asse
 from pipelines.warehouse import mart_assets
 
 
-def test_the_report_depends_on_every_mart_it_reads_and_every_job_rebuilds_it(tmp_path, monkeypatch):
+def test_the_report_depends_on_every_mart_it_reads_and_is_rebuilt_with_them(tmp_path, monkeypatch):
     monkeypatch.setenv("HUB_VAR_DIR", str(tmp_path / "var"))
     defs = build_definitions(Settings.from_env())
     graph = defs.resolve_asset_graph()
     parents = {k.path[-1] for k in graph.get(REPORT_KEY).parent_keys}
     read = marts_read_by_report()
     assert len(read) >= 10 and parents == read
-    for job in ("campus_main_job", "inbox_load_job", "api_sql_refresh_job"):
-        job_def = defs.resolve_job_def(job)
-        keys = job_def.asset_layer.executable_asset_keys
-        assert REPORT_KEY in keys and {k for k in keys if k.path[0] == "marts"}, job
+    keys = defs.resolve_job_def("campus_main_job").asset_layer.executable_asset_keys
+    assert REPORT_KEY in keys and {k for k in keys if k.path[0] == "marts"}
+    for job in ("inbox_load_job", "api_sql_refresh_job"):  # raw loads only: hub_automation rebuilds downstream
+        keys = defs.resolve_job_def(job).asset_layer.executable_asset_keys
+        assert {k.path[0] for k in keys} == {"raw", "settings"}, job
+    assert graph.get(REPORT_KEY).automation_condition is not None
 
 
 def test_materialising_the_report_writes_var_report_index_html(tmp_path, monkeypatch, con):
@@ -40,7 +42,7 @@ def test_materialising_the_report_writes_var_report_index_html(tmp_path, monkeyp
 def test_a_mart_materialised_alone_gets_the_report_rebuilt_and_a_fresh_demo_launches_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("HUB_VAR_DIR", str(tmp_path / "var"))
     defs = build_definitions(Settings.from_env())
-    sensor = defs.resolve_sensor_def("party_report_automation")
+    sensor = defs.resolve_sensor_def("hub_automation")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     marts = sorted(defs.resolve_asset_graph().get(REPORT_KEY).parent_keys, key=str)
     instance = dg.DagsterInstance.ephemeral()
