@@ -201,18 +201,22 @@ def export(name: str, value: str, *, overwrite: bool = True) -> None:
 
 
 @contextmanager
-def temporary_env(values: Mapping[str, str]) -> Iterator[None]:
-    """Set ``values`` in the process environment for the block, then put back what was there."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
+def temporary_env(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set ``values`` (None: remove the variable) in the process environment for the block, then put back
+    what was there."""
+    def put(items) -> None:
+        for k, v in items:
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        put(values.items())
+        yield
+    finally:
+        put(saved.items())
 
 
 def _memory_setting(env: Mapping[str, str], name: str, default: str) -> str:

@@ -5,7 +5,6 @@ campus's once per test process with it (``campus_warehouse``)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,23 +26,11 @@ def all_but_suites(check: dg.AssetCheckKey) -> bool:
     return check.name != CHECK_NAME
 
 
-@contextmanager
-def environment(values: Mapping[str, str | None]) -> Iterator[None]:
+def environment(values: Mapping[str, str | None]):
     """os.environ with ``values`` set (None: removed) while the block runs, as it was afterwards."""
-    saved = {k: os.environ.get(k) for k in values}
-    try:
-        for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    from hub.settings import temporary_env
+
+    return temporary_env(values)
 
 
 @contextmanager

@@ -7,7 +7,6 @@ deployment points the hub at MinIO or a cloud's S3; ``s3_bucket`` makes a fresh 
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -47,19 +46,15 @@ def s3_endpoint():
                 pytest.fail(f"moto_server did not start on 127.0.0.1:{port}")
             time.sleep(0.05)
     endpoint = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in [*S3_ENV, "AWS_ENDPOINT_URL_S3"]}
-    os.environ.update(S3_ENV, AWS_ENDPOINT_URL_S3=endpoint)
     import fsspec
 
-    fsspec.filesystem("s3").clear_instance_cache()
+    from hub.settings import temporary_env
+
     try:
-        yield endpoint
+        with temporary_env({**S3_ENV, "AWS_ENDPOINT_URL_S3": endpoint}):
+            fsspec.filesystem("s3").clear_instance_cache()
+            yield endpoint
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         proc.terminate()
         try:
             proc.wait(timeout=10)
