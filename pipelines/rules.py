@@ -21,10 +21,16 @@ import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, RunSettingsResource, WarehouseResource
 from models.build import model_of
+from pipelines.automation import QUALITY
 from pipelines.common import record_check
 from quality.business_rules import AS_OF_SOURCES, Rule, RuleConfigError, RulesConfig, load_config, run_rules
 
 SAMPLE_SIZE = 10
+# Through the daemon (pipelines/automation.py) a rule check runs with its table, and also on its own when
+# another table it reads changed (the facts its as-of date comes from): otherwise its last evaluation is
+# stale for the publish gate until its own table is rebuilt.
+RULE_CHECK_CONDITION = dg.AutomationCondition.eager().ignore(QUALITY).with_label(
+    "eager: its table or a table it reads updated")
 DAGSTER_SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warning": dg.AssetCheckSeverity.WARN}
 # Ready steps run highest priority first: a rule check before the publish step that reads its violations.
 PRIORITY = "10"
@@ -48,7 +54,7 @@ def _rule_check(rule: Rule, config: RulesConfig) -> dg.AssetChecksDefinition:
 
     @dg.asset_check(
         asset=asset_key, name=rule.name, blocking=False, pool=WAREHOUSE_POOL,
-        additional_deps=deps, op_tags={"dagster/priority": PRIORITY},
+        additional_deps=deps, op_tags={"dagster/priority": PRIORITY}, automation_condition=RULE_CHECK_CONDITION,
         description=f"{rule.description} Severity {rule.severity}"
                     f"{' (its records are held back from publishing)' if rule.severity == 'error' else ' (reported)'}; "
                     f"violations in quality.rule_violation (rule = '{rule.name}').",

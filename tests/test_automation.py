@@ -236,6 +236,36 @@ def test_drops_in_separate_ticks_load_raw_each_then_one_coalesced_rebuild_held_b
     assert "staging/stg_party_members" not in held, "the failing blocking check holds its table's models back"
 
 
+def test_new_dues_alone_rerun_the_rule_checks_that_read_them_through_the_daemon(tmp_path, monkeypatch):
+    """A rule check reads the facts its as-of date comes from: when only the dues are rebuilt, hub_automation
+    runs the rule checks on dim_party_member (their table did not change), so the publish gate does not find
+    them stale; checks that read nothing that changed are not run."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
+
+    defs, *_ = _defs_and_sensor(tmp_path, monkeypatch)
+    job = defs.resolve_job_def("campus_main_job")
+    graph = job.asset_layer.asset_graph
+    instance = dg.DagsterInstance.ephemeral()
+    for key in graph.toposorted_asset_keys:  # a whole run, in order, every check passing
+        if key in job.asset_layer.executable_asset_keys:
+            instance.report_runless_asset_event(dg.AssetMaterialization(key))
+            for check in graph.get(key).check_keys:
+                instance.report_runless_asset_event(AssetCheckEvaluation(
+                    asset_key=key, check_name=check.name, passed=True, severity=dg.AssetCheckSeverity.ERROR,
+                    blocking=graph.get_check_spec(check).blocking))
+    before = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    dues = dg.AssetKey(["warehouse", "fact_dues_payment"])
+    instance.report_runless_asset_event(dg.AssetMaterialization(dues))
+    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=before.cursor)
+    checks = {sub.key for sub in tick._requested_subsets if isinstance(sub.key, dg.AssetCheckKey) and not sub.is_empty}
+    member = dg.AssetKey(["warehouse", "dim_party_member"])
+    on_members = {k for k in graph.asset_check_keys if k.asset_key == member
+                  and dues in {d.asset_key for d in graph.get_check_spec(k).additional_deps}}
+    assert on_members and on_members <= checks, "the rule checks that read the dues judge again"
+    assert not {k for k in checks if k.asset_key == dg.AssetKey(["warehouse", "dim_person"])}, \
+        "a check that reads nothing that changed is not run"
+
+
 def test_the_as_of_asset_updates_only_when_the_as_of_setting_changes(tmp_path, monkeypatch, instance):
     """A new as-of day with no new data still rebuilds the date-dependent models: settings/as_of is upstream."""
     from pipelines.as_of import AS_OF_KEY, as_of
