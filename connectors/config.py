@@ -83,16 +83,23 @@ def _require(cond: bool, path: str, msg: str) -> None:
         raise ConfigError(f"{path}: {msg}")
 
 
-def load_sources(path: str | Path) -> dict[str, Source]:
-    path = Path(path)
+def read_yaml(path: Path, error: type[Exception] | None = None, missing_hint: str = ""):
+    """A YAML file's document; a missing file or bad YAML raises ``error`` (default ConfigError) in one line
+    naming the file (and the line)."""
+    error = error or ConfigError
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        raise error(f"{path}: file not found{missing_hint}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise error(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+
+
+def load_sources(path: str | Path) -> dict[str, Source]:
+    path = Path(path)
+    doc = read_yaml(path)
     _require(isinstance(doc, dict) and isinstance(doc.get("sources"), dict), f"{path}", "needs a 'sources' mapping")
     from connectors.schema import SourcesFile, ValidationError, validation_message
 

@@ -193,14 +193,9 @@ def _college_url(root: str, xxdm: str, leaf: str) -> str:
 def load_colleges(path: str | Path) -> Colleges:
     """Read and validate colleges.yaml; any problem is one CollegeConfigError line naming file, college, field."""
     path = Path(path).resolve()
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CollegeConfigError(f"{path}: file not found ({COLLEGES_VAR})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise CollegeConfigError(f"{path}{f' line {mark.line + 1}' if mark else ''}: not valid YAML "
-                                 f"({getattr(exc, 'problem', exc)})") from None
+    from connectors.config import read_yaml
+
+    doc = read_yaml(path, CollegeConfigError, f" ({COLLEGES_VAR})")
     try:
         parsed = CollegesFile.model_validate(doc if doc is not None else {})
     except ValidationError as exc:
