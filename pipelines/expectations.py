@@ -16,9 +16,22 @@ from pathlib import Path
 import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, QualityResource, WarehouseResource
+from pipelines.content import (
+    copy_history,
+    file_digest,
+    inputs_fingerprint,
+    last_evaluation,
+    remember,
+    reused_result,
+)
 from quality.blocking import look_at, sample_keys
 from quality.datadocs import docs_url
 from quality.expectations import SUITES_DIR, Suite, SuiteResult, suites_by_asset
+
+# The code that evaluates a suite: a change to it is a change of every suite's definition (check reuse).
+EVALUATOR = tuple(Path(__file__).resolve().parent.parent / f for f in (
+    "quality/expectations.py", "quality/blocking.py", "quality/datadocs.py", "pipelines/expectations.py",
+    "models/sql/macros.sql"))
 
 CHECK_NAME = "expectations"
 
@@ -62,6 +75,20 @@ def _metadata(results: list[SuiteResult], index: str, keys: dict[tuple[str, str]
     return meta
 
 
+def _definition(suites: list[Suite], gx_max_rows: int, docs_index: str) -> dict:
+    """What an evaluation of the suites depends on besides their tables' content: each suite, the code
+    set files its value sets are read from, the evaluating code, the engine threshold and the Data Docs
+    folder (pipelines/content.py). The row-count-vs-previous expectation also reads quality.check_result;
+    on unchanged content its verdict is the same (the count is the one it was compared with last time)."""
+    from models import codesets_dir
+
+    codesets = sorted({src["codeset"] for s in suites for e in s.expectations for src in e.value_set_from})
+    # the suites as loaded (what this check evaluates), not their files now
+    return {"suites": {s.name: repr((s.table, s.asset, s.expectations)) for s in suites},
+            "codesets": file_digest(*(codesets_dir / f"{c}.csv" for c in codesets)) if codesets else None,
+            "code": file_digest(*EVALUATOR), "gx_max_rows": gx_max_rows, "docs": docs_index}
+
+
 def _expectation_check(asset: tuple[str, ...], suites: list[Suite]) -> dg.AssetChecksDefinition:
     blocking = any(s.blocking for s in suites)
 
@@ -72,28 +99,42 @@ def _expectation_check(asset: tuple[str, ...], suites: list[Suite]) -> dg.AssetC
                quality: QualityResource) -> dg.AssetCheckResult:
         from quality.expectations import docs_index, quality_dir, run_gate
 
+        check_key = f"{'/'.join(asset)}:{CHECK_NAME}"
+        run_id = context.run.run_id
         with warehouse.connect() as con:  # GX up to the quality resource's gx_max_rows rows, SQL above
             # Data Docs under the run's college's folder (hub/colleges.py), else HUB_VAR_DIR's
             var_dir = Path(warehouse.var_dir) if warehouse.var_dir else None
-            results = run_gate(con, suites, run_id=context.run.run_id, gx_max_rows=quality.gx_max_rows,
-                               var_dir=var_dir)
+            index = str(docs_index(quality_dir(var_dir)))
+            # the same tables, suites, code and settings as the last real evaluation: its verdict stands
+            inputs = inputs_fingerprint(con, [tuple(s.table.split(".", 1)) for s in suites],
+                                        _definition(suites, quality.gx_max_rows, index), run_id)
+            last = last_evaluation(con, check_key, inputs)
+            if last is not None and all(Path(p).exists() for p in last.guard.get("docs_pages", [])):
+                copy_history(con, last, run_id, assets=sorted({s.asset_str for s in suites}),
+                             prefixes=[f"{s.name}:" for s in suites])
+                context.log.info(f"{check_key}: inputs unchanged since run {last.run_id}; its verdict is reused")
+                return reused_result(last)
+            results = run_gate(con, suites, run_id=run_id, gx_max_rows=quality.gx_max_rows, var_dir=var_dir)
             # the rows behind a row-level failure, by their key (a blocking one names its query instead)
             keys = {(r.suite.name, o.expectation.id): sample_keys(con, r.suite, o.expectation)
                     for r in results for o in r.failed if not o.expectation.blocking}
-        failed = [o for r in results for o in r.failed]
-        errors = [o for o in failed if o.expectation.blocking]
-        for o in failed:
-            context.log.warning(f"{o.expectation.effective_severity}: {o.expectation.id} unexpected={o.unexpected} "
-                                f"{o.error or ''}".rstrip())
-        return dg.AssetCheckResult(
-            passed=not failed,
-            severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
-            metadata=_metadata(results, str(docs_index(quality_dir(var_dir))), keys),
-            description=(f"{len(failed)} of {sum(len(r.outcomes) for r in results)} expectations failed "
-                         f"({len(errors)} blocking: "
-                         + (", ".join(f"{o.expectation.id} on {r.suite.table}" for r in results
-                                      for o in r.failed if o.expectation.blocking) or "none")
-                         + ")") if failed else None)
+            failed = [o for r in results for o in r.failed]
+            errors = [o for o in failed if o.expectation.blocking]
+            for o in failed:
+                context.log.warning(f"{o.expectation.effective_severity}: {o.expectation.id} "
+                                    f"unexpected={o.unexpected} {o.error or ''}".rstrip())
+            result = dg.AssetCheckResult(
+                passed=not failed,
+                severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
+                metadata=_metadata(results, index, keys),
+                description=(f"{len(failed)} of {sum(len(r.outcomes) for r in results)} expectations failed "
+                             f"({len(errors)} blocking: "
+                             + (", ".join(f"{o.expectation.id} on {r.suite.table}" for r in results
+                                          for o in r.failed if o.expectation.blocking) or "none")
+                             + ")") if failed else None)
+            remember(con, check_key, inputs, result, run_id,
+                     guard={"docs_pages": [str(r.docs_page) for r in results if r.docs_page]})
+        return result
 
     return _check
 

@@ -17,12 +17,22 @@ carry a higher ``dagster/priority`` so that, in a run, they execute as soon as t
 before the datasets that read their violations.
 """
 
+from pathlib import Path
+
 import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, RunSettingsResource, WarehouseResource
 from models.build import model_of
 from pipelines.automation import QUALITY
 from pipelines.common import record_check
+from pipelines.content import (
+    copy_history,
+    file_digest,
+    inputs_fingerprint,
+    last_evaluation,
+    remember,
+    reused_result,
+)
 from quality.business_rules import AS_OF_SOURCES, Rule, RuleConfigError, RulesConfig, load_config, run_rules
 
 SAMPLE_SIZE = 10
@@ -37,6 +47,16 @@ PRIORITY = "10"
 # Without a configured as-of date, the rules take the data's latest date from these tables: every rule
 # check reads them (quality.business_rules.data_as_of), so it waits for them too.
 AS_OF_DEPS = {dg.AssetKey(list(model_of(*table.split(".")))) for table, _ in AS_OF_SOURCES}
+AS_OF_TABLES = {tuple(table.split(".", 1)) for table, _ in AS_OF_SOURCES}
+# The code that evaluates a rule: part of what a reused verdict must have been evaluated with.
+EVALUATOR = tuple(Path(__file__).resolve().parent.parent / f
+                  for f in ("quality/business_rules.py", "pipelines/rules.py", "models/sql/macros.sql"))
+
+
+def _violations_fingerprint(con, rule: str) -> str:
+    """The rule's rows in quality.rule_violation as they are (a reused verdict needs them unchanged)."""
+    return str(con.execute("SELECT count(*), coalesce(sum(hash(v)::HUGEINT), 0) FROM quality.rule_violation AS v "
+                           "WHERE rule = ?", [rule]).fetchone())
 
 
 def rule_check_deps(rule: Rule) -> list[dg.AssetKey]:
@@ -67,9 +87,24 @@ def _rule_check(rule: Rule, config: RulesConfig) -> dg.AssetChecksDefinition:
         run_config = run_settings.rules()
         if rule.name not in run_config.rules:
             raise RuleConfigError(f"{run_config.path}: has no rule {rule.name!r}, which this check runs")
-        used = {k: v for k, v in run_config.rules[rule.name].params.items() if v is not None}
+        run_rule = run_config.rules[rule.name]
+        used = {k: v for k, v in run_rule.params.items() if v is not None}
+        as_of = run_settings.as_of_date()
+        check_key = f"{'/'.join(rule.asset_path)}:{rule.name}"
+        run_id = context.run.run_id
         with warehouse.connect() as con:
-            run = run_rules(con, [rule.name], config=run_config, as_of=run_settings.as_of_date())
+            # the same tables, rule, code and as-of setting as its last real evaluation, and its rows in
+            # quality.rule_violation as that evaluation left them: the verdict stands (pipelines/content.py)
+            tables = {tuple(rule.entity.split(".", 1)), *run_rule.reads, *AS_OF_TABLES}
+            inputs = inputs_fingerprint(con, tables, {
+                "rule": [run_rule.severity, run_rule.entity, run_rule.sql, used], "as_of": as_of or run_config.as_of,
+                "code": file_digest(*EVALUATOR)}, run_id)
+            last = last_evaluation(con, check_key, inputs)
+            if last is not None and last.guard.get("violations") == _violations_fingerprint(con, rule.name):
+                copy_history(con, last, run_id, assets=["/".join(rule.asset_path)], check_names=[rule.name])
+                context.log.info(f"{check_key}: inputs unchanged since run {last.run_id}; its verdict is reused")
+                return reused_result(last)
+            run = run_rules(con, [rule.name], config=run_config, as_of=as_of)
             found = run.violations[rule.name]
             sample = [{"record_key": k, "org_code": o, "detail": d} for k, o, d in con.execute(
                 "SELECT record_key, org_code, detail FROM quality.rule_violation WHERE rule = ? "
@@ -77,13 +112,16 @@ def _rule_check(rule: Rule, config: RulesConfig) -> dg.AssetChecksDefinition:
             record_check(con, check_name=rule.name, asset="/".join(rule.asset_path), engine="rule",
                          severity=rule.severity, passed=found == 0, unexpected=found,
                          detail={"as_of": run.as_of.isoformat(), "thresholds": used, "sample": sample},
-                         run_id=context.run.run_id)
-        return dg.AssetCheckResult(
-            passed=found == 0, severity=DAGSTER_SEVERITY[rule.severity],
-            description=f"{found} violation(s) as of {run.as_of}" if found else f"no violations as of {run.as_of}",
-            metadata={"violations": found, "as_of": run.as_of.isoformat(), "severity": rule.severity,
-                      "thresholds": dg.MetadataValue.json(used),
-                      "sample": dg.MetadataValue.json(sample)})
+                         run_id=run_id)
+            result = dg.AssetCheckResult(
+                passed=found == 0, severity=DAGSTER_SEVERITY[rule.severity],
+                description=f"{found} violation(s) as of {run.as_of}" if found else f"no violations as of {run.as_of}",
+                metadata={"violations": found, "as_of": run.as_of.isoformat(), "severity": rule.severity,
+                          "thresholds": dg.MetadataValue.json(used),
+                          "sample": dg.MetadataValue.json(sample)})
+            remember(con, check_key, inputs, result, run_id,
+                     guard={"violations": _violations_fingerprint(con, rule.name)})
+        return result
 
     return _check
 

@@ -5,14 +5,11 @@ import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, RunSettingsResource, WarehouseResource
 from models.build import STAGING_MODELS, build_staging, load_code_sets, model_of
-from models.incremental import (
-    INCREMENTAL_STAGING,
-    build_staging_incremental,
-    data_version,
-)
+from models.incremental import INCREMENTAL_STAGING, build_staging_incremental
 from models.row_rules import conservation
 from pipelines.asset_metadata import materialized_column_schema, table_metadata
 from pipelines.common import OWNER, preview, record_check
+from pipelines.content import data_version_of, forget_content, record_content
 
 CODE_SETS_KEY = dg.AssetKey(["staging", "code_sets"])
 
@@ -55,14 +52,16 @@ def _staging_asset(name: str) -> dg.AssetsDefinition:
         # the run's plausibility checks and as-of date (past_date), from the run_settings resource
         checks, as_of = run_settings.plausibility_checks(), run_settings.configured_as_of()
         with warehouse.connect() as con:
+            forget_content(con, [("staging", name)])
             stats = build_staging(con, name, checks=checks, as_of=as_of)
             pv = preview(con, f"staging.{name}")
             schema = materialized_column_schema(con, "staging", name)
-        return dg.MaterializeResult(metadata={
+            content = record_content(con, [("staging", name)])[("staging", name)]  # data version (pipelines/content.py)
+        return dg.MaterializeResult(data_version=data_version_of(content), metadata={
             "dagster/row_count": stats["rows_accepted"], "rows_in": stats["rows_in"],
             "rows_rejected": stats["rows_rejected"], "rows_superseded": stats["rows_superseded"],
             "rejected_by_rule": dg.MetadataValue.json(stats["rejected_by_rule"]), "preview": pv,
-            "dagster/column_schema": schema})
+            "dagster/column_schema": schema, **content})
 
     return _build
 
@@ -108,13 +107,15 @@ def _incremental_staging_asset(name: str) -> dg.AssetsDefinition:
                run_settings: RunSettingsResource) -> dg.MaterializeResult:
         checks, as_of = run_settings.plausibility_checks(), run_settings.configured_as_of()
         with warehouse.connect() as con:
+            forget_content(con, [("staging", name)])
             stats = build_staging_incremental(con, name, full=config.full_rebuild or run_settings.full_rebuild,
                                               checks=checks, as_of=as_of)
-            version = data_version(con, name)
             pv = preview(con, f"staging.{name}")
             rows = con.execute(f"SELECT count(*) FROM staging.{name}").fetchone()[0]
             schema = materialized_column_schema(con, "staging", name)
-        return dg.MaterializeResult(data_version=dg.DataVersion(version) if version else None, metadata={
+            # the data version is the content's (pipelines/content.py): a skipped or no-op build keeps it
+            content = record_content(con, [("staging", name)], rebuilt=stats["mode"] != "skipped")[("staging", name)]
+        return dg.MaterializeResult(data_version=data_version_of(content), metadata={**content,
             "dagster/row_count": rows, "build_mode": stats["mode"], "build_reason": stats["reason"],
             "loads_processed": stats["loads_processed"], "keys_touched": stats["keys_touched"] or 0,
             "rows_in": stats["rows_in"], "rows_rejected": stats["rows_rejected"],

@@ -9,6 +9,7 @@ from models.standards import bind_as_of, bind_mart_settings
 from pipelines.as_of import AS_OF_KEY, DATE_DEPENDENT
 from pipelines.asset_metadata import materialized_column_schema, table_metadata
 from pipelines.common import OWNER, preview, record_check, table_rows
+from pipelines.content import data_version_of, forget_content, record_content
 
 
 def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition:
@@ -29,6 +30,7 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
                 bind_mart_settings(con, as_of=as_of, standards_path=run_settings.standards_file)
             else:
                 bind_as_of(con, as_of)  # the warehouse judges dates (a receipt overdue) against it too, never the clock
+            forget_content(con, tables)  # its content versions (pipelines/content.py) stand again once built
             rows = build_warehouse(con, name, secret=identity.person_key_secret, layer=layer)
             findings = dict(con.execute("SELECT kind, count(*) FROM quality.reconciliation_issue WHERE model = ? "
                                         "GROUP BY ALL ORDER BY 1", [name]).fetchall())
@@ -38,6 +40,8 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
                                "preview": preview(con, f"{s}.{t}"),
                                "dagster/column_schema": materialized_column_schema(con, s, t)}
             out[(layer, name)]["findings"] = dg.MetadataValue.json(findings)
+            for table, content in record_content(con, tables).items():  # data version, content_changed
+                out[table].update(content)
         return out
 
     if len(tables) == 1:
@@ -48,7 +52,8 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
         )
         def _build(warehouse: WarehouseResource, identity: IdentityResource,
                    run_settings: RunSettingsResource) -> dg.MaterializeResult:
-            return dg.MaterializeResult(metadata=build(warehouse, identity, run_settings)[(layer, name)])
+            metadata = build(warehouse, identity, run_settings)[(layer, name)]
+            return dg.MaterializeResult(metadata=metadata, data_version=data_version_of(metadata))
 
         return _build
 
@@ -62,7 +67,7 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
     @dg.multi_asset(name=f"{layer}__{name}", specs=specs, pool=WAREHOUSE_POOL)
     def _build_many(warehouse: WarehouseResource, identity: IdentityResource, run_settings: RunSettingsResource):
         for (s, t), metadata in build(warehouse, identity, run_settings).items():
-            yield dg.MaterializeResult(asset_key=[s, t], metadata=metadata)
+            yield dg.MaterializeResult(asset_key=[s, t], metadata=metadata, data_version=data_version_of(metadata))
 
     return _build_many
 
