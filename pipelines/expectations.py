@@ -75,8 +75,9 @@ def _expectation_check(asset: tuple[str, ...], suites: list[Suite]) -> dg.AssetC
         with warehouse.connect() as con:  # GX up to the quality resource's gx_max_rows rows, SQL above
             # Data Docs under the run's college's folder (hub/colleges.py), else HUB_VAR_DIR's
             var_dir = Path(warehouse.var_dir) if warehouse.var_dir else None
+            # the suite's pages; the site's index is rendered once after the run (pipelines/data_docs.py)
             results = run_gate(con, suites, run_id=context.run.run_id, gx_max_rows=quality.gx_max_rows,
-                               var_dir=var_dir)
+                               var_dir=var_dir, render_index=False)
             # the rows behind a row-level failure, by their key (a blocking one names its query instead)
             keys = {(r.suite.name, o.expectation.id): sample_keys(con, r.suite, o.expectation)
                     for r in results for o in r.failed if not o.expectation.blocking}
