@@ -123,10 +123,11 @@ def serve_docs(port: int | None) -> None:
     from urllib.parse import urlsplit
 
     from quality.datadocs import serve
-    from quality.expectations import quality_dir
+    from quality.expectations import build_docs_index, quality_dir
 
     settings = Settings.from_env()
     port = port if port is not None else (urlsplit(settings.data_docs_url).port or 80)
+    build_docs_index(quality_dir(settings.var_dir))  # up to date with every validation stored so far
     server = serve(quality_dir(settings.var_dir) / "docs", port=port)
     console.print(f"Data Docs on http://127.0.0.1:{server.server_address[1]}/index.html (Ctrl-C stops)")
     try:

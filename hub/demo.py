@@ -144,6 +144,9 @@ def run_main_job(settings: Settings, *, console: Console, instance=None) -> Demo
     runs = execute_incremental(job, instance, lambda selection, phase: _execute_with_progress(
         job, instance, selection, phase, console))
     results = [r for _, r in runs]
+    from quality.expectations import build_docs_index, quality_dir
+
+    build_docs_index(quality_dir(settings.var_dir))  # the checks rendered their pages; the index once, here
     failed = [e.step_key for r in results for e in r.all_events if e.is_step_failure]
     for r in results:
         for event in r.all_events:

@@ -27,6 +27,7 @@ from hub.resources import (
 from hub.settings import Settings
 from pipelines.as_of import as_of
 from pipelines.automation import automation_sensor, with_downstream_conditions
+from pipelines.data_docs import data_docs_index_sensor
 from pipelines.expectations import expectation_checks
 from pipelines.jobs import build_automation
 from pipelines.publish import publish_assets
@@ -39,6 +40,7 @@ from pipelines.snapshot import analyst_snapshot_asset
 from pipelines.staging import staging_assets, staging_checks
 from pipelines.warehouse import mart_assets, warehouse_assets, warehouse_checks
 from quality.business_rules import load_config as load_rules
+from quality.expectations import quality_dir
 
 
 def build_definitions(settings: Settings | None = None, colleges: Colleges | None = None) -> dg.Definitions:
@@ -74,8 +76,15 @@ def _with_colleges(defs: dg.Definitions, colleges: Colleges, settings: Settings)
         assets=assets, asset_checks=checks,
         jobs=[j for j in defs.jobs if getattr(j, "name", "") != "inbox_load_job"],
         schedules=college_schedules(colleges, main),
-        sensors=[s for s in defs.sensors if s.name != "party_inbox_sensor"],
+        sensors=[*(s for s in defs.sensors if s.name not in ("party_inbox_sensor", "data_docs_index")),
+                 data_docs_index_sensor(lambda run: _college_quality_dir(colleges, settings, run))],
         executor=defs.executor, resources=college_resources(dict(defs.resources), colleges, settings))
+
+
+def _college_quality_dir(colleges: Colleges, settings: Settings, run: dg.DagsterRun):
+    """The quality folder of the run's college; None for a run that names no college."""
+    key = run.tags.get("dagster/partition")
+    return quality_dir(colleges.paths(key, settings).var_dir) if key in colleges.codes else None
 
 
 def _build(settings: Settings, sources) -> dg.Definitions:
@@ -94,7 +103,8 @@ def _build(settings: Settings, sources) -> dg.Definitions:
                       *expectation_checks([k for a in assets for k in a.keys])],
         jobs=jobs,
         schedules=schedules,
-        sensors=[*sensors, dead_run_sweeper(), automation_sensor()],
+        sensors=[*sensors, dead_run_sweeper(), automation_sensor(),
+                 data_docs_index_sensor(lambda run: quality_dir(settings.var_dir))],
         executor=dg.in_process_executor,
         resources={
             "warehouse": WarehouseResource(path=str(settings.warehouse_path),

@@ -114,7 +114,9 @@ def _expectation_check(asset: tuple[str, ...], suites: list[Suite]) -> dg.AssetC
                              prefixes=[f"{s.name}:" for s in suites])
                 context.log.info(f"{check_key}: inputs unchanged since run {last.run_id}; its verdict is reused")
                 return reused_result(last)
-            results = run_gate(con, suites, run_id=run_id, gx_max_rows=quality.gx_max_rows, var_dir=var_dir)
+            # the suite's pages; the site's index is rendered once after the run (pipelines/data_docs.py)
+            results = run_gate(con, suites, run_id=run_id, gx_max_rows=quality.gx_max_rows, var_dir=var_dir,
+                               render_index=False)
             # the rows behind a row-level failure, by their key (a blocking one names its query instead)
             keys = {(r.suite.name, o.expectation.id): sample_keys(con, r.suite, o.expectation)
                     for r in results for o in r.failed if not o.expectation.blocking}

@@ -2,7 +2,10 @@
 
 DuckDB lets one process write a file and locks readers out meanwhile, so analysts (and ``hub sql``)
 read a copy. Each copy is written by DuckDB itself beside its destination, given its permissions and
-swapped in with ``os.replace``: a reader holding the previous snapshot keeps reading it.
+swapped in with ``os.replace``: a reader holding the previous snapshot keeps reading it. The new copy
+starts from the bytes of the current one, and only the tables whose content version changed since (each
+model records it in ``meta.content_version``) are written again, so a run that rebuilt a few tables copies
+those (issue #17); ``full_rebuild`` copies everything.
 
 Two roles (docs/security.md):
 
@@ -24,14 +27,17 @@ works in any DuckDB client.
 
 
 import grp
+import hashlib
+import json
 import os
+import shutil
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
 from connectors.raw_zone import q
-from hub.resources import WAREHOUSE_POOL, WarehouseResource
+from hub.resources import WAREHOUSE_POOL, RunSettingsResource, WarehouseResource
 from pipelines.common import OWNER, SENSITIVE_COLUMNS
 
 ROLES = {
@@ -78,7 +84,36 @@ def _chmod(path: Path, role: str, group: str) -> None:
     os.chmod(path, mode)
 
 
-def take_snapshot(con, target: str | Path, *, role: str = "analyst", group: str = "") -> Path:
+def _content_versions(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """'schema.table' -> the content fingerprint the table's model recorded when it last built it
+    (meta.content_version, pipelines/content.py); a table without one is always copied."""
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                       "AND schema_name = 'meta' AND table_name = 'content_version'").fetchone()[0]:
+        return {}
+    return {f"{s}.{t}": fp for s, t, fp in con.execute(
+        "SELECT schema_name, table_name, fingerprint FROM meta.content_version WHERE fingerprint IS NOT NULL")
+        .fetchall()}
+
+
+def _sidecar(target: Path) -> Path:
+    return target.with_name(f".{target.name}.tables.json")
+
+
+def _previous_tables(target: Path) -> dict[str, str]:
+    """What the current snapshot at ``target`` holds ('schema.table' -> stamp), from its sidecar; {} when the
+    sidecar is missing, unreadable or describes another file (a crash between the swap and the sidecar)."""
+    try:
+        side = json.loads(_sidecar(target).read_text(encoding="utf-8"))
+        st = target.stat()
+    except (OSError, ValueError):
+        return {}
+    if side.get("size") != st.st_size or side.get("mtime_ns") != st.st_mtime_ns:
+        return {}
+    return dict(side.get("tables") or {})
+
+
+def take_snapshot(con, target: str | Path, *, role: str = "analyst", group: str = "", incremental: bool = True,
+                  counts: dict | None = None) -> Path:
     """Copy what ``role`` may read of ``con``'s warehouse into a new file and swap it in at ``target``,
     readable by the Unix ``group`` when one is given (the warehouse resource's analyst_group or
     restricted_group: HUB_ANALYST_GROUP, HUB_RESTRICTED_GROUP).
@@ -86,6 +121,12 @@ def take_snapshot(con, target: str | Path, *, role: str = "analyst", group: str 
     DuckDB writes the copy. The warehouse file is never opened from Python: closing any descriptor of a
     file drops the process's POSIX locks on it, DuckDB's write lock included, which would let another
     process open the warehouse for writing while this one still holds it.
+
+    ``incremental``: the new file starts as a byte copy of the current snapshot, and only the tables whose
+    content version (recorded by their model, meta.content_version) or whose select list (the masking)
+    changed since it was taken are written again; the others are kept as they are. A table without a
+    recorded version, a snapshot without its sidecar, or ``incremental=False`` means copying everything.
+    ``counts`` (when given) receives ``tables_copied`` and ``tables_kept``.
     """
     if role not in ROLES:
         raise ValueError(f"snapshot role {role!r} is not one of {sorted(ROLES)}")
@@ -97,8 +138,14 @@ def take_snapshot(con, target: str | Path, *, role: str = "analyst", group: str 
     tmp.unlink(missing_ok=True)
     old_umask = os.umask(0o077)  # the copy is readable by nobody else while it is written
     restricted = restricted_columns()
+    versions = _content_versions(con) if incremental else {}
+    previous = _previous_tables(target) if versions else {}
     literal = "'" + str(tmp).replace("'", "''") + "'"
+    stamps: dict[str, str | None] = {}
+    copied = kept = 0
     try:
+        if previous:
+            shutil.copyfile(target, tmp)  # created under the umask: 0600 until _chmod
         con.execute(f"ATTACH {literal} AS snapshot_copy")
         try:
             for schema in ROLES[role]["schemas"]:
@@ -108,15 +155,40 @@ def take_snapshot(con, target: str | Path, *, role: str = "analyst", group: str 
                     "AND schema_name = ? AND NOT temporary ORDER BY 1", [schema]).fetchall()]
                 for table in tables:
                     select = _select(con, schema, table, role, restricted)
-                    if select:
-                        con.execute(f"CREATE TABLE snapshot_copy.{q(schema)}.{q(table)} AS "
-                                    f"SELECT {select} FROM {q(schema)}.{q(table)}")
+                    if not select:
+                        continue
+                    name = f"{schema}.{table}"
+                    version = versions.get(name)
+                    stamps[name] = (hashlib.sha256(f"{version}|{select}".encode()).hexdigest()[:32]
+                                    if version else None)
+                    if stamps[name] is not None and previous.get(name) == stamps[name]:
+                        kept += 1
+                        continue
+                    con.execute(f"CREATE OR REPLACE TABLE snapshot_copy.{q(schema)}.{q(table)} AS "
+                                f"SELECT {select} FROM {q(schema)}.{q(table)}")
+                    copied += 1
+            if previous:  # what the previous snapshot held and this one must not
+                for s, t in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                                        "WHERE database_name = 'snapshot_copy'").fetchall():
+                    if f"{s}.{t}" not in stamps:
+                        con.execute(f"DROP TABLE snapshot_copy.{q(s)}.{q(t)}")
         finally:
             con.execute("DETACH snapshot_copy")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     finally:
         os.umask(old_umask)
     _chmod(tmp, role, group)
+    _sidecar(target).unlink(missing_ok=True)  # the next snapshot trusts nothing until the new sidecar is written
     os.replace(tmp, target)
+    st = target.stat()
+    side_tmp = _sidecar(target).with_suffix(".tmp")
+    side_tmp.write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                    "tables": {k: v for k, v in stamps.items() if v}}), encoding="utf-8")
+    os.replace(side_tmp, _sidecar(target))
+    if counts is not None:
+        counts.update(tables_copied=copied, tables_kept=kept)
     return target
 
 
@@ -129,16 +201,20 @@ def analyst_snapshot_asset(after: list[dg.AssetKey]) -> dg.AssetsDefinition:
                     "restricted group only), replaced atomically at the end of each run, so queries never "
                     "wait for (or block) a run that is writing.",
     )
-    def _snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def _snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                  run_settings: RunSettingsResource) -> dg.MaterializeResult:
         # Earlier versions left a full, world-readable copy here under this name: analysts must not find it.
         legacy = Path(warehouse.snapshot_path).with_name("warehouse.duckdb")
         if legacy != Path(warehouse.snapshot_path) and legacy.exists():
             legacy.unlink()
             context.log.warning(f"removed {legacy}: an unmasked snapshot of an earlier version")
-        with warehouse.connect() as con:
-            path = take_snapshot(con, warehouse.snapshot_path, role="analyst", group=warehouse.analyst_group)
+        analyst, clear = {}, {}
+        with warehouse.connect() as con:  # tables whose content did not change are kept from the last copy
+            path = take_snapshot(con, warehouse.snapshot_path, role="analyst", group=warehouse.analyst_group,
+                                 incremental=not run_settings.full_rebuild, counts=analyst)
             restricted = (take_snapshot(con, warehouse.restricted_snapshot_path, role="restricted",
-                                        group=warehouse.restricted_group)
+                                        group=warehouse.restricted_group, incremental=not run_settings.full_rebuild,
+                                        counts=clear)
                           if warehouse.restricted_snapshot_path else None)
             tables = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'hub' "
                                  "AND schema_name IN ('warehouse', 'marts')").fetchall()[0][0]
@@ -146,6 +222,9 @@ def analyst_snapshot_asset(after: list[dg.AssetKey]) -> dg.AssetsDefinition:
             "path": dg.MetadataValue.path(str(path)), "tables": tables, "bytes": path.stat().st_size,
             "mode": oct(path.stat().st_mode & 0o777),
             "restricted_path": dg.MetadataValue.path(str(restricted)) if restricted else "not written",
-            "masked_or_left_out": ", ".join(sorted(restricted_columns()))})
+            "masked_or_left_out": ", ".join(sorted(restricted_columns())),
+            "tables_copied": analyst.get("tables_copied", 0), "tables_kept": analyst.get("tables_kept", 0),
+            "restricted_tables_copied": clear.get("tables_copied", 0),
+            "restricted_tables_kept": clear.get("tables_kept", 0)})
 
     return _snapshot

@@ -59,14 +59,20 @@ _STATIC = re.compile(r"""(\b(?:src|href)=)(["'])(?:\./|(?:\.\./)+)?static/""")
 _URL = re.compile(r"""(\b(?:src|href)=)(["'])(https?://[^"']+)\2""")
 
 
-def make_offline(docs_dir: Path) -> int:
-    """Vendor the assets into ``docs_dir/static/vendor`` and point every page at them; returns the number
-    of pages rewritten. Idempotent: a page already rewritten is left as it is."""
+def make_offline(docs_dir: Path, pages: list[Path] | None = None) -> int:
+    """Vendor the assets into ``docs_dir/static/vendor`` and point the pages at them; returns the number of
+    pages rewritten. ``pages``: only these (the ones a build just wrote; a page not yet there is passed
+    over), else every page of the site. Idempotent: a page already rewritten is left as it is."""
     docs_dir = Path(docs_dir)
-    shutil.copytree(ASSETS_DIR, docs_dir / VENDOR, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("README.md"))
+    vendor = docs_dir / VENDOR
+    for src in ASSETS_DIR.rglob("*"):  # copied once: a file already there with the same size is kept
+        if src.is_file() and src.name != "README.md":
+            dst = vendor / src.relative_to(ASSETS_DIR)
+            if not dst.exists() or dst.stat().st_size != src.stat().st_size:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
     changed = 0
-    for page in docs_dir.rglob("*.html"):
+    for page in (docs_dir.rglob("*.html") if pages is None else [Path(p) for p in pages if Path(p).is_file()]):
         text = page.read_text(encoding="utf-8")
         static = Path(os.path.relpath(docs_dir / "static", page.parent)).as_posix()
 

@@ -127,3 +127,85 @@ def test_the_check_links_to_its_own_suite_over_http(site, monkeypatch):
     assert other.startswith(base + "/validations/warehouse/bridge_person_record/")
     status, body = _get(own)
     assert status == 200 and "warehouse.dim_person" in body.decode("utf-8")
+
+
+def _index_links(docs: Path) -> set[str]:
+    index = docs / "index.html"
+    # the index's table is data for bootstrap-table: the links are in it as strings
+    return set(re.findall(r"validations/[^'\"]+?\.html", index.read_text(encoding="utf-8"))) if index.exists() else set()
+
+
+def test_checks_render_their_pages_and_the_index_is_rendered_once_after_the_run(tmp_path):
+    """A check renders its suite's validation page, offline, without the index; the index, rendered once
+    afterwards, links to every validation stored (one per check of the run), offline too."""
+    from quality.expectations import build_docs_index
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA warehouse; CREATE SCHEMA quality")
+    con.execute("CREATE TABLE quality.check_result (asset VARCHAR, check_name VARCHAR, passed BOOLEAN, "
+                "evaluated BIGINT, checked_at TIMESTAMPTZ)")
+    con.execute("CREATE TABLE warehouse.t1 AS SELECT i AS k FROM range(5) t(i)")
+    con.execute("CREATE TABLE warehouse.t2 AS SELECT i AS k FROM range(5) t(i)")
+    docs = tmp_path / "quality" / "docs"
+    assert build_docs_index(tmp_path / "quality") is None  # nothing stored yet: nothing to list
+    pages = []
+    for name in ("warehouse.t1", "warehouse.t2"):  # two checks, as two steps of a run
+        suite = _suite(name, name.replace(".", "/"),
+                       [Expectation("expect_column_values_to_not_be_null", {"column": "k"}, "error")])
+        (result,) = run_gate(con, [suite], engine="gx", record=False, var_dir=tmp_path, run_id="run-1",
+                             render_index=False)
+        assert result.docs_page is not None and result.docs_page.is_file()
+        assert external_resources(result.docs_page.read_text(encoding="utf-8")) == []
+        pages.append(result.docs_page)
+    assert not (docs / "index.html").exists()  # no check rendered it
+    index = build_docs_index(tmp_path / "quality")
+    assert index == docs / "index.html"
+    links = _index_links(docs)
+    assert {p.relative_to(docs).as_posix() for p in pages} <= links, links
+    assert external_resources(index.read_text(encoding="utf-8")) == []
+
+
+def test_the_sensor_renders_the_index_of_each_finished_run_once(tmp_path):
+    """The data_docs_index sensor, evaluated on a real instance: a finished run's college folder gets its
+    index; the cursor moves past the run, so the next tick renders nothing until another run finishes."""
+    import dagster as dg
+
+    from pipelines.data_docs import data_docs_index_sensor
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA warehouse; CREATE SCHEMA quality")
+    con.execute("CREATE TABLE quality.check_result (asset VARCHAR, check_name VARCHAR, passed BOOLEAN, "
+                "evaluated BIGINT, checked_at TIMESTAMPTZ)")
+    con.execute("CREATE TABLE warehouse.t1 AS SELECT i AS k FROM range(5) t(i)")
+    suite = _suite("warehouse.t1", "warehouse/t1",
+                   [Expectation("expect_column_values_to_not_be_null", {"column": "k"}, "error")])
+    folders = {"A": tmp_path / "a" / "quality", "B": tmp_path / "b" / "quality"}
+    for college in folders:
+        run_gate(con, [suite], engine="gx", record=False, var_dir=folders[college].parent, render_index=False)
+
+    @dg.op
+    def noop() -> None:
+        pass
+
+    @dg.job
+    def some_job():
+        noop()
+
+    sensor = data_docs_index_sensor(lambda run: folders.get(run.tags.get("college")))
+    with dg.instance_for_test() as instance:
+        some_job.execute_in_process(instance=instance, tags={"college": "A"})
+        context = dg.build_sensor_context(instance=instance)
+        result = sensor(context)
+        assert "rendered" in result.skip_message and str(folders["A"] / "docs" / "index.html") in result.skip_message
+        assert (folders["A"] / "docs" / "index.html").exists()
+        assert not (folders["B"] / "docs" / "index.html").exists()  # no run of B finished
+        cursor = context.cursor
+        assert cursor
+        again = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+        assert again.skip_message == "no new finished run"
+        some_job.execute_in_process(instance=instance, tags={"college": "B"})
+        later = dg.build_sensor_context(instance=instance, cursor=cursor)
+        result = sensor(later)
+        assert (folders["B"] / "docs" / "index.html").exists()
+        assert str(folders["A"]) not in result.skip_message  # A's run was already handled
+        assert float(later.cursor) > float(cursor)

@@ -227,6 +227,10 @@ def test_dagster_checks_pass_block_and_link_to_data_docs(wh_path, tmp_path, monk
     assert meta["suites"].value == "warehouse.bridge_person_record, warehouse.dim_person, warehouse.person_number"
     # an http link (hub serve-docs) to dim_person's own page, not the first suite's (bridge_person_record)
     assert meta["data_docs"].value.startswith("http://127.0.0.1:3001/validations/warehouse/dim_person/")
+    # the index is rendered once after the run (pipelines/data_docs.py), not by the check
+    from quality.expectations import build_docs_index
+
+    assert build_docs_index(tmp_path / "quality") == Path(meta["data_docs_index"].value)
     assert Path(meta["data_docs_index"].value).is_file()
     probe = dg.AssetKey(["publish", "probe"])
     assert probe in {e.asset_key for e in ok.get_asset_materialization_events()}

@@ -46,3 +46,58 @@ def test_hub_sql_mistakes_are_one_line(tmp_path):
     assert bad.returncode == 2 and len(lines) == 1 and "query failed" in lines[0]
     write = _hub("sql", "CREATE TABLE warehouse.x AS SELECT 1", env=env)
     assert write.returncode == 2 and "read-only" in write.stderr.lower(), "the snapshot cannot be written"
+
+
+def _tables(path) -> dict[str, set]:
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as c:
+        names = [f"{s}.{t}" for s, t in c.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2").fetchall()]
+        return {n: set(c.execute(f"SELECT * FROM {n}").fetchall()) for n in names}
+
+
+def _record(con, schema: str, table: str) -> None:
+    """What a model does after building a table: record its content version (pipelines/content.py)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS meta")
+    con.execute("CREATE TABLE IF NOT EXISTS meta.content_version (schema_name VARCHAR, table_name VARCHAR, "
+                "fingerprint VARCHAR, PRIMARY KEY (schema_name, table_name))")
+    (fp,) = con.execute(f"SELECT CAST(count(*) AS VARCHAR) || ':' || CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) "
+                        f"FROM {schema}.{table} t").fetchone()
+    con.execute("INSERT OR REPLACE INTO meta.content_version VALUES (?, ?, ?)", [schema, table, fp])
+
+
+def test_a_snapshot_rewrites_only_the_tables_whose_content_changed_and_equals_a_full_copy(tmp_path):
+    """Unchanged tables are kept from the last snapshot, changed and new ones written, dropped ones gone; the
+    result equals a full copy table by table, masked columns masked. A snapshot whose sidecar does not
+    describe it, or a table without a recorded version, is copied again in full."""
+    c = connect(tmp_path / "warehouse.duckdb")
+    c.execute("CREATE TABLE warehouse.dim_person AS SELECT 'P' || i AS person_key, "
+              "'11010519900101' || lpad(CAST(i AS VARCHAR), 4, '0') AS id_number FROM range(50) t(i)")
+    c.execute("CREATE TABLE warehouse.fact_a AS SELECT i AS n FROM range(100) t(i)")
+    c.execute("CREATE TABLE warehouse.fact_b AS SELECT i AS n FROM range(10) t(i)")
+    c.execute("CREATE TABLE marts.mart_x AS SELECT 1 AS one")
+    for s, t in (("warehouse", "dim_person"), ("warehouse", "fact_a"), ("warehouse", "fact_b"), ("marts", "mart_x")):
+        _record(c, s, t)
+    target, full = tmp_path / "snapshot" / "analyst.duckdb", tmp_path / "full" / "analyst.duckdb"
+    counts: dict = {}
+    take_snapshot(c, target, counts=counts)
+    assert counts == {"tables_copied": 4, "tables_kept": 0}  # the first: everything
+
+    c.execute("INSERT INTO warehouse.fact_a VALUES (100)")  # rebuilt with new content
+    _record(c, "warehouse", "fact_a")
+    c.execute("DROP TABLE warehouse.fact_b")                 # gone from the warehouse
+    c.execute("CREATE TABLE marts.mart_y AS SELECT 2 AS two")  # new, no recorded version
+    take_snapshot(c, target, counts=counts)
+    assert counts == {"tables_copied": 2, "tables_kept": 2}, counts
+    take_snapshot(c, full, incremental=False)
+    got, want = _tables(target), _tables(full)
+    assert got == want and "warehouse.fact_b" not in got and (100,) in got["warehouse.fact_a"]
+    assert all(not v[1].startswith("11010519900101") for v in got["warehouse.dim_person"])  # still masked
+
+    # a table whose version did not change is taken from the old file: a file that is not the one the sidecar
+    # describes (replaced behind the hub's back) is not trusted
+    os.utime(target, ns=(1, 1))
+    take_snapshot(c, target, counts=counts)
+    assert counts["tables_kept"] == 0 and _tables(target) == want
+    c.close()
