@@ -59,12 +59,9 @@ def _tables(path) -> dict[str, set]:
 
 def _record(con, schema: str, table: str) -> None:
     """What a model does after building a table: record its content version (pipelines/content.py)."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS meta")
-    con.execute("CREATE TABLE IF NOT EXISTS meta.content_version (schema_name VARCHAR, table_name VARCHAR, "
-                "fingerprint VARCHAR, PRIMARY KEY (schema_name, table_name))")
-    (fp,) = con.execute(f"SELECT CAST(count(*) AS VARCHAR) || ':' || CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) "
-                        f"FROM {schema}.{table} t").fetchone()
-    con.execute("INSERT OR REPLACE INTO meta.content_version VALUES (?, ?, ?)", [schema, table, fp])
+    from pipelines.content import record_content
+
+    record_content(con, [(schema, table)], run_id="test")
 
 
 def test_a_snapshot_rewrites_only_the_tables_whose_content_changed_and_equals_a_full_copy(tmp_path):
