@@ -51,9 +51,35 @@ from models.build import (
 from models.plausibility import Check, load_checks, staging_as_of
 
 # model -> {raw key column: the staging column holding it, normalised}, every key column. Only key-local
-# models belong here.
+# models belong here: each one's SQL reads ``current`` alone, its windows are partitioned by the key, and it
+# joins only code sets (staging.code_map, staging.cs_*); its row rules and plausibility checks judge a row or
+# a key. Not here, rebuilt whole on every run that has a new load:
+# - stg_party_members, stg_party_orgs, stg_party_development: snapshot entities (``snapshot: true``): each
+#   load is the whole register, ``current`` is the latest load only, and a key absent from it is gone (the
+#   source's only way of saying "deleted"), so a new load changes every key, touched or not; they also
+#   rebuild their ``_history`` tables (``history: true``) from every load.
+# No source marks deletions in its rows (no deleted flag, 删除标志 or is_deleted column in any export or API,
+# campus_sim/ and ../shared/domain.md): the incremental path has no deletes to honour beyond replacing a
+# touched key's rows.
 INCREMENTAL_STAGING: dict[str, dict[str, str]] = {
     "stg_academic_grades": {"xh": "student_no", "kch": "course_code", "xnxq": "term", "ksxz": "exam_type_name"},
+    "stg_activity_attendance": {"meeting_id": "meeting_id", "person_no": "person_no"},
+    "stg_learning_study_records": {"record_id": "record_id"},
+    "stg_party_dues": {"人员编号": "person_no", "缴费月份": "month"},
+    "stg_students": {"studentNo": "student_no"},
+    "stg_hr_staff": {"gh": "staff_no"},
+    "stg_academic_courses": {"kch": "course_code"},
+    "stg_activity_meetings": {"meeting_id": "meeting_id"},
+    "stg_learning_courses": {"course_id": "course_id"},
+    "stg_party_assessments": {"人员编号": "person_no", "评议年度": "year"},
+    "stg_party_transfers": {"介绍信编号": "letter_no"},
+}
+# model -> {raw key column: the staging column's value computed from the normalised raw key ``{k}``, as the
+# model's SQL computes it}, for key columns whose staging column is not the key itself. Raw keys with one
+# image ('2024-3' and '2024-03' are both month 2024-03-01) share staging rows, so they are rebuilt together.
+KEY_IMAGES: dict[str, dict[str, str]] = {
+    "stg_party_dues": {"缴费月份": "CAST(try_strptime(trim({k}), '%Y-%m') AS DATE)"},
+    "stg_party_assessments": {"评议年度": "try_cast(trim({k}) AS INTEGER)"},
 }
 FINGERPRINT_VERSION = "2"  # 2: row rules and plausibility in the incremental path
 
@@ -67,11 +93,11 @@ def _ensure_watermark(con: duckdb.DuckDBPyConnection) -> None:
 
 def fingerprint(con: duckdb.DuckDBPyConnection, name: str, *, checks: dict[str, list[Check]] | None = None,
                 as_of: date | None = None) -> str:
-    """The model's SQL (its header's row rules included), the content of the code sets it reads and its
-    plausibility checks (with the as-of date when a past_date check reads it): when any changes, every key
-    may change."""
+    """The model's SQL (its header's row rules included) and the macros it uses, the content of the code
+    sets it reads and its plausibility checks (with the as-of date when a past_date check reads it): when
+    any changes, every key may change."""
     m = STAGING_MODELS[name]
-    digest = hashlib.sha256((FINGERPRINT_VERSION + "\n" + m.sql).encode())
+    digest = hashlib.sha256((FINGERPRINT_VERSION + "\n" + m.code_version).encode())  # its SQL and macros
     mine = (load_checks() if checks is None else checks).get(name, [])
     digest.update(f"plausibility:{mine!r}\n".encode())
     if any(c.kind == "past_date" for c in mine):
@@ -149,7 +175,12 @@ def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full
     normalised = ", ".join(f"{rules.norm(k, 'r.')} AS {q(k)}" for k in keys)
     any_null = " OR ".join(f"r.{q(k)} IS NULL" for k in keys)
     match_raw = " AND ".join(f"{rules.norm(k, 'r.')} IS NOT DISTINCT FROM t.{q(k)}" for k in keys)
-    match_stg = " AND ".join(f"s.{q(col)} IS NOT DISTINCT FROM t.{q(raw_col)}" for raw_col, col in keymap.items())
+    images = KEY_IMAGES.get(name, {})
+
+    def image(raw_col: str, alias: str) -> str:  # the staging key column's value from a normalised raw key
+        return images[raw_col].format(k=f"{alias}.{q(raw_col)}") if raw_col in images else f"{alias}.{q(raw_col)}"
+
+    match_stg = " AND ".join(f"s.{q(col)} IS NOT DISTINCT FROM {image(raw_col, 't')}" for raw_col, col in keymap.items())
     on_raw_row = ("EXISTS (SELECT 1 FROM _raw_touched t WHERE t._load_id = x.load_id "
                   "AND t._row_number = {row})")
     from_json = "TRY_CAST(x.original_row ->> '_row_number' AS BIGINT)"
@@ -164,6 +195,11 @@ def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full
                               ({any_null}) AS _null FROM {source} r)
             SELECT DISTINCT * EXCLUDE (_new, _null) FROM k
             WHERE _new OR (_null AND EXISTS (SELECT 1 FROM k WHERE _new AND _null))""")
+        if images:  # and every other raw key with the same staging key (a NULL image has no staging row)
+            same = " AND ".join(f"{image(k, 'x')} = {image(k, 'i')}" for k in keys)
+            con.execute(f"""INSERT INTO _touched
+                SELECT DISTINCT x.* FROM (SELECT {normalised} FROM {source} r) x SEMI JOIN _touched i ON {same}
+                EXCEPT SELECT * FROM _touched""")
         touched = con.execute("SELECT count(*) FROM _touched").fetchone()[0]
         con.execute(f"CREATE OR REPLACE TEMP TABLE _raw_touched AS SELECT r.* FROM {source} r "
                     f"SEMI JOIN _touched t ON {match_raw}")
