@@ -81,7 +81,7 @@ KEY_IMAGES: dict[str, dict[str, str]] = {
     "stg_party_dues": {"缴费月份": "CAST(try_strptime(trim({k}), '%Y-%m') AS DATE)"},
     "stg_party_assessments": {"评议年度": "try_cast(trim({k}) AS INTEGER)"},
 }
-FINGERPRINT_VERSION = "2"  # 2: row rules and plausibility in the incremental path
+FINGERPRINT_VERSION = "3"  # 2: row rules and plausibility in the incremental path; 3: macros, as-of moves
 
 
 def _ensure_watermark(con: duckdb.DuckDBPyConnection) -> None:
@@ -100,8 +100,9 @@ def fingerprint(con: duckdb.DuckDBPyConnection, name: str, *, checks: dict[str, 
     digest = hashlib.sha256((FINGERPRINT_VERSION + "\n" + m.code_version).encode())  # its SQL and macros
     mine = (load_checks() if checks is None else checks).get(name, [])
     digest.update(f"plausibility:{mine!r}\n".encode())
-    if any(c.kind == "past_date" for c in mine):
-        digest.update(f"as_of:{staging_as_of(con, as_of)}\n".encode())
+    if any(c.kind == "past_date" for c in mine):  # a date or none: from one date to another, only the rows
+        # it may judge otherwise are rebuilt (_touch_as_of_moved); to or from none, every row
+        digest.update(f"as_of:{'date' if staging_as_of(con, as_of) else 'none'}\n".encode())
     for table in sorted(set(re.findall(r"\bstaging\.(cs_[a-z0-9_]+|code_map)\b", m.sql))):
         (content,) = con.execute(f"SELECT md5(coalesce(string_agg(CAST(t AS VARCHAR), '\n' ORDER BY CAST(t AS VARCHAR)), '')) "
                                  f"FROM staging.{table} t").fetchone()
@@ -115,11 +116,47 @@ def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
 
 
 def data_version(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
-    """A version of the model's output: the loads it has taken in and the fingerprint (same: nothing changed)."""
+    """A version of the model's output: the loads it has taken in, the fingerprint and the as-of date its
+    past_date checks judged at (same: nothing changed)."""
     _ensure_watermark(con)
-    (v,) = con.execute("SELECT md5(string_agg(fingerprint || ':' || load_id, ',' ORDER BY load_id)) "
-                       "FROM meta.staging_watermark WHERE model = ?", [name]).fetchone()
+    (v,) = con.execute("SELECT md5(string_agg(fingerprint || ':' || load_id, ',' ORDER BY load_id) "
+                       "|| coalesce((SELECT ':' || CAST(as_of AS VARCHAR) FROM meta.staging_as_of a WHERE a.model = ?), '')) "
+                       "FROM meta.staging_watermark WHERE model = ?", [name, name]).fetchone()
     return v
+
+
+def _judged_at(con: duckdb.DuckDBPyConnection, name: str, checks: dict[str, list[Check]] | None,
+               as_of: date | None) -> tuple[list[str], date | None]:
+    """The model's past_date columns and the as-of date they are judged at (None: no such check, or each
+    row's extraction day)."""
+    columns = [c.column for c in (load_checks() if checks is None else checks).get(name, []) if c.kind == "past_date"]
+    con.execute("CREATE TABLE IF NOT EXISTS meta.staging_as_of (model VARCHAR NOT NULL, as_of DATE NOT NULL)")
+    return columns, (staging_as_of(con, as_of) if columns else None)
+
+
+def _record_as_of(con: duckdb.DuckDBPyConnection, name: str, judged_at: date | None) -> None:
+    con.execute("DELETE FROM meta.staging_as_of WHERE model = ?", [name])
+    if judged_at is not None:
+        con.execute("INSERT INTO meta.staging_as_of VALUES (?, ?)", [name, judged_at])
+
+
+def _touch_as_of_moved(con: duckdb.DuckDBPyConnection, m, source: str, normalised: str, image,
+                       keymap: dict[str, str], columns: list[str], since: date) -> None:
+    """Add to ``_touched`` the keys a past_date check may judge otherwise now that the as-of date moved
+    (``since``: the earlier of the two dates): staged rows with a past_date value after it, and every
+    quarantined row of the model whose key has no NULL part (a future_date row, or one a later check
+    caught); the rows their other rules reject stay as they are."""
+    later = " OR ".join(f"s.{q(c)} > ?" for c in columns)
+    same = " AND ".join(f"{image(raw_col, 'x')} = s.{q(col)}" for raw_col, col in keymap.items())
+    complete = " AND ".join(f"x.{q(k)} IS NOT NULL" for k in m.primary_key)
+    con.execute(f"""INSERT INTO _touched
+        SELECT DISTINCT * EXCLUDE (_load_id, _row_number) FROM (
+            SELECT {normalised}, r._load_id, r._row_number FROM {source} r) x
+        WHERE EXISTS (SELECT 1 FROM staging.{q(m.name)} s WHERE ({later}) AND {same})
+           OR ({complete} AND EXISTS (SELECT 1 FROM quality.quarantine z WHERE z.stage = 'staging'
+                AND z.source = ? AND z.entity = ? AND z.load_id = x._load_id
+                AND TRY_CAST(z.original_row ->> '_row_number' AS BIGINT) = x._row_number))
+        EXCEPT SELECT * FROM _touched""", [since] * len(columns) + [m.source, m.entity])
 
 
 def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full: bool = False,
@@ -133,6 +170,8 @@ def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full
         return build_staging(con, name, checks=checks, as_of=as_of)  # its one-line error
     _ensure_watermark(con)
     fp = fingerprint(con, name, checks=checks, as_of=as_of)
+    past_date, judged_at = _judged_at(con, name, checks, as_of)
+    previous = con.execute("SELECT max(as_of) FROM meta.staging_as_of WHERE model = ?", [name]).fetchone()[0]
     raw = f"raw.{q(m.raw_table)}"
     reason = None
     if full:
@@ -144,10 +183,13 @@ def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full
     elif not con.execute("SELECT count(*) FROM meta.staging_watermark WHERE model = ? AND fingerprint = ?",
                          [name, fp]).fetchone()[0]:
         reason = "model SQL, code sets or plausibility checks changed (or no watermark yet)"
+    elif judged_at is not None and previous is None:
+        reason = "no as-of date recorded for its past_date checks"
     if reason:
-        stats = build_staging(con, name, checks=checks, as_of=as_of)
+        stats = build_staging(con, name, checks=checks, as_of=judged_at or as_of)
         con.execute("BEGIN TRANSACTION")
         try:
+            _record_as_of(con, name, judged_at)
             con.execute("DELETE FROM meta.staging_watermark WHERE model = ?", [name])
             con.execute(f"INSERT INTO meta.staging_watermark (model, load_id, fingerprint) "
                         f"SELECT DISTINCT ?, _load_id, ? FROM {raw}", [name, fp])
@@ -163,7 +205,8 @@ def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full
         f"(SELECT load_id FROM meta.staging_watermark WHERE model = ? AND fingerprint = ?) ORDER BY 1",
         [name, fp]).fetchall()]
     total = con.execute(f"SELECT count(*) FROM staging.{q(name)}").fetchone()[0]
-    if not new_loads:
+    moved = judged_at is not None and previous != judged_at  # past_date checks judge at another date now
+    if not new_loads and not moved:
         return {"rows_in": 0, "rows_accepted": 0, "rows_rejected": 0, "rejected_by_rule": {}, "rows_superseded": 0,
                 "mode": "skipped",
                 "reason": "no raw load since the last build", "loads_processed": 0, "keys_touched": 0,
@@ -187,7 +230,8 @@ def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("CREATE OR REPLACE TEMP TABLE _new_loads (load_id VARCHAR)")
-        con.executemany("INSERT INTO _new_loads VALUES (?)", [[x] for x in new_loads])
+        if new_loads:
+            con.executemany("INSERT INTO _new_loads VALUES (?)", [[x] for x in new_loads])
         # the new loads' keys, normalised as create_current does; when one has a NULL part, every key with
         # one (their findings have a NULL record_key, so they are replaced together)
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _touched AS
@@ -195,6 +239,8 @@ def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full
                               ({any_null}) AS _null FROM {source} r)
             SELECT DISTINCT * EXCLUDE (_new, _null) FROM k
             WHERE _new OR (_null AND EXISTS (SELECT 1 FROM k WHERE _new AND _null))""")
+        if moved:
+            _touch_as_of_moved(con, m, source, normalised, image, keymap, past_date, min(previous, judged_at))
         if images:  # and every other raw key with the same staging key (a NULL image has no staging row)
             same = " AND ".join(f"{image(k, 'x')} = {image(k, 'i')}" for k in keys)
             con.execute(f"""INSERT INTO _touched
@@ -216,7 +262,7 @@ def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full
                  OR (record_key IS NULL AND EXISTS (SELECT 1 FROM _touched t WHERE {rules.record_key('t')} IS NULL)))""",
                     [name])
         # the same steps as models.build.build_staging, over the touched keys' raw rows in every load
-        superseded = stage_model(con, m, "_raw_touched", replace_all=False, checks=checks, as_of=as_of)
+        superseded = stage_model(con, m, "_raw_touched", replace_all=False, checks=checks, as_of=judged_at or as_of)
         insert_quarantine(con, m)
         con.execute(f"""INSERT INTO staging.{q(name)} BY NAME
             SELECT * EXCLUDE (_reject_rule, _reject_detail, _record_key, _row_number)
@@ -224,6 +270,7 @@ def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full
         stats = model_outcome(con)
         con.execute("INSERT INTO meta.staging_watermark (model, load_id, fingerprint) "
                     "SELECT ?, load_id, ? FROM _new_loads", [name, fp])
+        _record_as_of(con, name, judged_at)
         for obj in ("VIEW current", "VIEW _raw_normalised", "TABLE _latest", "TABLE _model", "TABLE _raw_touched",
                     "TABLE _touched", "TABLE _new_loads"):
             con.execute(f"DROP {obj}")
@@ -235,5 +282,8 @@ def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full
     total = con.execute(f"SELECT count(*) FROM staging.{q(name)}").fetchone()[0]
     return {"rows_in": accepted + sum(stats.values()), "rows_accepted": accepted,
             "rows_rejected": sum(stats.values()), "rejected_by_rule": stats, "mode": "incremental",
-            "rows_superseded": superseded, "reason": f"{len(new_loads)} new raw load(s)",
+            "rows_superseded": superseded,
+            "reason": ", ".join(filter(None, (new_loads and f"{len(new_loads)} new raw load(s)",
+                                              moved and f"as-of date of its past_date checks moved from {previous} "
+                                                        f"to {judged_at}"))),
             "loads_processed": len(new_loads), "keys_touched": touched, "table_rows": total}
