@@ -7,13 +7,18 @@ plausibility checks work per key or per row). Such a model can be brought up to 
 that new raw loads contain, from every raw version of those keys, and replacing just those keys' rows:
 
 1. *New loads*: the raw table's ``_load_id`` values not yet recorded for the model in
-   ``meta.staging_watermark`` under the same fingerprint (the model's SQL with its header, the code sets it
-   reads, its checks in quality/plausibility.yaml and, when a past_date check reads it, the as-of date).
+   ``meta.staging_watermark`` under the same fingerprint (the model's SQL with its header and the macros it
+   calls, the code sets it reads, its checks in quality/plausibility.yaml and, when a past_date check reads
+   it, whether an as-of date is set).
 2. *Touched keys*: the keys of the rows in those loads, normalised as :func:`models.row_rules.create_current`
    normalises them (surrounding spaces of every kind off), so that raw keys differing only by spaces, which
    are one key, are recomputed together. When a touched key has a NULL part, every key with one is touched
-   too (their row-rule findings have a NULL record_key).
-3. The touched keys' rows are deleted, set-based, by how each table is keyed: staging by its key columns,
+   too (their row-rule findings have a NULL record_key). Where a staging key column is computed from the
+   raw key (:data:`KEY_IMAGES`: 党费 ``缴费月份`` '2024-3' and '2024-03' are both month 2024-03-01), every
+   raw key with the same staging key is touched too: they share staging rows. When the as-of date of the
+   model's past_date checks moved since the last build (``meta.staging_as_of``; it follows the data unless
+   configured), the keys of staged rows dated after the earlier of the two dates and of every quarantined
+   row are touched too, with or without a new load: only those can be judged otherwise.3. The touched keys' rows are deleted, set-based, by how each table is keyed: staging by its key columns,
    ``quality.quarantine`` and ``quality.superseded`` by the raw row (load_id and the ``_row_number`` of the
    original row), ``quality.value_finding`` by (load_id, row_number), ``quality.reconciliation_issue`` by
    the model and record_key.
@@ -22,11 +27,14 @@ that new raw loads contain, from every raw version of those keys, and replacing 
    :func:`models.build.insert_quarantine`), and the result is inserted, in one transaction with the new
    watermark rows.
 
-The result is the same tables a full build gives (tests/test_incremental_staging.py compares them, table
-by table, after a sequence of loads). A full build runs instead when asked (``full=True``: the launchpad's
-``full_rebuild``, or the ``run_settings`` resource's, which ``HUB_FULL_REBUILD=1`` sets), when the fingerprint changed, when the staging table or its
-watermark is missing, or for a model not listed here. With no new load nothing is rebuilt, and the result
-says so. The statistics' ``rows_superseded`` (like ``rows_in``) counts the rebuilt keys' rows.
+The result is the same tables a full build gives (tests/test_incremental_staging.py for grades and
+tests/test_incremental_staging_models.py for every other model compare them, table by table, after a
+sequence of loads; benchmarks/staging_incremental.py at scale). A full build runs instead when asked
+(``full=True``: the launchpad's ``full_rebuild``, or the ``run_settings`` resource's, which
+``HUB_FULL_REBUILD=1`` sets), when the fingerprint changed, when the staging table, its watermark or its
+recorded as-of date is missing, or for a model not listed here (the snapshot models: see
+:data:`INCREMENTAL_STAGING`). With no new load and no move of the as-of date nothing is rebuilt, and the
+result says so. The statistics' ``rows_superseded`` (like ``rows_in``) counts the rebuilt keys' rows.
 """
 
 from __future__ import annotations
