@@ -18,7 +18,8 @@ that new raw loads contain, from every raw version of those keys, and replacing 
    raw key with the same staging key is touched too: they share staging rows. When the as-of date of the
    model's past_date checks moved since the last build (``meta.staging_as_of``; it follows the data unless
    configured), the keys of staged rows dated after the earlier of the two dates and of every quarantined
-   row are touched too, with or without a new load: only those can be judged otherwise.3. The touched keys' rows are deleted, set-based, by how each table is keyed: staging by its key columns,
+   row are touched too, with or without a new load: only those can be judged otherwise.
+3. The touched keys' rows are deleted, set-based, by how each table is keyed: staging by its key columns,
    ``quality.quarantine`` and ``quality.superseded`` by the raw row (load_id and the ``_row_number`` of the
    original row), ``quality.value_finding`` by (load_id, row_number), ``quality.reconciliation_issue`` by
    the model and record_key.
@@ -102,8 +103,8 @@ def _ensure_watermark(con: duckdb.DuckDBPyConnection) -> None:
 def fingerprint(con: duckdb.DuckDBPyConnection, name: str, *, checks: dict[str, list[Check]] | None = None,
                 as_of: date | None = None) -> str:
     """The model's SQL (its header's row rules included) and the macros it uses, the content of the code
-    sets it reads and its plausibility checks (with the as-of date when a past_date check reads it): when
-    any changes, every key may change."""
+    sets it reads and its plausibility checks (and, when a past_date check reads it, whether an as-of date
+    is set): when any changes, every key may change."""
     m = STAGING_MODELS[name]
     digest = hashlib.sha256((FINGERPRINT_VERSION + "\n" + m.code_version).encode())  # its SQL and macros
     mine = (load_checks() if checks is None else checks).get(name, [])
