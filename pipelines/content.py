@@ -63,6 +63,12 @@ def _ensure(con: duckdb.DuckDBPyConnection) -> None:
         row_count        BIGINT,
         recorded_at      TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
         PRIMARY KEY (schema_name, table_name))""")
+    con.execute("""CREATE TABLE IF NOT EXISTS meta.model_inputs (
+        model       VARCHAR PRIMARY KEY,    -- layer.name
+        inputs      VARCHAR NOT NULL,       -- inputs_fingerprint of its last build
+        outputs     VARCHAR NOT NULL,       -- JSON: the content fingerprint of each table it wrote
+        run_id      VARCHAR,
+        built_at    TIMESTAMPTZ NOT NULL DEFAULT current_timestamp)""")
     con.execute("""CREATE TABLE IF NOT EXISTS meta.check_reuse (
         check_key   VARCHAR PRIMARY KEY,    -- asset/key:check_name
         inputs      VARCHAR NOT NULL,       -- inputs_fingerprint of the last real evaluation
@@ -277,3 +283,35 @@ def copy_history(con: duckdb.DuckDBPyConnection, evaluation: Evaluation, run_id:
                     WHERE run_id = ? AND asset IN ({', '.join('?' * len(assets))}) AND ({names})""",
                 [json.dumps({"reused_from_run": evaluation.run_id}), run_id, *params])
     return con.execute("SELECT count(*) FROM quality.check_result").fetchone()[0] - before
+
+
+# ------------------------------------------------------------------------------------------- models
+
+
+def unchanged_model(con: duckdb.DuckDBPyConnection, model: str, inputs: str | None,
+                    outputs: Sequence[tuple[str, str]], run_id: str | None) -> str | None:
+    """The run of the model's last build when that build read exactly ``inputs`` (see
+    :func:`inputs_fingerprint`) and its tables still hold what it wrote (their content now, fingerprinted
+    once per run); else None, and the model must be built."""
+    if inputs is None:
+        return None
+    _ensure(con)
+    row = con.execute("SELECT run_id, outputs FROM meta.model_inputs WHERE model = ? AND inputs = ?",
+                      [model, inputs]).fetchone()
+    if row is None:
+        return None
+    now = current_fingerprints(con, outputs, run_id)
+    return row[0] if now is not None and now == json.loads(row[1]) else None
+
+
+def remember_model(con: duckdb.DuckDBPyConnection, model: str, inputs: str | None,
+                   content: Mapping[tuple[str, str], Mapping], run_id: str | None) -> None:
+    """After a build: what it read (``inputs``; None forgets) and the content fingerprints it wrote
+    (:func:`record_content`'s metadata)."""
+    _ensure(con)
+    if inputs is None:
+        con.execute("DELETE FROM meta.model_inputs WHERE model = ?", [model])
+        return
+    outputs = {f"{s}.{t}": m["content_fingerprint"] for (s, t), m in content.items()}
+    con.execute("INSERT OR REPLACE INTO meta.model_inputs VALUES (?, ?, ?, ?, current_timestamp)",
+                [model, inputs, json.dumps(outputs, sort_keys=True), run_id])

@@ -1,5 +1,15 @@
-"""Warehouse layer (group ``warehouse``): the canonical tables analysts and marts use."""
+"""Warehouse layer (group ``warehouse``): the canonical tables analysts and marts use.
 
+A model whose inputs are what its last build read (the content versions of every table its SQL reads,
+its SQL and macros, the bound settings, the person-key secret's digest) and whose tables still hold what
+that build wrote is not built again: its asset materialises with the same data version and
+``build_mode: skipped`` and the reason (pipelines/content.py). Date-dependent models, a full rebuild and a
+model reading a table without a content version (raw, quality) are always built.
+"""
+
+import hashlib
+import hmac
+from pathlib import Path
 
 import dagster as dg
 
@@ -9,7 +19,37 @@ from models.standards import bind_as_of, bind_mart_settings
 from pipelines.as_of import AS_OF_KEY, DATE_DEPENDENT
 from pipelines.asset_metadata import materialized_column_schema, table_metadata
 from pipelines.common import OWNER, preview, record_check, table_rows
-from pipelines.content import data_version_of, forget_content, record_content
+from pipelines.content import (
+    current_run_id,
+    data_version_of,
+    file_digest,
+    forget_content,
+    inputs_fingerprint,
+    record_content,
+    remember_model,
+    unchanged_model,
+)
+
+
+def _definition(con, model, secret: str) -> dict:
+    """What a model's output depends on besides its input tables: its SQL with the macros it calls, the
+    model runner, the settings bound to the session (the mart settings), and the person-key secret (as a
+    keyed digest, never the secret)."""
+    variables = con.execute("SELECT coalesce(string_agg(name || '=' || CAST(value AS VARCHAR), ';' ORDER BY name), '') "
+                            "FROM duckdb_variables()").fetchone()[0]
+    return {"model": f"{model.layer}.{model.name}", "code": model.code_version,
+            "runner": file_digest(Path(build_warehouse.__code__.co_filename)),
+            "variables": hashlib.sha256(variables.encode("utf-8")).hexdigest(),
+            "secret": hmac.new(secret.encode("utf-8"), b"model inputs", hashlib.sha256).hexdigest()}
+
+
+def _skipped(con, tables: list[tuple[str, str]], reason: str) -> dict[tuple[str, str], dict]:
+    """A model not built: its tables as they are, the same data version, and why."""
+    out = {}
+    for (s, t), meta in record_content(con, tables, rebuilt=False).items():
+        out[(s, t)] = {"dagster/row_count": table_rows(con, f"{s}.{t}"), "build_mode": "skipped",
+                       "build_reason": reason, **meta}
+    return out
 
 
 def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition:
@@ -30,6 +70,14 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
                 bind_mart_settings(con, as_of=as_of, standards_path=run_settings.standards_file)
             else:
                 bind_as_of(con, as_of)  # the warehouse judges dates (a receipt overdue) against it too, never the clock
+            run_id = current_run_id()
+            # what the build would read: the tables (content versions), its SQL and macros, the settings
+            inputs = None if run_settings.full_rebuild or dg.AssetKey([layer, name]) in DATE_DEPENDENT else \
+                inputs_fingerprint(con, sorted(set(model.reads) - set(tables)),
+                                   _definition(con, model, identity.person_key_secret), run_id)
+            last = unchanged_model(con, f"{layer}.{name}", inputs, tables, run_id)
+            if last is not None:  # the same inputs as its last build, which its tables still hold
+                return _skipped(con, tables, f"inputs unchanged since run {last}")
             forget_content(con, tables)  # its content versions (pipelines/content.py) stand again once built
             rows = build_warehouse(con, name, secret=identity.person_key_secret, layer=layer)
             findings = dict(con.execute("SELECT kind, count(*) FROM quality.reconciliation_issue WHERE model = ? "
@@ -40,8 +88,11 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
                                "preview": preview(con, f"{s}.{t}"),
                                "dagster/column_schema": materialized_column_schema(con, s, t)}
             out[(layer, name)]["findings"] = dg.MetadataValue.json(findings)
-            for table, content in record_content(con, tables).items():  # data version, content_changed
-                out[table].update(content)
+            content = record_content(con, tables)  # data version, content_changed
+            for table, meta in content.items():
+                out[table].update(meta, build_mode="full", build_reason="inputs changed" if inputs else
+                                  "full rebuild requested, date-dependent, or an input without a content version")
+            remember_model(con, f"{layer}.{name}", inputs, content, run_id)
         return out
 
     if len(tables) == 1:
