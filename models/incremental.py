@@ -38,7 +38,7 @@ from datetime import date
 import duckdb
 
 from connectors.raw_zone import q
-from models import row_rules
+from models import delta, row_rules
 from models.build import (
     STAGING_MODELS,
     _raw_with_optional,
@@ -76,11 +76,18 @@ def fingerprint(con: duckdb.DuckDBPyConnection, name: str, *, checks: dict[str, 
     digest.update(f"plausibility:{mine!r}\n".encode())
     if any(c.kind == "past_date" for c in mine):
         digest.update(f"as_of:{staging_as_of(con, as_of)}\n".encode())
-    for table in sorted(set(re.findall(r"\bstaging\.(cs_[a-z0-9_]+|code_map)\b", m.sql))):
+    digest.update(code_set_digest(con, m.sql).encode())
+    return digest.hexdigest()[:32]
+
+
+def code_set_digest(con: duckdb.DuckDBPyConnection, sql: str) -> str:
+    """The content of the code sets (staging.cs_* and staging.code_map) a model's SQL reads."""
+    out = []
+    for table in sorted(set(re.findall(r"\bstaging\.(cs_[a-z0-9_]+|code_map)\b", sql))):
         (content,) = con.execute(f"SELECT md5(coalesce(string_agg(CAST(t AS VARCHAR), '\n' ORDER BY CAST(t AS VARCHAR)), '')) "
                                  f"FROM staging.{table} t").fetchone()
-        digest.update(f"{table}:{content}\n".encode())
-    return digest.hexdigest()[:32]
+        out.append(f"{table}:{content}\n")
+    return "".join(out)
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -188,6 +195,11 @@ def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full
         stats = model_outcome(con)
         con.execute("INSERT INTO meta.staging_watermark (model, load_id, fingerprint) "
                     "SELECT ?, load_id, ? FROM _new_loads", [name, fp])
+        # the touched keys, by the staging columns, for the models built on it (models/delta.py)
+        con.execute("CREATE OR REPLACE TEMP VIEW _delta_keys AS SELECT "
+                    + ", ".join(f"{q(raw_col)} AS {q(col)}" for raw_col, col in keymap.items()) + " FROM _touched")
+        delta.record(con, name, f"staging.{q(name)}", keys="_delta_keys", key_columns=tuple(keymap.values()))
+        con.execute("DROP VIEW _delta_keys")
         for obj in ("VIEW current", "VIEW _raw_normalised", "TABLE _latest", "TABLE _model", "TABLE _raw_touched",
                     "TABLE _touched", "TABLE _new_loads"):
             con.execute(f"DROP {obj}")

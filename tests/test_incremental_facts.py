@@ -1,0 +1,163 @@
+"""Incremental facts (models/incremental_facts.py) give the same tables as a full build, table by table
+(``warehouse.fact_course_grade``, ``warehouse.fact_student_term_gpa`` and the fact's rows of
+``quality.reconciliation_issue``), after a sequence of changes: new and corrected grades, a grade that a
+later load quarantines (it leaves the fact), a student who appears later (an orphan grade becomes a fact
+row), a quarantined student record (the 学号 is known), a course's credits, a person_number mapping, a
+student's mobile (nothing to rebuild), a grade-point scale change (a full build) and nothing new.
+
+The incremental side is built as the assets build it (incremental staging, then the facts incrementally);
+the full side with the plain whole builds (models.build.build_staging and build_warehouse)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from test_incremental_staging import _land  # noqa: E402  (tests/ is on sys.path under pytest)
+
+from hub.warehouse import connect
+from models.build import build_staging, build_warehouse, load_code_sets
+from models.incremental import build_staging_incremental
+from models.incremental_facts import build_fact, data_version
+
+SECRET = "incremental-facts-test"
+T = "2025-01-10 10:00:00"
+
+
+def _grades(*rows) -> list[tuple]:
+    """(id, 学号, 课程号, 学年学期, 成绩, 考试性质, updated_at) with row numbers."""
+    return [(*r, n) for n, r in enumerate(rows, 1)]
+
+
+def _setup(con) -> None:
+    load_code_sets(con)
+    con.execute("CREATE TABLE staging.stg_students (student_no VARCHAR, name VARCHAR, mobile VARCHAR)")
+    con.execute("INSERT INTO staging.stg_students VALUES ('S1', '甲', '13800000001'), ('S2', '乙', '13800000002'), "
+                "('S3', '丙', '13800000003'), ('S4', '丁', '13800000004')")
+    con.execute("CREATE TABLE staging.stg_academic_courses (course_code VARCHAR, course_name VARCHAR, "
+                "course_category VARCHAR, credits DECIMAL(4, 1), teacher VARCHAR)")
+    con.execute("INSERT INTO staging.stg_academic_courses VALUES ('C1', '高等数学', '必修', 4, 'T1'), "
+                "('C2', '大学英语', '必修', 3, 'T2'), ('C3', '体育', '选修', 1, 'T3')")
+    con.execute("CREATE TABLE warehouse.person_number (person_no VARCHAR, person_key VARCHAR)")
+    con.execute("INSERT INTO warehouse.person_number VALUES ('S1', 'P1'), ('S2', 'P2'), ('S3', NULL), ('T1', 'P9')")
+
+
+# Each step: the raw grade load (None: none) and SQL changing the lookups or code sets, on both sides.
+STEPS = [
+    (_grades(("1", "S1", "C1", "2024-2025-1", "80", "正常考试", T), ("2", "S1", "C2", "2024-2025-1", "良好", "正常考试", T),
+             ("3", "S2", "C1", "2024-2025-1", "55", "正常考试", T), ("4", "S3", "C2", "2024-2025-1", "91", "正常考试", T),
+             ("5", "S4", "C3", "2024-2025-2", "70", "正常考试", T),
+             ("6", "S5", "C1", "2024-2025-1", "66", "正常考试", T),     # S5 unknown: an orphan
+             ("7", "S2", "C9", "2024-2025-1", "77", "正常考试", T),     # C9 unknown: an orphan
+             ("8", "S6", "C8", "2024-2025-2", "61", "正常考试", T)), []),  # both unknown
+    # new and corrected grades, a 补考
+    (_grades(("1", "S1", "C1", "2024-2025-1", "86", "正常考试", "2025-02-01 09:00:00"),
+             ("9", "S2", "C1", "2024-2025-1", "62", "补考", "2025-02-01 09:00:00"),
+             ("10", "S3", "C1", "2024-2025-2", "88", "正常考试", "2025-02-01 09:00:00"),
+             ("11", "S5", "C2", "2024-2025-1", "74", "正常考试", "2025-02-01 09:00:00")), []),
+    # a grade quarantined (two conflicting versions in one load: it leaves staging and the fact); S5 appears
+    (_grades(("4", "S3", "C2", "2024-2025-1", "91", "正常考试", "2025-03-01 09:00:00"),
+             ("12", "S3", "C2", "2024-2025-1", "81", "正常考试", "2025-03-01 09:00:00")),
+     ["INSERT INTO staging.stg_students VALUES ('S5', '戊', '13800000005')"]),
+    # lookups only: C2's credits, S3 now maps to a person, S1 to another, S6's record quarantined at the source
+    (None, ["UPDATE staging.stg_academic_courses SET credits = 2 WHERE course_code = 'C2'",
+            "UPDATE warehouse.person_number SET person_key = 'P3' WHERE person_no = 'S3'",
+            "UPDATE warehouse.person_number SET person_key = 'P1b' WHERE person_no = 'S1'",
+            "INSERT INTO quality.quarantine (stage, source, entity, load_id, rule, record_key, detail, original_row) "
+            "VALUES ('staging', 'student', 'students', 'X1', 'missing_value', 'S6', 'no name', '{}')"]),
+    # a student's mobile changes, and a course's teacher: nothing the facts read
+    (None, ["UPDATE staging.stg_students SET mobile = '13900000002' WHERE student_no = 'S2'",
+            "UPDATE staging.stg_academic_courses SET teacher = 'T9' WHERE course_code = 'C1'"]),
+    # the grade-point scale changes: every grade may move
+    (None, ["UPDATE staging.cs_grade_point_scale SET grade_point = '3.9' WHERE min_score = '85'"]),
+    # a new grade after the full build
+    (_grades(("13", "S4", "C1", "2024-2025-2", "59", "正常考试", "2025-04-01 09:00:00")), []),
+    (None, []),  # nothing new
+]
+WANT_MODES = ["full", "incremental", "incremental", "incremental", "skipped", "full", "incremental", "skipped"]
+
+
+TABLES = {
+    "warehouse.fact_course_grade": "SELECT * FROM warehouse.fact_course_grade",
+    "warehouse.fact_student_term_gpa": "SELECT * FROM warehouse.fact_student_term_gpa",
+    "quality.reconciliation_issue": "SELECT * EXCLUDE (found_at, \"values\"), CAST(\"values\" AS VARCHAR) "
+                                    "FROM quality.reconciliation_issue WHERE model = 'fact_course_grade'",
+}
+
+
+def _differences(inc, full) -> dict[str, tuple[Counter, Counter]]:
+    """Rows only in the incremental side and rows only in the full side, per table, as multisets (EXCEPT ALL
+    both ways)."""
+    out = {}
+    for table, sql in TABLES.items():
+        a, b = Counter(inc.execute(sql).fetchall()), Counter(full.execute(sql).fetchall())
+        if a != b:
+            out[table] = (a - b, b - a)
+    return out
+
+
+@pytest.fixture
+def pair(tmp_path: Path):
+    inc, full = connect(tmp_path / "incremental.duckdb"), connect(tmp_path / "full.duckdb")
+    for c in (inc, full):
+        _setup(c)
+    yield inc, full
+    inc.close()
+    full.close()
+
+
+def test_incremental_facts_equal_a_full_build_after_a_sequence_of_changes(pair):
+    inc, full = pair
+    modes, gpa_modes, seen, versions = [], [], {}, []
+    for n, (rows, changes) in enumerate(STEPS, 1):
+        for c in pair:
+            if rows is not None:
+                _land(c, n, rows)
+            for sql in changes:
+                c.execute(sql)
+        build_staging_incremental(inc, "stg_academic_grades")
+        stats = build_fact(inc, "fact_course_grade", secret=SECRET)
+        gpa = build_fact(inc, "fact_student_term_gpa", secret=SECRET)
+        build_staging(full, "stg_academic_grades")
+        for name in ("fact_course_grade", "fact_student_term_gpa"):
+            build_warehouse(full, name, secret=SECRET)
+        modes.append(stats["mode"])
+        gpa_modes.append(gpa["mode"])
+        versions.append(data_version(inc, "fact_course_grade"))
+        assert _differences(inc, full) == {}, f"after step {n} ({stats['mode']}: {stats['reason']})"
+        for table, sql in TABLES.items():
+            seen[table] = seen.get(table, 0) + inc.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+    assert modes == WANT_MODES, modes
+    assert gpa_modes == WANT_MODES, gpa_modes
+    assert versions[4] == versions[3] and versions[7] == versions[6], "a skipped build keeps its data version"
+    assert len(set(versions)) == 6
+    assert all(seen.values()), seen
+    # the orphans: S5's grades joined the fact in step 3, S6 (quarantined at the source) is known since step 4
+    assert inc.execute("SELECT count(*) FROM warehouse.fact_course_grade WHERE student_no = 'S5'").fetchone()[0] == 2
+    issues = {r for (r,) in inc.execute("SELECT record_key FROM quality.reconciliation_issue "
+                                        "WHERE model = 'fact_course_grade'").fetchall()}
+    assert issues == {"S2|C9|2024-2025-1|正常考试", "S6|C8|2024-2025-2|正常考试"}
+
+
+def test_the_change_log_is_bounded_and_a_pruned_log_rebuilds_whole(pair):
+    from models import delta
+
+    inc, _ = pair
+    _land(inc, 1, STEPS[0][0])
+    build_staging_incremental(inc, "stg_academic_grades")
+    assert build_fact(inc, "fact_course_grade", secret=SECRET)["mode"] == "full"
+    _land(inc, 2, STEPS[1][0])
+    build_staging_incremental(inc, "stg_academic_grades")
+    # the fact has not taken in the build yet: its keys are kept; over the cap they are dropped
+    assert inc.execute("SELECT count(*) FROM meta.delta_key WHERE model = 'stg_academic_grades'").fetchone()[0] == 4
+    delta.prune(inc, "stg_academic_grades", cap=2)
+    assert inc.execute("SELECT count(*) FROM meta.delta_key WHERE model = 'stg_academic_grades'").fetchone()[0] == 0
+    stats = build_fact(inc, "fact_course_grade", secret=SECRET)
+    assert stats["mode"] == "full" and "pruned" in stats["reason"]
+    _land(inc, 3, STEPS[2][0])
+    build_staging_incremental(inc, "stg_academic_grades")
+    assert build_fact(inc, "fact_course_grade", secret=SECRET)["mode"] == "incremental"
+    # consumed: nothing of the grades' log is kept beyond the fact's position
+    assert inc.execute("SELECT count(*) FROM meta.delta_key WHERE model = 'stg_academic_grades'").fetchone()[0] == 0
+    assert build_fact(inc, "fact_course_grade", secret=SECRET, full=True)["reason"] == "full rebuild requested"
