@@ -241,7 +241,7 @@ def _incremental(con, name: str, spec: IncrementalFact, rest: list[str], secret:
             UNION ALL
             (SELECT lookup, k, fp FROM meta.fact_lookup WHERE model = ? EXCEPT SELECT lookup, k, fp FROM _lookup_now))""",
                 [name, name])
-    touched = {"keys": con.execute("SELECT count(*) FROM _touched_key").fetchone()[0]}
+    touched = {f"{spec.producer} keys": con.execute("SELECT count(*) FROM _touched_key").fetchone()[0]}
     for column in columns:
         ids = [i for i, lk in enumerate(spec.lookups) if lk.column == column]
         con.execute(f"CREATE OR REPLACE TEMP TABLE _touched_{column} AS SELECT DISTINCT k FROM _lookup_changed "

@@ -5,6 +5,7 @@ import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, IdentityResource, RunSettingsResource, WarehouseResource
 from models.build import LAYERS, MART_MODELS, WAREHOUSE_MODELS, asset_of, build_warehouse
+from models.incremental_facts import INCREMENTAL_FACTS, build_fact, data_version
 from models.standards import bind_as_of, bind_mart_settings
 from pipelines.as_of import AS_OF_KEY, DATE_DEPENDENT
 from pipelines.asset_metadata import materialized_column_schema, table_metadata
@@ -21,7 +22,7 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
     if dg.AssetKey([layer, name]) in DATE_DEPENDENT:  # it reads the as-of date: rebuilt when that changes
         deps.append(AS_OF_KEY)
 
-    def build(warehouse: WarehouseResource, identity: IdentityResource,
+    def build(context, warehouse: WarehouseResource, identity: IdentityResource,
               run_settings: RunSettingsResource) -> dict[tuple[str, str], dict]:
         as_of = run_settings.as_of_date()  # the launchpad's run_settings.as_of (HUB_AS_OF); None: the data's
         with warehouse.connect() as con:
@@ -29,7 +30,21 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
                 bind_mart_settings(con, as_of=as_of, standards_path=run_settings.standards_file)
             else:
                 bind_as_of(con, as_of)  # the warehouse judges dates (a receipt overdue) against it too, never the clock
-            rows = build_warehouse(con, name, secret=identity.person_key_secret, layer=layer)
+            incremental = {}
+            if layer == "warehouse" and name in INCREMENTAL_FACTS:
+                # only what changed since the last build (models/incremental_facts.py); full_rebuild: whole
+                stats = build_fact(con, name, secret=identity.person_key_secret, full=run_settings.full_rebuild)
+                rows = stats["table_rows"]
+                incremental = {
+                    "build_mode": stats["mode"], "build_reason": stats["reason"],
+                    "keys_touched": dg.MetadataValue.json(stats["keys_touched"] or {}),
+                    "rows_deleted": stats["rows_deleted"] or 0, "rows_inserted": stats["rows_inserted"],
+                    "issues_deleted": stats["issues_deleted"], "issues_inserted": stats["issues_inserted"],
+                    "data_version": data_version(con, name)}
+                if stats["mode"] == "skipped":
+                    context.log.info(f"warehouse.{name}: skipped, {stats['reason']}")
+            else:
+                rows = build_warehouse(con, name, secret=identity.person_key_secret, layer=layer)
             findings = dict(con.execute("SELECT kind, count(*) FROM quality.reconciliation_issue WHERE model = ? "
                                         "GROUP BY ALL ORDER BY 1", [name]).fetchall())
             out = {}
@@ -38,6 +53,7 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
                                "preview": preview(con, f"{s}.{t}"),
                                "dagster/column_schema": materialized_column_schema(con, s, t)}
             out[(layer, name)]["findings"] = dg.MetadataValue.json(findings)
+            out[(layer, name)] |= incremental
         return out
 
     if len(tables) == 1:
@@ -46,9 +62,12 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
             pool=WAREHOUSE_POOL, tags={"layer": layer}, description=model.description, deps=deps,
             code_version=model.code_version, metadata=table_metadata(layer, name),
         )
-        def _build(warehouse: WarehouseResource, identity: IdentityResource,
+        def _build(context: dg.AssetExecutionContext, warehouse: WarehouseResource, identity: IdentityResource,
                    run_settings: RunSettingsResource) -> dg.MaterializeResult:
-            return dg.MaterializeResult(metadata=build(warehouse, identity, run_settings)[(layer, name)])
+            metadata = build(context, warehouse, identity, run_settings)[(layer, name)]
+            version = metadata.pop("data_version", None)  # an incremental fact: unchanged when skipped
+            return dg.MaterializeResult(metadata=metadata,
+                                        data_version=dg.DataVersion(version) if version else None)
 
         return _build
 
@@ -60,8 +79,9 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
         code_version=model.code_version, metadata=table_metadata(s, t)) for s, t in tables]
 
     @dg.multi_asset(name=f"{layer}__{name}", specs=specs, pool=WAREHOUSE_POOL)
-    def _build_many(warehouse: WarehouseResource, identity: IdentityResource, run_settings: RunSettingsResource):
-        for (s, t), metadata in build(warehouse, identity, run_settings).items():
+    def _build_many(context: dg.AssetExecutionContext, warehouse: WarehouseResource, identity: IdentityResource,
+                    run_settings: RunSettingsResource):
+        for (s, t), metadata in build(context, warehouse, identity, run_settings).items():
             yield dg.MaterializeResult(asset_key=[s, t], metadata=metadata)
 
     return _build_many

@@ -161,3 +161,46 @@ def test_the_change_log_is_bounded_and_a_pruned_log_rebuilds_whole(pair):
     # consumed: nothing of the grades' log is kept beyond the fact's position
     assert inc.execute("SELECT count(*) FROM meta.delta_key WHERE model = 'stg_academic_grades'").fetchone()[0] == 0
     assert build_fact(inc, "fact_course_grade", secret=SECRET, full=True)["reason"] == "full rebuild requested"
+
+
+def test_the_assets_say_what_they_skipped(tmp_path):
+    """Through Dagster: the fact's materialisation says full, incremental or skipped and why, and a skipped
+    build keeps the data version."""
+    import dagster as dg
+
+    from hub.resources import IdentityResource, RunSettingsResource, WarehouseResource
+    from pipelines.warehouse import warehouse_assets
+
+    path = tmp_path / "warehouse.duckdb"
+    con = connect(path)
+    _setup(con)
+    _land(con, 1, STEPS[0][0])
+    build_staging_incremental(con, "stg_academic_grades")
+    con.close()
+    keys = [dg.AssetKey(["warehouse", n]) for n in ("fact_course_grade", "fact_student_term_gpa")]
+    assets = [a for a in warehouse_assets if set(a.keys) <= set(keys)]
+
+    def run() -> dict[str, tuple[str, str, str]]:
+        result = dg.materialize(assets, resources={
+            "warehouse": WarehouseResource(path=str(path)), "identity": IdentityResource(person_key_secret=SECRET),
+            "run_settings": RunSettingsResource()})
+        out = {}
+        for event in result.get_asset_materialization_events():
+            m = event.event_specific_data.materialization
+            version = m.tags.get("dagster/data_version")
+            out[m.asset_key.path[-1]] = (m.metadata["build_mode"].value, m.metadata["build_reason"].value, version)
+        return out
+
+    first = run()
+    assert {n: mode for n, (mode, _, _) in first.items()} == {"fact_course_grade": "full",
+                                                               "fact_student_term_gpa": "full"}
+    again = run()
+    assert all(mode == "skipped" and reason.startswith("no change since build") for mode, reason, _ in again.values())
+    assert {n: v for n, (_, _, v) in again.items()} == {n: v for n, (_, _, v) in first.items()}
+    con = connect(path)
+    con.execute("UPDATE staging.stg_academic_courses SET credits = 5 WHERE course_code = 'C1'")
+    con.close()
+    changed = run()
+    assert changed["fact_course_grade"][:2] == ("incremental", "1 course_code touched")
+    assert changed["fact_student_term_gpa"][0] == "incremental"
+    assert changed["fact_course_grade"][2] != first["fact_course_grade"][2]
