@@ -62,27 +62,26 @@ class Lookup:
 @dataclass(frozen=True)
 class IncrementalFact:
     """How a fact is built from its source. ``key``: the source's change-log key, columns both the source
-    and the fact carry. ``issue_key``: the columns the model's reconciliation issues' record_key joins with
-    '|' (none: it writes none). ``emits``: the key of the fact's own change log."""
+    and the fact carry. ``issues``: the model writes reconciliation issues whose record_key is the key's
+    columns joined with '|'. ``emits``: the key of the fact's own change log."""
 
     source: str
     producer: str
     key: tuple[str, ...]
     lookups: tuple[Lookup, ...] = ()
-    issue_key: tuple[str, ...] = ()
+    issues: bool = False
     emits: tuple[str, ...] = ()
 
 
-_GRADE_KEY = ("student_no", "course_code", "term", "exam_type_name")
 INCREMENTAL_FACTS: dict[str, IncrementalFact] = {
     "fact_course_grade": IncrementalFact(
-        source="staging.stg_academic_grades", producer="stg_academic_grades", key=_GRADE_KEY,
+        source="staging.stg_academic_grades", producer="stg_academic_grades", key=("student_no", "course_code", "term", "exam_type_name"),
         lookups=(Lookup("student_no", "_known_student", "student_no"),
                  Lookup("student_no", "warehouse.person_number", "person_no", ("person_key",)),
                  Lookup("course_code", "_known_course", "course_code"),
                  Lookup("course_code", "staging.stg_academic_courses", "course_code",
                         ("course_name", "course_category", "credits"))),
-        issue_key=_GRADE_KEY, emits=("student_no", "term")),
+        issues=True, emits=("student_no", "term")),
     "fact_student_term_gpa": IncrementalFact(
         source="warehouse.fact_course_grade", producer="fact_course_grade", key=("student_no", "term"),
         emits=("student_no", "term")),
@@ -182,12 +181,12 @@ def build_fact(con: duckdb.DuckDBPyConnection, name: str, *, secret: str, full: 
             reason = "no state of an earlier incremental build"
         elif state[0] != fp:
             reason = "model SQL or the code sets it reads changed"
-        elif reason is None and spec.issue_key:
+        elif reason is None and spec.issues:
             (bad,) = con.execute("SELECT count(*) FROM quality.reconciliation_issue WHERE model = ? AND "
                                  "(record_key IS NULL OR len(string_split(record_key, '|')) <> ?)",
-                                 [name, len(spec.issue_key)]).fetchone()
+                                 [name, len(spec.key)]).fetchone()
             if bad:
-                reason = f"{bad} reconciliation issue(s) whose record_key does not split into {spec.issue_key}"
+                reason = f"{bad} reconciliation issue(s) whose record_key does not split into {spec.key}"
         if reason is None:
             stats = _incremental(con, name, spec, rest, secret, newest)
         else:
@@ -258,11 +257,18 @@ def _incremental(con, name: str, spec: IncrementalFact, rest: list[str], secret:
     own = _own_table(name)
     blanket = _issue_delete(name)
     issues_deleted = 0
-    if spec.issue_key:  # the touched keys' issues, found by their record_key's parts
-        parts = ", ".join(f"split_part(record_key, '|', {i}) AS {q(c)}" for i, c in enumerate(spec.issue_key, 1))
+    if spec.issues:
+        # the issues of the rows recomputed (a key in _fact_source) and of the rows gone (a touched key no
+        # longer in the source), found by their record_key's parts
+        parts = ", ".join(f"split_part(record_key, '|', {i}) AS {q(c)}" for i, c in enumerate(spec.key, 1))
+        keys = ", ".join(q(c) for c in spec.key)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _issue_keys AS SELECT {keys} FROM _touched_key "
+                    f"UNION SELECT {', '.join(f'CAST({q(c)} AS VARCHAR)' for c in spec.key)} FROM _fact_source")
+        on = " AND ".join(f"t.{q(c)} = p.{q(c)}" for c in spec.key)
         (issues_deleted,) = con.execute(f"""DELETE FROM quality.reconciliation_issue r WHERE r.model = ? AND r.record_key IN (
             SELECT record_key FROM (SELECT record_key, {parts} FROM quality.reconciliation_issue WHERE model = ?) p
-            WHERE {_matches(spec, 'p')})""", [name, name]).fetchone()
+            WHERE EXISTS (SELECT 1 FROM _issue_keys t WHERE {on}))""", [name, name]).fetchone()
+        con.execute("DROP TABLE _issue_keys")
     issues_before = _issue_count(con, name)
     if m.materialize == "script":
         wrote = False
