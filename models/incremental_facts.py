@@ -51,12 +51,13 @@ FINGERPRINT_VERSION = "1"
 class Lookup:
     """A table the fact looks values up in by one of its columns: ``relation`` (a table, or a temporary
     table the model's script makes before it reads the source) by ``key``, taking ``values`` (none: only
-    whether the key is there)."""
+    whether the key is there); ``where``: which of its rows."""
 
     column: str
     relation: str
-    key: str
+    key: str  # a column of the relation, or an expression over it (trim(record_key))
     values: tuple[str, ...] = ()
+    where: str = ""  # the relation's rows that are the lookup (quarantined records of one entity)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,15 @@ INCREMENTAL_FACTS: dict[str, IncrementalFact] = {
                  Lookup("course_code", "staging.stg_academic_courses", "course_code",
                         ("course_name", "course_category", "credits"))),
         issues=True, emits=("student_no", "term")),
+    "fact_activity_attendance": IncrementalFact(
+        source="staging.stg_activity_attendance", producer="stg_activity_attendance", key=("meeting_id", "person_no"),
+        lookups=(Lookup("meeting_id", "staging.stg_activity_meetings", "meeting_id",
+                        ("org_code", "meeting_type", "meeting_date")),
+                 Lookup("meeting_id", "quality.quarantine", "trim(record_key)",
+                        where="stage = 'staging' AND source = 'activity' AND entity = 'meetings'"),
+                 Lookup("person_no", "warehouse.known_person", "person_no"),
+                 Lookup("person_no", "warehouse.person_number", "person_no", ("person_key",))),
+        issues=True),
     "fact_student_term_gpa": IncrementalFact(
         source="warehouse.fact_course_grade", producer="fact_course_grade", key=("student_no", "term"),
         emits=("student_no", "term")),
@@ -140,18 +150,19 @@ def _lookup_hashes(con: duckdb.DuckDBPyConnection, spec: IncrementalFact) -> Non
         values = ", ".join(f"CAST({q(v)} AS VARCHAR)" for v in lk.values)
         fp = (f"md5(string_agg(CAST([{values}] AS VARCHAR), '|' ORDER BY CAST([{values}] AS VARCHAR)))"
               if lk.values else "''")
-        parts.append(f"SELECT {i} AS lookup, CAST({q(lk.key)} AS VARCHAR) AS k, {fp} AS fp FROM {lk.relation} "
-                     f"WHERE {q(lk.key)} IS NOT NULL GROUP BY ALL")
+        where = f" AND ({lk.where})" if lk.where else ""
+        parts.append(f"SELECT {i} AS lookup, CAST({lk.key} AS VARCHAR) AS k, {fp} AS fp FROM {lk.relation} "
+                     f"WHERE {lk.key} IS NOT NULL{where} GROUP BY ALL")
     con.execute("CREATE OR REPLACE TEMP TABLE _lookup_now AS "
                 + (" UNION ALL ".join(parts) or "SELECT 0 AS lookup, '' AS k, '' AS fp WHERE false"))
 
 
 def _matches(spec: IncrementalFact, alias: str) -> str:
     """The predicate: a row (of the source, the fact or the issues' split record keys) of a touched key."""
-    on = " AND ".join(f"t.{q(c)} = {alias}.{q(c)}" for c in spec.key)
+    on = " AND ".join(f"t.{q(c)} = CAST({alias}.{q(c)} AS VARCHAR)" for c in spec.key)
     out = [f"EXISTS (SELECT 1 FROM _touched_key t WHERE {on})"]
     for column in sorted({lk.column for lk in spec.lookups}):
-        out.append(f"{alias}.{q(column)} IN (SELECT k FROM _touched_{column})")
+        out.append(f"CAST({alias}.{q(column)} AS VARCHAR) IN (SELECT k FROM _touched_{column})")
     return "(" + " OR ".join(out) + ")"
 
 
@@ -285,9 +296,12 @@ def _incremental(con, name: str, spec: IncrementalFact, rest: list[str], secret:
     else:
         sql = src.sub("_fact_source", m.sql)
         con.execute(f"CREATE OR REPLACE TEMP TABLE _fact_new AS {sql}", _key_params(sql, secret))
-    emits = ", ".join(q(c) for c in spec.emits)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _fact_emit AS SELECT {emits} FROM warehouse.{q(name)} f "
-                f"WHERE {_matches(spec, 'f')} UNION SELECT {emits} FROM _fact_new")
+    if spec.emits:
+        emits = ", ".join(q(c) for c in spec.emits)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _fact_emit AS SELECT {emits} FROM warehouse.{q(name)} f "
+                    f"WHERE {_matches(spec, 'f')} UNION SELECT {emits} FROM _fact_new")
+    else:  # nothing is built on it incrementally: an empty key list
+        con.execute("CREATE OR REPLACE TEMP TABLE _fact_emit AS SELECT 1 AS x WHERE false")
     (deleted,) = con.execute(f"DELETE FROM warehouse.{q(name)} f WHERE {_matches(spec, 'f')}").fetchone()
     (inserted,) = con.execute(f"INSERT INTO warehouse.{q(name)} BY NAME SELECT * FROM _fact_new").fetchone()
     con.execute("""DELETE FROM meta.fact_lookup l WHERE l.model = ?
