@@ -92,6 +92,14 @@ INCREMENTAL_FACTS: dict[str, IncrementalFact] = {
                  Lookup("person_no", "warehouse.known_person", "person_no"),
                  Lookup("person_no", "warehouse.person_number", "person_no", ("person_key",))),
         issues=True),
+    "fact_study_record": IncrementalFact(
+        source="staging.stg_learning_study_records", producer="stg_learning_study_records", key=("record_id",),
+        lookups=(Lookup("course_id", "staging.stg_learning_courses", "course_id", ("kind", "kind_name", "title", "hours")),
+                 Lookup("course_id", "quality.quarantine", "trim(record_key)",
+                        where="stage = 'staging' AND source = 'learning' AND entity = 'courses'"),
+                 Lookup("person_no", "warehouse.known_person", "person_no"),
+                 Lookup("person_no", "warehouse.person_number", "person_no", ("person_key",))),
+        issues=True),
     "fact_student_term_gpa": IncrementalFact(
         source="warehouse.fact_course_grade", producer="fact_course_grade", key=("student_no", "term"),
         emits=("student_no", "term")),

@@ -206,67 +206,92 @@ def test_the_assets_say_what_they_skipped(tmp_path):
     assert changed["fact_course_grade"][2] != first["fact_course_grade"][2]
 
 
-# fact_activity_attendance on a staging table written here, each change logged as an incremental staging
-# build logs it (models/delta.py): (SQL on both sides, the attendance keys it touched or None for lookups only)
-ATTENDANCE_SETUP = [
-    "CREATE TABLE staging.stg_activity_meetings (meeting_id VARCHAR, org_code VARCHAR, meeting_type VARCHAR, "
-    "meeting_date DATE, topic VARCHAR)",
-    "INSERT INTO staging.stg_activity_meetings VALUES ('M1', 'O1', '支部党员大会', '2025-01-05', 'a'), "
-    "('M2', 'O1', '党小组会', '2025-01-12', 'b'), ('M3', 'O2', '党课', '2025-02-01', 'c')",
-    "CREATE TABLE staging.stg_activity_attendance (meeting_id VARCHAR, person_no VARCHAR, status VARCHAR, "
-    "status_name VARCHAR, checked_in_at TIMESTAMP)",
-    "INSERT INTO staging.stg_activity_attendance VALUES ('M1', 'P1', 'present', '出席', '2025-01-05 09:00'), "
-    "('M1', 'P2', 'absent', '缺席', NULL), ('M2', 'P1', 'present', '出席', '2025-01-12 09:00'), "
-    "('M2', 'X9', 'present', '出席', NULL), ('M9', 'P3', 'present', '出席', NULL)",
-    "CREATE TABLE warehouse.known_person (person_no VARCHAR)",
-    "INSERT INTO warehouse.known_person VALUES ('P1'), ('P2'), ('P3')",
-    "CREATE TABLE warehouse.person_number (person_no VARCHAR, person_key VARCHAR)",
-    "INSERT INTO warehouse.person_number VALUES ('P1', 'K1'), ('P2', 'K2')",
-]
-ATTENDANCE_STEPS = [
-    ([], None),
-    (["INSERT INTO staging.stg_activity_attendance VALUES ('M3', 'P3', 'present', '出席', NULL)",
-      "UPDATE staging.stg_activity_attendance SET status = 'leave', status_name = '请假' "
-      "WHERE meeting_id = 'M1' AND person_no = 'P2'",
-      "DELETE FROM staging.stg_activity_attendance WHERE meeting_id = 'M2' AND person_no = 'P1'"],
-     [("M3", "P3"), ("M1", "P2"), ("M2", "P1")]),
-    (["UPDATE staging.stg_activity_meetings SET meeting_date = '2025-01-06' WHERE meeting_id = 'M1'",
-      "INSERT INTO warehouse.known_person VALUES ('X9')",
-      "UPDATE warehouse.person_number SET person_key = 'K2b' WHERE person_no = 'P2'",
-      "INSERT INTO quality.quarantine (stage, source, entity, load_id, rule, record_key, detail, original_row) "
-      "VALUES ('staging', 'activity', 'meetings', 'X1', 'missing_value', 'M9', 'no date', '{}')"], None),
-    (["UPDATE staging.stg_activity_meetings SET topic = 'z'"], None),  # nothing the fact reads
-]
+# Facts on a staging table written here, each change logged as an incremental staging build logs it
+# (models/delta.py). Per fact: setup SQL, then steps (SQL on both sides, the source keys it touched or None
+# for lookup changes only).
+ATTENDANCE = (["CREATE TABLE staging.stg_activity_meetings (meeting_id VARCHAR, org_code VARCHAR, meeting_type VARCHAR, "
+               "meeting_date DATE, topic VARCHAR)",
+               "INSERT INTO staging.stg_activity_meetings VALUES ('M1', 'O1', '支部党员大会', '2025-01-05', 'a'), "
+               "('M2', 'O1', '党小组会', '2025-01-12', 'b'), ('M3', 'O2', '党课', '2025-02-01', 'c')",
+               "CREATE TABLE staging.stg_activity_attendance (meeting_id VARCHAR, person_no VARCHAR, status VARCHAR, "
+               "status_name VARCHAR, checked_in_at TIMESTAMP)",
+               "INSERT INTO staging.stg_activity_attendance VALUES ('M1', 'P1', 'present', '出席', '2025-01-05 09:00'), "
+               "('M1', 'P2', 'absent', '缺席', NULL), ('M2', 'P1', 'present', '出席', '2025-01-12 09:00'), "
+               "('M2', 'X9', 'present', '出席', NULL), ('M9', 'P3', 'present', '出席', NULL)"],
+              [([], None),
+               (["INSERT INTO staging.stg_activity_attendance VALUES ('M3', 'P3', 'present', '出席', NULL)",
+                 "UPDATE staging.stg_activity_attendance SET status = 'leave', status_name = '请假' "
+                 "WHERE meeting_id = 'M1' AND person_no = 'P2'",
+                 "DELETE FROM staging.stg_activity_attendance WHERE meeting_id = 'M2' AND person_no = 'P1'"],
+                [("M3", "P3"), ("M1", "P2"), ("M2", "P1")]),
+               (["UPDATE staging.stg_activity_meetings SET meeting_date = '2025-01-06' WHERE meeting_id = 'M1'",
+                 "INSERT INTO warehouse.known_person VALUES ('X9')",
+                 "UPDATE warehouse.person_number SET person_key = 'K2b' WHERE person_no = 'P2'",
+                 "INSERT INTO quality.quarantine (stage, source, entity, load_id, rule, record_key, detail, original_row) "
+                 "VALUES ('staging', 'activity', 'meetings', 'X1', 'missing_value', 'M9', 'no date', '{}')"], None),
+               (["UPDATE staging.stg_activity_meetings SET topic = 'z'"], None)])  # nothing the fact reads
+STUDY = (["CREATE TABLE staging.stg_learning_courses (course_id VARCHAR, kind VARCHAR, kind_name VARCHAR, "
+          "title VARCHAR, hours DECIMAL(6, 1), teacher VARCHAR)",
+          "INSERT INTO staging.stg_learning_courses VALUES ('L1', 'video', '视频', '党史', 2, 'a'), "
+          "('L2', 'text', '图文', '党章', 1, 'b')",
+          "CREATE TABLE staging.stg_learning_study_records (record_id VARCHAR, person_no VARCHAR, course_id VARCHAR, "
+          "minutes INTEGER, progress DOUBLE, quiz_score DOUBLE, completed BOOLEAN, started_at TIMESTAMP, "
+          "started_on DATE, last_active_at TIMESTAMP, last_active_on DATE)",
+          "INSERT INTO staging.stg_learning_study_records VALUES "
+          "('R1', 'P1', 'L1', 30, 0.5, NULL, false, '2024-09-03 10:00', '2024-09-03', NULL, NULL), "
+          "('R2', 'P2', 'L2', 60, 1, 90, true, '2025-01-10 10:00', '2025-01-10', NULL, NULL), "
+          "('R3', 'X9', 'L2', 10, 0.1, NULL, false, '2025-03-01 10:00', '2025-03-01', NULL, NULL), "
+          "('R6', 'P2', 'L1', 20, 0.3, NULL, false, '2024-12-01 10:00', '2024-12-01', NULL, NULL), "
+          "('R4', 'P3', 'L9', 10, 0.1, NULL, false, '2025-03-01 10:00', '2025-03-01', NULL, NULL)"],
+         [([], None),
+          (["INSERT INTO staging.stg_learning_study_records VALUES "
+            "('R5', 'P3', 'L2', 5, 0.2, NULL, false, '2025-04-01 10:00', '2025-04-01', NULL, NULL)",
+            "UPDATE staging.stg_learning_study_records SET minutes = 90, completed = true WHERE record_id = 'R1'",
+            "DELETE FROM staging.stg_learning_study_records WHERE record_id = 'R2'"], [("R5",), ("R1",), ("R2",)]),
+          (["UPDATE staging.stg_learning_courses SET hours = 3 WHERE course_id = 'L1'",
+            "INSERT INTO warehouse.known_person VALUES ('X9')",
+            "UPDATE warehouse.person_number SET person_key = 'K1b' WHERE person_no = 'P1'",
+            "INSERT INTO quality.quarantine (stage, source, entity, load_id, rule, record_key, detail, original_row) "
+            "VALUES ('staging', 'learning', 'courses', 'X1', 'missing_value', 'L9', 'no title', '{}')"], None),
+          (["UPDATE staging.stg_learning_courses SET teacher = 'z'"], None)])
+PEOPLE = ["CREATE TABLE warehouse.known_person (person_no VARCHAR)",
+          "INSERT INTO warehouse.known_person VALUES ('P1'), ('P2'), ('P3')",
+          "CREATE TABLE warehouse.person_number (person_no VARCHAR, person_key VARCHAR)",
+          "INSERT INTO warehouse.person_number VALUES ('P1', 'K1'), ('P2', 'K2')"]
 
 
-def test_incremental_attendance_equals_a_full_build(tmp_path):
+@pytest.mark.parametrize(("name", "case"), [("fact_activity_attendance", ATTENDANCE), ("fact_study_record", STUDY)])
+def test_incremental_fact_on_a_logged_staging_table_equals_a_full_build(tmp_path, name, case):
     from models import delta
+    from models.incremental_facts import INCREMENTAL_FACTS
 
+    spec = INCREMENTAL_FACTS[name]
+    setup, steps = case
     inc, full = connect(tmp_path / "incremental.duckdb"), connect(tmp_path / "full.duckdb")
-    sql = {"fact": "SELECT * FROM warehouse.fact_activity_attendance",
+    sql = {"fact": f"SELECT * FROM warehouse.{name}",
            "issues": "SELECT * EXCLUDE (found_at, \"values\"), CAST(\"values\" AS VARCHAR) "
-                     "FROM quality.reconciliation_issue WHERE model = 'fact_activity_attendance'"}
+                     f"FROM quality.reconciliation_issue WHERE model = '{name}'"}
     modes, seen = [], {}
     for c in (inc, full):
-        for s in ATTENDANCE_SETUP:
+        for s in PEOPLE + setup:
             c.execute(s)
-    delta.record(inc, "stg_activity_attendance", "staging.stg_activity_attendance")  # its first (whole) build
-    for n, (changes, keys) in enumerate(ATTENDANCE_STEPS, 1):
+    delta.record(inc, spec.producer, spec.source)  # its first (whole) build
+    for n, (changes, keys) in enumerate(steps, 1):
         for c in (inc, full):
             for s in changes:
                 c.execute(s)
         if keys:
-            values = ", ".join(f"('{m}', '{p}')" for m, p in keys)
-            delta.record(inc, "stg_activity_attendance", "staging.stg_activity_attendance",
-                         keys=f"(VALUES {values}) t(meeting_id, person_no)", key_columns=("meeting_id", "person_no"))
-        modes.append(build_fact(inc, "fact_activity_attendance", secret=SECRET)["mode"])
-        build_warehouse(full, "fact_activity_attendance", secret=SECRET)
+            values = ", ".join("(" + ", ".join(f"'{v}'" for v in k) + ")" for k in keys)
+            delta.record(inc, spec.producer, spec.source, keys=f"(VALUES {values}) t({', '.join(spec.key)})",
+                         key_columns=spec.key)
+        modes.append(build_fact(inc, name, secret=SECRET)["mode"])
+        build_warehouse(full, name, secret=SECRET)
         for table, q in sql.items():
             a, b = Counter(inc.execute(q).fetchall()), Counter(full.execute(q).fetchall())
             assert a == b, f"after step {n}: {table} differs: only incremental {a - b}, only full {b - a}"
             seen[table] = seen.get(table, 0) + sum(a.values())
     assert modes == ["full", "incremental", "incremental", "skipped"]
     assert all(seen.values()), seen
-    assert inc.execute("SELECT count(*) FROM warehouse.fact_activity_attendance WHERE person_no = 'X9'").fetchone()[0] == 1
+    assert inc.execute(f"SELECT count(*) FROM warehouse.{name} WHERE person_no = 'X9'").fetchone()[0] == 1
     inc.close()
     full.close()
