@@ -1,6 +1,6 @@
 """Full against incremental builds of fact_course_grade and fact_student_term_gpa after ~1% new grades.
 
-    python benchmarks/incremental_facts.py WAREHOUSE.duckdb [--work DIR]
+    python -m benchmarks.incremental_facts WAREHOUSE.duckdb [--work DIR]
 
 On a copy of a built warehouse (e.g. ``hub demo --scale 1``'s), a new raw load of the grades like the
 pipeline benchmark's *changed* case (benchmarks/pipeline.py: 0.5% of the grades again as 补考 and 0.5%
