@@ -74,6 +74,17 @@ class IncrementalFact:
     emits: tuple[str, ...] = ()
 
 
+def _catalogue_and_people(column: str, catalogue: str, values: tuple[str, ...], source: str,
+                          entity: str) -> tuple[Lookup, ...]:
+    """The lookups of a fact that keeps out records of an unknown person or catalogue entry: the catalogue
+    (the values it takes), the catalogue's quarantined records (known too), known_person, person_number."""
+    return (Lookup(column, catalogue, column, values),
+            Lookup(column, "quality.quarantine", "trim(record_key)",
+                   where=f"stage = 'staging' AND source = '{source}' AND entity = '{entity}'"),
+            Lookup("person_no", "warehouse.known_person", "person_no"),
+            Lookup("person_no", "warehouse.person_number", "person_no", ("person_key",)))
+
+
 INCREMENTAL_FACTS: dict[str, IncrementalFact] = {
     "fact_course_grade": IncrementalFact(
         source="staging.stg_academic_grades", producer="stg_academic_grades", key=("student_no", "course_code", "term", "exam_type_name"),
@@ -85,20 +96,13 @@ INCREMENTAL_FACTS: dict[str, IncrementalFact] = {
         issues=True, emits=("student_no", "term")),
     "fact_activity_attendance": IncrementalFact(
         source="staging.stg_activity_attendance", producer="stg_activity_attendance", key=("meeting_id", "person_no"),
-        lookups=(Lookup("meeting_id", "staging.stg_activity_meetings", "meeting_id",
-                        ("org_code", "meeting_type", "meeting_date")),
-                 Lookup("meeting_id", "quality.quarantine", "trim(record_key)",
-                        where="stage = 'staging' AND source = 'activity' AND entity = 'meetings'"),
-                 Lookup("person_no", "warehouse.known_person", "person_no"),
-                 Lookup("person_no", "warehouse.person_number", "person_no", ("person_key",))),
+        lookups=_catalogue_and_people("meeting_id", "staging.stg_activity_meetings",
+                                      ("org_code", "meeting_type", "meeting_date"), "activity", "meetings"),
         issues=True),
     "fact_study_record": IncrementalFact(
         source="staging.stg_learning_study_records", producer="stg_learning_study_records", key=("record_id",),
-        lookups=(Lookup("course_id", "staging.stg_learning_courses", "course_id", ("kind", "kind_name", "title", "hours")),
-                 Lookup("course_id", "quality.quarantine", "trim(record_key)",
-                        where="stage = 'staging' AND source = 'learning' AND entity = 'courses'"),
-                 Lookup("person_no", "warehouse.known_person", "person_no"),
-                 Lookup("person_no", "warehouse.person_number", "person_no", ("person_key",))),
+        lookups=_catalogue_and_people("course_id", "staging.stg_learning_courses",
+                                      ("kind", "kind_name", "title", "hours"), "learning", "courses"),
         issues=True),
     "fact_student_term_gpa": IncrementalFact(
         source="warehouse.fact_course_grade", producer="fact_course_grade", key=("student_no", "term"),
@@ -193,8 +197,8 @@ def build_fact(con: duckdb.DuckDBPyConnection, name: str, *, secret: str, full: 
         state = con.execute("SELECT fingerprint FROM meta.fact_state WHERE model = ?", [name]).fetchone()
         if full:
             reason = "full rebuild requested"
-        elif not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'warehouse' "
-                             "AND table_name = ? AND NOT temporary", [name]).fetchone()[0]:
+        elif not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                             "AND schema_name = 'warehouse' AND table_name = ? AND NOT temporary", [name]).fetchone()[0]:
             reason = "first build"
         elif state is None:
             reason = "no state of an earlier incremental build"
