@@ -44,7 +44,7 @@ from models import delta
 from models.build import WAREHOUSE_MODELS, _key_params, _statements
 from models.incremental import code_set_digest
 
-FINGERPRINT_VERSION = "1"
+FINGERPRINT_VERSION = "2"  # 2: lookup rows hashed as JSON
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,10 @@ def _plan(name: str) -> tuple[list[str], list[str]]:
     statements = _statements(m.sql)
     own = _own_table(name)
     src = _source_pattern(INCREMENTAL_FACTS[name].source)
-    first = next(i for i, s in enumerate(statements) if src.search(s) or own.search(s))
+    first = next((i for i, s in enumerate(statements) if src.search(s) or own.search(s)), None)
+    if first is None:
+        raise RuntimeError(f"models/sql/warehouse/{name}.sql reads neither {INCREMENTAL_FACTS[name].source} nor "
+                           f"writes warehouse.{name}: models/incremental_facts.py describes another model")
     return statements[:first], statements[first:]
 
 
@@ -160,8 +163,8 @@ def _lookup_hashes(con: duckdb.DuckDBPyConnection, spec: IncrementalFact) -> Non
     parts = []
     for i, lk in enumerate(spec.lookups):
         values = ", ".join(f"CAST({q(v)} AS VARCHAR)" for v in lk.values)
-        fp = (f"md5(string_agg(CAST([{values}] AS VARCHAR), '|' ORDER BY CAST([{values}] AS VARCHAR)))"
-              if lk.values else "''")
+        row = f"CAST(to_json([{values}]) AS VARCHAR)"  # JSON: a NULL and the text 'NULL' differ
+        fp = f"md5(string_agg({row}, '|' ORDER BY {row}))" if lk.values else "''"
         where = f" AND ({lk.where})" if lk.where else ""
         parts.append(f"SELECT {i} AS lookup, CAST({lk.key} AS VARCHAR) AS k, {fp} AS fp FROM {lk.relation} "
                      f"WHERE {lk.key} IS NOT NULL{where} GROUP BY ALL")
