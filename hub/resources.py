@@ -154,7 +154,8 @@ class RunSettingsResource(dg.ConfigurableResource):
     rules_file: str = str(RULES_FILE)
     plausibility_file: str = str(PLAUSIBILITY_FILE)
     standards_file: str = str(STANDARDS_FILE)
-    # Rebuild incremental staging models from every raw load (the asset's own config can ask it too).
+    # Rebuild incremental staging models from every raw load and incremental facts whole (a staging asset's
+    # own config can ask it too).
     full_rebuild: bool = False
     # The college's 10-digit 学校代码 (xxdm) the national tables carry.
     school_code: str = "4145000001"

@@ -21,7 +21,7 @@ import duckdb
 import yaml
 
 from connectors.raw_zone import q
-from models import codesets_dir, row_rules, sql_dir, sqlrefs
+from models import codesets_dir, delta, row_rules, sql_dir, sqlrefs
 from models.plausibility import Check, apply_plausibility
 
 LAYER_NAMES = ("staging", "warehouse", "marts")
@@ -284,6 +284,7 @@ def build_staging(con: duckdb.DuckDBPyConnection, name: str, *,
         stats = model_outcome(con)
         if m.history:
             _build_history(con, m, pk, raw)
+        delta.record(con, name, f"staging.{q(name)}")  # whole: a model built on it rebuilds whole too
         con.execute("DROP TABLE _model")
         con.execute("DROP VIEW current")
         con.execute("COMMIT")
@@ -371,6 +372,7 @@ def build_warehouse(con: duckdb.DuckDBPyConnection, name: str, *, secret: str, l
                 con.execute(statement, _key_params(statement, secret))
         else:
             con.execute(f"CREATE OR REPLACE TABLE {layer}.{name} AS {m.sql}", params)
+        delta.record(con, name, f"{layer}.{q(name)}")  # whole (models/delta.py)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

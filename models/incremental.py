@@ -47,7 +47,7 @@ from datetime import date
 import duckdb
 
 from connectors.raw_zone import q
-from models import row_rules
+from models import delta, row_rules
 from models.build import (
     STAGING_MODELS,
     _raw_with_optional,
@@ -112,11 +112,18 @@ def fingerprint(con: duckdb.DuckDBPyConnection, name: str, *, checks: dict[str, 
     if any(c.kind == "past_date" for c in mine):  # a date or none: from one date to another, only the rows
         # it may judge otherwise are rebuilt (_touch_as_of_moved); to or from none, every row
         digest.update(f"as_of:{'date' if staging_as_of(con, as_of) else 'none'}\n".encode())
-    for table in sorted(set(re.findall(r"\bstaging\.(cs_[a-z0-9_]+|code_map)\b", m.sql))):
+    digest.update(code_set_digest(con, m.sql).encode())
+    return digest.hexdigest()[:32]
+
+
+def code_set_digest(con: duckdb.DuckDBPyConnection, sql: str) -> str:
+    """The content of the code sets (staging.cs_* and staging.code_map) a model's SQL reads."""
+    out = []
+    for table in sorted(set(re.findall(r"\bstaging\.(cs_[a-z0-9_]+|code_map)\b", sql))):
         (content,) = con.execute(f"SELECT md5(coalesce(string_agg(CAST(t AS VARCHAR), '\n' ORDER BY CAST(t AS VARCHAR)), '')) "
                                  f"FROM staging.{table} t").fetchone()
-        digest.update(f"{table}:{content}\n".encode())
-    return digest.hexdigest()[:32]
+        out.append(f"{table}:{content}\n")
+    return "".join(out)
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -280,6 +287,11 @@ def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full
         con.execute("INSERT INTO meta.staging_watermark (model, load_id, fingerprint) "
                     "SELECT ?, load_id, ? FROM _new_loads", [name, fp])
         _record_as_of(con, name, judged_at)
+        # the touched keys, by the staging columns, for the models built on it (models/delta.py)
+        con.execute("CREATE OR REPLACE TEMP VIEW _delta_keys AS SELECT "
+                    + ", ".join(f"{q(raw_col)} AS {q(col)}" for raw_col, col in keymap.items()) + " FROM _touched")
+        delta.record(con, name, f"staging.{q(name)}", keys="_delta_keys", key_columns=tuple(keymap.values()))
+        con.execute("DROP VIEW _delta_keys")
         for obj in ("VIEW current", "VIEW _raw_normalised", "TABLE _latest", "TABLE _model", "TABLE _raw_touched",
                     "TABLE _touched", "TABLE _new_loads"):
             con.execute(f"DROP {obj}")

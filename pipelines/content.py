@@ -151,6 +151,16 @@ def record_content(con: duckdb.DuckDBPyConnection, tables: Iterable[tuple[str, s
     return out
 
 
+def restore_content(con: duckdb.DuckDBPyConnection, tables: Iterable[tuple[str, str]]) -> None:
+    """A build that wrote nothing after all (an incremental fact with no change): its tables' last versions
+    stand again, for the snapshot; not as computed in this run (run_id NULL), so the checks fingerprint
+    them themselves."""
+    _ensure(con)
+    for schema, table in tables:
+        con.execute("UPDATE meta.content_version SET fingerprint = last_fingerprint, run_id = NULL "
+                    "WHERE schema_name = ? AND table_name = ? AND fingerprint IS NULL", [schema, table])
+
+
 def data_version_of(metadata: Mapping) -> dg.DataVersion | None:
     """The data version of a materialization whose metadata :func:`record_content` filled."""
     fingerprint = metadata.get("content_fingerprint")

@@ -15,6 +15,7 @@ import dagster as dg
 
 from hub.resources import WAREHOUSE_POOL, IdentityResource, RunSettingsResource, WarehouseResource
 from models.build import LAYERS, MART_MODELS, WAREHOUSE_MODELS, asset_of, build_warehouse
+from models.incremental_facts import INCREMENTAL_FACTS, build_fact
 from models.standards import bind_as_of, bind_mart_settings
 from pipelines.as_of import AS_OF_KEY, DATE_DEPENDENT
 from pipelines.asset_metadata import materialized_column_schema, table_metadata
@@ -27,6 +28,7 @@ from pipelines.content import (
     inputs_fingerprint,
     record_content,
     remember_model,
+    restore_content,
     unchanged_model,
 )
 
@@ -62,7 +64,7 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
     if dg.AssetKey([layer, name]) in DATE_DEPENDENT:  # it reads the as-of date: rebuilt when that changes
         deps.append(AS_OF_KEY)
 
-    def build(warehouse: WarehouseResource, identity: IdentityResource,
+    def build(context, warehouse: WarehouseResource, identity: IdentityResource,
               run_settings: RunSettingsResource) -> dict[tuple[str, str], dict]:
         as_of = run_settings.as_of_date()  # the launchpad's run_settings.as_of (HUB_AS_OF); None: the data's
         with warehouse.connect() as con:
@@ -71,15 +73,33 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
             else:
                 bind_as_of(con, as_of)  # the warehouse judges dates (a receipt overdue) against it too, never the clock
             run_id = current_run_id()
-            # what the build would read: the tables (content versions), its SQL and macros, the settings
-            inputs = None if run_settings.full_rebuild or dg.AssetKey([layer, name]) in DATE_DEPENDENT else \
-                inputs_fingerprint(con, sorted(set(model.reads) - set(tables)),
-                                   _definition(con, model, identity.person_key_secret), run_id)
-            last = unchanged_model(con, f"{layer}.{name}", inputs, tables, run_id)
-            if last is not None:  # the same inputs as its last build, which its tables still hold
-                return _skipped(con, tables, f"inputs unchanged since run {last}")
-            forget_content(con, tables)  # its content versions (pipelines/content.py) stand again once built
-            rows = build_warehouse(con, name, secret=identity.person_key_secret, layer=layer)
+            incremental = {}
+            if layer == "warehouse" and name in INCREMENTAL_FACTS:
+                # only what changed since the last build (models/incremental_facts.py); full_rebuild: whole.
+                # Its own change log says whether anything changed: not the generic skip below.
+                inputs = None
+                forget_content(con, tables)  # its content versions (pipelines/content.py) stand again once built
+                stats = build_fact(con, name, secret=identity.person_key_secret, full=run_settings.full_rebuild)
+                rows = stats["table_rows"]
+                incremental = {
+                    "build_mode": stats["mode"], "build_reason": stats["reason"],
+                    "keys_touched": dg.MetadataValue.json(stats["keys_touched"] or {}),
+                    "rows_deleted": stats["rows_deleted"] or 0, "rows_inserted": stats["rows_inserted"],
+                    "issues_deleted": stats["issues_deleted"], "issues_inserted": stats["issues_inserted"]}
+                if stats["mode"] == "skipped":
+                    context.log.info(f"warehouse.{name}: skipped, {stats['reason']}")
+                    restore_content(con, tables)  # nothing was written: the last version stands
+            else:
+                # what the build would read: the tables (content versions), its SQL and macros, the settings
+                inputs = None if run_settings.full_rebuild or dg.AssetKey([layer, name]) in DATE_DEPENDENT else \
+                    inputs_fingerprint(con, sorted(set(model.reads) - set(tables)),
+                                       _definition(con, model, identity.person_key_secret), run_id)
+                last = unchanged_model(con, f"{layer}.{name}", inputs, tables, run_id)
+                if last is not None:  # the same inputs as its last build, which its tables still hold
+                    context.log.info(f"{layer}.{name}: skipped, inputs unchanged since run {last}")
+                    return _skipped(con, tables, f"inputs unchanged since run {last}")
+                forget_content(con, tables)  # its content versions (pipelines/content.py) stand again once built
+                rows = build_warehouse(con, name, secret=identity.person_key_secret, layer=layer)
             findings = dict(con.execute("SELECT kind, count(*) FROM quality.reconciliation_issue WHERE model = ? "
                                         "GROUP BY ALL ORDER BY 1", [name]).fetchall())
             out = {}
@@ -88,10 +108,11 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
                                "preview": preview(con, f"{s}.{t}"),
                                "dagster/column_schema": materialized_column_schema(con, s, t)}
             out[(layer, name)]["findings"] = dg.MetadataValue.json(findings)
-            content = record_content(con, tables)  # data version, content_changed
-            for table, meta in content.items():
+            content = record_content(con, tables, rebuilt=incremental.get("build_mode") != "skipped")
+            for table, meta in content.items():  # data version, content_changed
                 out[table].update(meta, build_mode="full", build_reason="inputs changed" if inputs else
                                   "full rebuild requested, date-dependent, or an input without a content version")
+            out[(layer, name)] |= incremental
             remember_model(con, f"{layer}.{name}", inputs, content, run_id)
         return out
 
@@ -101,9 +122,9 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
             pool=WAREHOUSE_POOL, tags={"layer": layer}, description=model.description, deps=deps,
             code_version=model.code_version, metadata=table_metadata(layer, name),
         )
-        def _build(warehouse: WarehouseResource, identity: IdentityResource,
+        def _build(context: dg.AssetExecutionContext, warehouse: WarehouseResource, identity: IdentityResource,
                    run_settings: RunSettingsResource) -> dg.MaterializeResult:
-            metadata = build(warehouse, identity, run_settings)[(layer, name)]
+            metadata = build(context, warehouse, identity, run_settings)[(layer, name)]
             return dg.MaterializeResult(metadata=metadata, data_version=data_version_of(metadata))
 
         return _build
@@ -116,8 +137,9 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
         code_version=model.code_version, metadata=table_metadata(s, t)) for s, t in tables]
 
     @dg.multi_asset(name=f"{layer}__{name}", specs=specs, pool=WAREHOUSE_POOL)
-    def _build_many(warehouse: WarehouseResource, identity: IdentityResource, run_settings: RunSettingsResource):
-        for (s, t), metadata in build(warehouse, identity, run_settings).items():
+    def _build_many(context: dg.AssetExecutionContext, warehouse: WarehouseResource, identity: IdentityResource,
+                    run_settings: RunSettingsResource):
+        for (s, t), metadata in build(context, warehouse, identity, run_settings).items():
             yield dg.MaterializeResult(asset_key=[s, t], metadata=metadata, data_version=data_version_of(metadata))
 
     return _build_many
