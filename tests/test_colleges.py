@@ -134,7 +134,9 @@ def test_partitioned_graph(tmp_path):
     with dg.build_schedule_context(repository_def=multi.get_repository_def()) as ctx:
         request = schedule.evaluate_tick(ctx).run_requests[0]
     assert request.partition_key == B and request.tags["college"] == B
-    assert "party_inbox_sensor" not in {s.name for s in multi.sensors}
+    inbox = multi.resolve_sensor_def("party_inbox_sensor")  # every college's inbox (tested below)
+    assert inbox.job_name == "inbox_load_job" and "every college" in inbox.description
+    assert "every college" not in single.resolve_sensor_def("party_inbox_sensor").description
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -250,3 +252,62 @@ def test_two_colleges_run_as_partitions_each_on_its_own_files(tmp_path, campus_d
         result = job.execute_in_process(instance=instance, raise_on_error=False)
         assert result.success
     assert _national(single_var / "published") == multi[B], "college B differs from the same campus run alone"
+
+
+# ------------------------------------------------------------------------------------------ inbox sensor
+
+
+def test_inbox_sensor_watches_each_college_inbox_and_launches_its_partition(tmp_path, campus_dir, monkeypatch):
+    """Many colleges: party_inbox_sensor looks at every college's inbox (its own sources.yaml) and launches
+    that college's partition of inbox_load_job; the run key and the cursor are per college, and a run of one
+    college's partition in flight holds back that college's files only. Real files, a real instance."""
+    import json
+
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    from hub.factory import build_definitions
+
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    _sources_for("A", folder / "a.yaml")
+    _sources_for("B", folder / "b.yaml")
+    path = _colleges_yaml(folder, [{"xxdm": A, "name": "A", "sources": "a.yaml"},
+                                   {"xxdm": B, "name": "B", "sources": "b.yaml"}])
+    inbox = {code: tmp_path / "inbox" / code for code in (A, B)}
+    for code, prefix in ((A, "A"), (B, "B")):
+        monkeypatch.setenv(f"HUB_{prefix}_INBOX_DIR", str(inbox[code]))
+        inbox[code].mkdir(parents=True)
+    settings = Settings.from_env({"HUB_VAR_DIR": str(tmp_path / "var")})
+    defs = build_definitions(settings, load_colleges(path))
+    sensor = defs.resolve_sensor_def("party_inbox_sensor")
+    job = defs.resolve_job_def("inbox_load_job")
+    assert job.partitions_def is not None and job.partitions_def.get_partition_keys() == [A, B]
+
+    def tick(instance, cursor):
+        with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs) as ctx:
+            data = sensor.evaluate_tick(ctx)
+        return data.run_requests or [], data.skip_message, data.cursor
+
+    with dg.instance_for_test() as instance:
+        requests, skip, cursor = tick(instance, None)
+        assert not requests and "no new files" in skip
+        dropped_a = drop_party_exports(campus_dir, inbox[A])
+        assert dropped_a
+        requests, _, cursor = tick(instance, cursor)
+        [req] = requests
+        assert req.partition_key == A and req.tags["college"] == A and req.run_key.startswith(f"{A}:")
+        assert req.tags["hub/files"] == str(len(dropped_a))
+        assert set(json.loads(cursor)[A].values()) == {req.run_key} and not json.loads(cursor).get(B)
+        requests, skip, cursor = tick(instance, cursor)
+        assert not requests, "A's files were launched once; the next tick launches nothing"
+        # the same files dropped for college B: B's own run, another run key
+        drop_party_exports(campus_dir, inbox[B])
+        requests, _, cursor = tick(instance, cursor)
+        [req_b] = requests
+        assert req_b.partition_key == B and req_b.run_key.startswith(f"{B}:")
+        assert req_b.run_key.split(":")[1] == req.run_key.split(":")[1], "same files, same hash, other college"
+        # a run of B's partition in progress holds back B's files; A's go ahead (fresh cursor: nothing launched yet)
+        instance.add_run(DagsterRun(job_name="campus_main_job", run_id="b" * 32, status=DagsterRunStatus.STARTED,
+                                    tags={"dagster/partition": B, "college": B}))
+        requests, skip, _ = tick(instance, None)
+        assert [r.partition_key for r in requests] == [A]
