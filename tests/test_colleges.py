@@ -25,6 +25,7 @@ from hub.colleges import (
 )
 from hub.encryption import KeyConfigError
 from hub.publisher import read_manifest
+from hub.resources import CampusSourcesResource  # at module level: an asset's annotation below names it
 from hub.settings import PROJECT_ROOT, Settings
 from pipelines.national import NATIONAL_TABLES
 from tests.conftest import SMALL_SCALE
@@ -311,3 +312,34 @@ def test_inbox_sensor_watches_each_college_inbox_and_launches_its_partition(tmp_
                                     tags={"dagster/partition": B, "college": B}))
         requests, skip, _ = tick(instance, None)
         assert [r.partition_key for r in requests] == [A]
+
+
+def test_each_college_run_spools_its_object_store_loads_in_its_own_folder(tmp_path):
+    """With the raw zone on object storage a load spools its parts locally and sweeps its entity's
+    uncommitted spool files first: one spool folder for all colleges let college B's load of an entity delete
+    the parts college A's load of the same entity was uploading (benchmarks/colleges.py, two at a time)."""
+    from hub.colleges import college_resources, partitions_def
+
+    _sources_for("A", tmp_path / "a.yaml")
+    _sources_for("B", tmp_path / "b.yaml")
+    colleges = load_colleges(_colleges_yaml(tmp_path, [{"xxdm": A, "name": "A", "sources": "a.yaml"},
+                                                       {"xxdm": B, "name": "B", "sources": "b.yaml"}]))
+    spools = {}
+
+    @dg.asset(partitions_def=partitions_def(colleges))
+    def spool(context, campus_sources: CampusSourcesResource) -> None:
+        spools[context.partition_key] = (campus_sources.raw_dir, campus_sources.spool_dir)
+
+    for env in ({}, {"HUB_RAW_SPOOL_DIR": str(tmp_path / "spool")}):
+        settings = Settings.from_env({"HUB_VAR_DIR": str(tmp_path / "var"), "HUB_RAW_DIR": "s3://bucket/hub", **env})
+        resources = college_resources({"campus_sources": CampusSourcesResource(
+            config_path=str(tmp_path / "a.yaml"), raw_dir=settings.raw_root_url, spool_dir=settings.raw_spool_dir)},
+            colleges, settings)
+        with dg.instance_for_test() as instance:
+            for code in (A, B):
+                assert dg.materialize([spool], partition_key=code, resources=resources, instance=instance).success
+        assert spools[A][0] == f"s3://bucket/hub/xxdm={A}/raw"
+        assert spools[A][1] != spools[B][1], "one spool folder per college"
+        for code in (A, B):
+            base = tmp_path / "spool" if env else colleges.paths(code, settings).var_dir
+            assert Path(spools[code][1]).is_relative_to(base) and code in spools[code][1]
