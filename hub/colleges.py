@@ -133,6 +133,9 @@ class CollegePaths:
     snapshot_path: Path
     restricted_snapshot_path: Path
     raw_root: str  # a path, or <HUB_RAW_DIR URL>/xxdm=<code>/raw
+    # where an object-store raw zone spools the college's loads before upload: its own folder, as a load
+    # sweeps its entity's uncommitted spool files, which would be another college's load of the same entity
+    raw_spool_dir: Path
     inbox_dir: Path
     published_root: str  # a path, or <HUB_PUBLISHED_ROOT URL>/xxdm=<code>/published
 
@@ -175,6 +178,8 @@ class Colleges:
             warehouse_path=var / "warehouse.duckdb",
             snapshot_path=var / "snapshot" / "analyst.duckdb",
             restricted_snapshot_path=var / "restricted" / "restricted.duckdb",
+            raw_spool_dir=Path(settings.raw_spool_dir) / f"xxdm={xxdm}" if settings.raw_spool_dir
+            else var / "raw_spool",
             raw_root=_college_url(settings.raw_root_url, xxdm, "raw") if "://" in settings.raw_root_url
             else str(var / "raw"),
             inbox_dir=var / "inbox" / "party",
@@ -308,7 +313,8 @@ def _college_values(key: str, paths: CollegePaths) -> dict[str, Any]:
         "warehouse": {"path": str(paths.warehouse_path), "snapshot_path": str(paths.snapshot_path),
                       "restricted_snapshot_path": str(paths.restricted_snapshot_path),
                       "var_dir": str(paths.var_dir), "key_vars": c.secrets.model_dump()},
-        "campus_sources": {"config_path": str(paths.sources_file), "raw_dir": paths.raw_root},
+        "campus_sources": {"config_path": str(paths.sources_file), "raw_dir": paths.raw_root,
+                           "spool_dir": str(paths.raw_spool_dir)},
         "identity": {"person_key_secret": paths.secret("person_key"),
                      "national_key_secret": paths.secret("national_key") or paths.secret("person_key")},
         "publisher": {"root": paths.published_root, "kms_master_keys": paths.secret("kms_master_keys")},

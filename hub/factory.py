@@ -29,7 +29,7 @@ from pipelines.as_of import as_of
 from pipelines.automation import automation_sensor, with_downstream_conditions
 from pipelines.data_docs import data_docs_index_sensor
 from pipelines.expectations import expectation_checks
-from pipelines.jobs import build_automation
+from pipelines.jobs import build_automation, college_inbox_sensor
 from pipelines.publish import publish_assets
 from pipelines.quality_tables import quality_table_specs
 from pipelines.quarantine import quarantine_rate_checks
@@ -58,8 +58,9 @@ def _with_colleges(defs: dg.Definitions, colleges: Colleges, settings: Settings)
     """The single college's graph, partitioned by college, its resources per college, a schedule per college.
 
     Every college's sources.yaml must declare the same sources and entities (the graph is one for all);
-    checked here. The inbox sensor and the daily schedule of the single college are left out: each
-    college's schedule launches its partition of campus_main_job."""
+    checked here. The single college's daily schedule is left out (each college's schedule launches its
+    partition of campus_main_job) and its inbox sensor is replaced by one that watches every college's inbox
+    and launches that college's partition of inbox_load_job (pipelines/jobs.py college_inbox_sensor)."""
     from connectors import load_sources as _load
 
     first = colleges.colleges[0].xxdm
@@ -72,11 +73,13 @@ def _with_colleges(defs: dg.Definitions, colleges: Colleges, settings: Settings)
     assets = partitioned(list(defs.assets or []), colleges)
     checks = [without_pools(c) for c in defs.asset_checks or []]
     main = next(j for j in defs.jobs if getattr(j, "name", "") == "campus_main_job")
+    inbox_job = next(j for j in defs.jobs if getattr(j, "name", "") == "inbox_load_job")
+    file_sources = {n: s for n, s in _load(colleges.paths(first, settings).sources_file).items() if s.kind == "files"}
     return dg.Definitions(
-        assets=assets, asset_checks=checks,
-        jobs=[j for j in defs.jobs if getattr(j, "name", "") != "inbox_load_job"],
+        assets=assets, asset_checks=checks, jobs=list(defs.jobs),
         schedules=college_schedules(colleges, main),
-        sensors=[*(s for s in defs.sensors if s.name not in ("party_inbox_sensor", "data_docs_index")),
+        sensors=[college_inbox_sensor(file_sources, inbox_job, colleges, settings),
+                 *(s for s in defs.sensors if s.name not in ("party_inbox_sensor", "data_docs_index")),
                  data_docs_index_sensor(lambda run: _college_quality_dir(colleges, settings, run))],
         executor=defs.executor, resources=college_resources(dict(defs.resources), colleges, settings))
 

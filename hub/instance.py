@@ -78,3 +78,26 @@ def open_instance(settings: Settings | None = None):
 
     home = instance_home(settings)
     return DagsterInstance.from_config(str(home))
+
+
+def stop_sensors(instance, workspace: str | Path, names: tuple[str, ...]) -> list[str]:
+    """Stop the sensors ``names`` of the workspace's code location in ``instance`` (what ``dagster sensor
+    stop`` does, for several at once); the names stopped. Benchmarks and tests that queue runs of their own
+    use it so that the automation and inbox sensors launch none beside them."""
+    from dagster import __version__
+    from dagster._cli.workspace.cli_target import (
+        WorkspaceOpts,
+        get_code_location_from_workspace,
+        get_remote_repository_from_code_location,
+        get_workspace_from_cli_opts,
+    )
+
+    stopped = []
+    with get_workspace_from_cli_opts(instance, version=__version__,
+                                     workspace_opts=WorkspaceOpts(workspace=[str(workspace)])) as ws:
+        repo = get_remote_repository_from_code_location(get_code_location_from_workspace(ws, None), None)
+        for sensor in repo.get_sensors():
+            if sensor.name in names:
+                instance.stop_sensor(sensor.get_remote_origin_id(), sensor.selector_id, sensor)
+                stopped.append(sensor.name)
+    return stopped

@@ -25,6 +25,7 @@ from hub.colleges import (
 )
 from hub.encryption import KeyConfigError
 from hub.publisher import read_manifest
+from hub.resources import CampusSourcesResource  # at module level: an asset's annotation below names it
 from hub.settings import PROJECT_ROOT, Settings
 from pipelines.national import NATIONAL_TABLES
 from tests.conftest import SMALL_SCALE
@@ -134,7 +135,9 @@ def test_partitioned_graph(tmp_path):
     with dg.build_schedule_context(repository_def=multi.get_repository_def()) as ctx:
         request = schedule.evaluate_tick(ctx).run_requests[0]
     assert request.partition_key == B and request.tags["college"] == B
-    assert "party_inbox_sensor" not in {s.name for s in multi.sensors}
+    inbox = multi.resolve_sensor_def("party_inbox_sensor")  # every college's inbox (tested below)
+    assert inbox.job_name == "inbox_load_job" and "every college" in inbox.description
+    assert "every college" not in single.resolve_sensor_def("party_inbox_sensor").description
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -250,3 +253,93 @@ def test_two_colleges_run_as_partitions_each_on_its_own_files(tmp_path, campus_d
         result = job.execute_in_process(instance=instance, raise_on_error=False)
         assert result.success
     assert _national(single_var / "published") == multi[B], "college B differs from the same campus run alone"
+
+
+# ------------------------------------------------------------------------------------------ inbox sensor
+
+
+def test_inbox_sensor_watches_each_college_inbox_and_launches_its_partition(tmp_path, campus_dir, monkeypatch):
+    """Many colleges: party_inbox_sensor looks at every college's inbox (its own sources.yaml) and launches
+    that college's partition of inbox_load_job; the run key and the cursor are per college, and a run of one
+    college's partition in flight holds back that college's files only. Real files, a real instance."""
+    import json
+
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    from hub.factory import build_definitions
+
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    _sources_for("A", folder / "a.yaml")
+    _sources_for("B", folder / "b.yaml")
+    path = _colleges_yaml(folder, [{"xxdm": A, "name": "A", "sources": "a.yaml"},
+                                   {"xxdm": B, "name": "B", "sources": "b.yaml"}])
+    inbox = {code: tmp_path / "inbox" / code for code in (A, B)}
+    for code, prefix in ((A, "A"), (B, "B")):
+        monkeypatch.setenv(f"HUB_{prefix}_INBOX_DIR", str(inbox[code]))
+        inbox[code].mkdir(parents=True)
+    settings = Settings.from_env({"HUB_VAR_DIR": str(tmp_path / "var")})
+    defs = build_definitions(settings, load_colleges(path))
+    sensor = defs.resolve_sensor_def("party_inbox_sensor")
+    job = defs.resolve_job_def("inbox_load_job")
+    assert job.partitions_def is not None and job.partitions_def.get_partition_keys() == [A, B]
+
+    def tick(instance, cursor):
+        with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs) as ctx:
+            data = sensor.evaluate_tick(ctx)
+        return data.run_requests or [], data.skip_message, data.cursor
+
+    with dg.instance_for_test() as instance:
+        requests, skip, cursor = tick(instance, None)
+        assert not requests and "no new files" in skip
+        dropped_a = drop_party_exports(campus_dir, inbox[A])
+        assert dropped_a
+        requests, _, cursor = tick(instance, cursor)
+        [req] = requests
+        assert req.partition_key == A and req.tags["college"] == A and req.run_key.startswith(f"{A}:")
+        assert req.tags["hub/files"] == str(len(dropped_a))
+        assert set(json.loads(cursor)[A].values()) == {req.run_key} and not json.loads(cursor).get(B)
+        requests, skip, cursor = tick(instance, cursor)
+        assert not requests, "A's files were launched once; the next tick launches nothing"
+        # the same files dropped for college B: B's own run, another run key
+        drop_party_exports(campus_dir, inbox[B])
+        requests, _, cursor = tick(instance, cursor)
+        [req_b] = requests
+        assert req_b.partition_key == B and req_b.run_key.startswith(f"{B}:")
+        assert req_b.run_key.split(":")[1] == req.run_key.split(":")[1], "same files, same hash, other college"
+        # a run of B's partition in progress holds back B's files; A's go ahead (fresh cursor: nothing launched yet)
+        instance.add_run(DagsterRun(job_name="campus_main_job", run_id="b" * 32, status=DagsterRunStatus.STARTED,
+                                    tags={"dagster/partition": B, "college": B}))
+        requests, skip, _ = tick(instance, None)
+        assert [r.partition_key for r in requests] == [A]
+
+
+def test_each_college_run_spools_its_object_store_loads_in_its_own_folder(tmp_path):
+    """With the raw zone on object storage a load spools its parts locally and sweeps its entity's
+    uncommitted spool files first: one spool folder for all colleges let college B's load of an entity delete
+    the parts college A's load of the same entity was uploading (benchmarks/colleges.py, two at a time)."""
+    from hub.colleges import college_resources, partitions_def
+
+    _sources_for("A", tmp_path / "a.yaml")
+    _sources_for("B", tmp_path / "b.yaml")
+    colleges = load_colleges(_colleges_yaml(tmp_path, [{"xxdm": A, "name": "A", "sources": "a.yaml"},
+                                                       {"xxdm": B, "name": "B", "sources": "b.yaml"}]))
+    spools = {}
+
+    @dg.asset(partitions_def=partitions_def(colleges))
+    def spool(context, campus_sources: CampusSourcesResource) -> None:
+        spools[context.partition_key] = (campus_sources.raw_dir, campus_sources.spool_dir)
+
+    for env in ({}, {"HUB_RAW_SPOOL_DIR": str(tmp_path / "spool")}):
+        settings = Settings.from_env({"HUB_VAR_DIR": str(tmp_path / "var"), "HUB_RAW_DIR": "s3://bucket/hub", **env})
+        resources = college_resources({"campus_sources": CampusSourcesResource(
+            config_path=str(tmp_path / "a.yaml"), raw_dir=settings.raw_root_url, spool_dir=settings.raw_spool_dir)},
+            colleges, settings)
+        with dg.instance_for_test() as instance:
+            for code in (A, B):
+                assert dg.materialize([spool], partition_key=code, resources=resources, instance=instance).success
+        assert spools[A][0] == f"s3://bucket/hub/xxdm={A}/raw"
+        assert spools[A][1] != spools[B][1], "one spool folder per college"
+        for code in (A, B):
+            base = tmp_path / "spool" if env else colleges.paths(code, settings).var_dir
+            assert Path(spools[code][1]).is_relative_to(base) and code in spools[code][1]

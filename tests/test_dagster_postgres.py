@@ -141,3 +141,95 @@ def test_runs_events_and_the_queue_live_in_postgresql(tmp_path, monkeypatch):
                 AssetKey("college_heartbeat")).asset_materialization
             assert mat.metadata["college"].value in (A, B)
 
+
+
+from tests import s3_server  # noqa: E402 (the colleges' queue test below)
+
+s3_endpoint, s3_bucket = s3_server.s3_endpoint, s3_server.s3_bucket  # fixtures: moto's S3 server on loopback
+
+
+@pytest.mark.slow
+def test_colleges_partition_runs_through_the_queue_with_the_raw_zone_on_s3(tmp_path, campus_dir, s3_bucket):
+    """The hub's own code location with two colleges (HUB_COLLEGES_FILE): each college's partition of
+    inbox_load_job submitted to the PostgreSQL instance's queue as `dagster job launch` does, started by the
+    real daemon in a process of its own (DefaultRunLauncher), on the college's own resources: its files from
+    its inbox, its parts in its prefix of the S3 raw zone, its loads in its own warehouse. The automation and
+    inbox sensors are stopped so that the queue holds only these runs. (~1.5-3 min on 2 shared cores: the code
+    server and each run worker load the hub's definitions.)"""
+    import duckdb
+    import fsspec
+    import yaml
+    from dagster import DagsterInstance, DagsterRunStatus
+    from dagster._cli.job import execute_launch_command
+    from dagster._cli.workspace.cli_target import WorkspaceOpts
+
+    from campus_sim.inbox import drop_party_exports
+    from hub.colleges import load_colleges
+    from hub.instance import stop_sensors
+    from hub.settings import Settings
+
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    entries = []
+    env_colleges = {}
+    for code, prefix in ((A, "A"), (B, "B")):
+        text = (PROJECT_ROOT / "sources.yaml").read_text(encoding="utf-8").replace("${HUB_", f"${{HUB_{prefix}_")
+        (conf / f"{prefix}.yaml").write_text(text, encoding="utf-8")
+        entries.append({"xxdm": code, "name": f"{prefix} 学院", "sources": f"{prefix}.yaml"})
+        inbox = tmp_path / "inbox" / code
+        assert drop_party_exports(campus_dir, inbox)
+        env_colleges[f"HUB_{prefix}_INBOX_DIR"] = str(inbox)
+    colleges_file = conf / "colleges.yaml"
+    colleges_file.write_text(yaml.safe_dump({"colleges": entries}, allow_unicode=True), encoding="utf-8")
+    raw_root = f"s3://{s3_bucket}/hub"
+    with fresh_database("hub_dagster_colleges") as plain:
+        url = plain.replace("postgresql://", "postgresql+psycopg2://")
+        env = {**os.environ, **env_colleges, PG_URL_VAR: url, "HUB_VAR_DIR": str(tmp_path / "var"),
+               "HUB_COLLEGES_FILE": str(colleges_file), "HUB_RAW_DIR": raw_root, "HUB_MODE": "test"}
+        home = instance_home(env=env)
+        env["DAGSTER_HOME"] = str(home)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(pytest.MonkeyPatch.context()).setenv(PG_URL_VAR, url)
+            instance = stack.enter_context(DagsterInstance.from_config(str(home)))
+            port = _free_port()
+            # python -m: a copied virtualenv's scripts may name another checkout's interpreter in their #! line
+            code_server = subprocess.Popen(
+                [sys.executable, "-m", "dagster", "api", "grpc", "-h", "127.0.0.1", "-p", str(port),
+                 "--location-name", "colleges", "-m", "hub.definitions", "-a", "defs"],
+                env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stack.callback(_stop, code_server)
+            workspace = tmp_path / "workspace.yaml"
+            workspace.write_text("load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"
+                                 f"      port: {port}\n      location_name: colleges\n")
+            _wait_for_port(port, code_server)
+            assert sorted(stop_sensors(instance, workspace, ("hub_automation", "party_inbox_sensor"))) == [
+                "hub_automation", "party_inbox_sensor"]
+            for code in (A, B):
+                execute_launch_command(instance=instance, workspace_opts=WorkspaceOpts(workspace=[str(workspace)]),
+                                       job_name="inbox_load_job",
+                                       tags=json.dumps({"dagster/partition": code, **college_tags(code)}))
+            assert [r.status for r in instance.get_runs()] == [DagsterRunStatus.QUEUED] * 2
+            daemon = subprocess.Popen([sys.executable, "-m", "dagster._daemon", "run", "-w", str(workspace)],
+                                      env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stack.callback(_stop, daemon)
+            deadline = time.monotonic() + 400
+            while time.monotonic() < deadline and not all(
+                    r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) for r in instance.get_runs()):
+                time.sleep(1)
+            records = instance.get_run_records()
+            assert sorted((r.dagster_run.tags["dagster/partition"], r.dagster_run.status) for r in records) == [
+                (A, DagsterRunStatus.SUCCESS), (B, DagsterRunStatus.SUCCESS)]
+            assert all(r.start_time and r.end_time for r in records)
+    colleges = load_colleges(colleges_file)
+    settings = Settings.from_env({"HUB_VAR_DIR": str(tmp_path / "var"), "HUB_RAW_DIR": raw_root})
+    fs = fsspec.filesystem("s3")
+    for code in (A, B):
+        paths = colleges.paths(code, settings)
+        assert paths.raw_root == f"{raw_root}/xxdm={code}/raw"
+        parts = fs.glob(f"{s3_bucket}/hub/xxdm={code}/raw/party/**/*.parquet")
+        assert parts, f"college {code}'s raw parts are on the S3 server, in its prefix"
+        with duckdb.connect(str(paths.warehouse_path), read_only=True) as con:
+            loaded = con.execute("SELECT count(*) FROM meta.loaded_file").fetchone()[0]
+            ok = con.execute("SELECT count(*) FROM quality.load_audit WHERE source = 'party' AND status = 'ok'"
+                             ).fetchone()[0]
+        assert loaded > 0 and ok > 0, f"college {code}'s files were loaded into its own warehouse"
