@@ -95,21 +95,29 @@ def _content_versions(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
         .fetchall()}
 
 
-def _sidecar(target: Path) -> Path:
-    return target.with_name(f".{target.name}.tables.json")
+def _ensure_state(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS meta")
+    con.execute("""CREATE TABLE IF NOT EXISTS meta.snapshot_state (
+        target   VARCHAR PRIMARY KEY,   -- the snapshot file
+        size     BIGINT NOT NULL,       -- its size and mtime when it was swapped in: another file is not trusted
+        mtime_ns BIGINT NOT NULL,
+        tables   VARCHAR NOT NULL)      -- JSON: 'schema.table' -> the stamp of the copy it holds""")
 
 
-def _previous_tables(target: Path) -> dict[str, str]:
-    """What the current snapshot at ``target`` holds ('schema.table' -> stamp), from its sidecar; {} when the
-    sidecar is missing, unreadable or describes another file (a crash between the swap and the sidecar)."""
+def _previous_tables(con: duckdb.DuckDBPyConnection, target: Path) -> dict[str, str]:
+    """What the current snapshot at ``target`` holds ('schema.table' -> stamp), as the warehouse recorded it
+    when it swapped that file in; {} when nothing is recorded or the file is not that one (replaced behind
+    the hub's back, or a crash between the swap and the record)."""
+    _ensure_state(con)
+    row = con.execute("SELECT size, mtime_ns, tables FROM meta.snapshot_state WHERE target = ?",
+                      [str(target)]).fetchone()
     try:
-        side = json.loads(_sidecar(target).read_text(encoding="utf-8"))
         st = target.stat()
-    except (OSError, ValueError):
+    except OSError:
         return {}
-    if side.get("size") != st.st_size or side.get("mtime_ns") != st.st_mtime_ns:
+    if row is None or row[0] != st.st_size or row[1] != st.st_mtime_ns:
         return {}
-    return dict(side.get("tables") or {})
+    return dict(json.loads(row[2]))
 
 
 def take_snapshot(con, target: str | Path, *, role: str = "analyst", group: str = "", incremental: bool = True,
@@ -124,8 +132,10 @@ def take_snapshot(con, target: str | Path, *, role: str = "analyst", group: str 
 
     ``incremental``: the new file starts as a byte copy of the current snapshot, and only the tables whose
     content version (recorded by their model, meta.content_version) or whose select list (the masking)
-    changed since it was taken are written again; the others are kept as they are. A table without a
-    recorded version, a snapshot without its sidecar, or ``incremental=False`` means copying everything.
+    changed since it was taken are written again; the others are kept as they are (what each snapshot file
+    holds is recorded in the warehouse, ``meta.snapshot_state``, with the file's size and mtime). A table
+    without a recorded version, a snapshot file other than the recorded one, or ``incremental=False`` means
+    copying everything.
     ``counts`` (when given) receives ``tables_copied`` and ``tables_kept``.
     """
     if role not in ROLES:
@@ -139,7 +149,7 @@ def take_snapshot(con, target: str | Path, *, role: str = "analyst", group: str 
     old_umask = os.umask(0o077)  # the copy is readable by nobody else while it is written
     restricted = restricted_columns()
     versions = _content_versions(con) if incremental else {}
-    previous = _previous_tables(target) if versions else {}
+    previous = _previous_tables(con, target) if versions else {}
     literal = "'" + str(tmp).replace("'", "''") + "'"
     stamps: dict[str, str | None] = {}
     copied = kept = 0
@@ -180,13 +190,12 @@ def take_snapshot(con, target: str | Path, *, role: str = "analyst", group: str 
     finally:
         os.umask(old_umask)
     _chmod(tmp, role, group)
-    _sidecar(target).unlink(missing_ok=True)  # the next snapshot trusts nothing until the new sidecar is written
+    _ensure_state(con)
+    con.execute("DELETE FROM meta.snapshot_state WHERE target = ?", [str(target)])  # trusted again once recorded
     os.replace(tmp, target)
     st = target.stat()
-    side_tmp = _sidecar(target).with_suffix(".tmp")
-    side_tmp.write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                    "tables": {k: v for k, v in stamps.items() if v}}), encoding="utf-8")
-    os.replace(side_tmp, _sidecar(target))
+    con.execute("INSERT INTO meta.snapshot_state VALUES (?, ?, ?, ?)",
+                [str(target), st.st_size, st.st_mtime_ns, json.dumps({k: v for k, v in stamps.items() if v})])
     if counts is not None:
         counts.update(tables_copied=copied, tables_kept=kept)
     return target

@@ -175,6 +175,7 @@ def test_analyst_snapshot_holds_warehouse_and_marts_masked_and_opens_directly(sm
 def test_the_snapshot_asset_writes_both_roles_and_removes_an_earlier_unmasked_copy(tmp_path):
     import dagster as dg
 
+    from hub.resources import RunSettingsResource
     from pipelines.snapshot import analyst_snapshot_asset
 
     con = connect(tmp_path / "warehouse.duckdb")
@@ -186,7 +187,8 @@ def test_the_snapshot_asset_writes_both_roles_and_removes_an_earlier_unmasked_co
     resource = WarehouseResource(path=str(tmp_path / "warehouse.duckdb"),
                                  snapshot_path=str(tmp_path / "snapshot" / "analyst.duckdb"),
                                  restricted_snapshot_path=str(tmp_path / "restricted" / "restricted.duckdb"))
-    assert dg.materialize([analyst_snapshot_asset([])], resources={"warehouse": resource}).success
+    assert dg.materialize([analyst_snapshot_asset([])],
+                          resources={"warehouse": resource, "run_settings": RunSettingsResource()}).success
     assert not legacy.exists()
     assert sorted(p.name for p in (tmp_path / "snapshot").iterdir()) == ["analyst.duckdb"]
     assert (tmp_path / "restricted" / "restricted.duckdb").stat().st_mode & 0o777 == 0o600

@@ -66,8 +66,9 @@ def _record(con, schema: str, table: str) -> None:
 
 def test_a_snapshot_rewrites_only_the_tables_whose_content_changed_and_equals_a_full_copy(tmp_path):
     """Unchanged tables are kept from the last snapshot, changed and new ones written, dropped ones gone; the
-    result equals a full copy table by table, masked columns masked. A snapshot whose sidecar does not
-    describe it, or a table without a recorded version, is copied again in full."""
+    result equals a full copy table by table, masked columns masked, and the analysts' folder holds the
+    snapshot alone. A snapshot file other than the one recorded, or a table without a recorded version, is
+    copied again in full."""
     c = connect(tmp_path / "warehouse.duckdb")
     c.execute("CREATE TABLE warehouse.dim_person AS SELECT 'P' || i AS person_key, "
               "'11010519900101' || lpad(CAST(i AS VARCHAR), 4, '0') AS id_number FROM range(50) t(i)")
@@ -91,9 +92,10 @@ def test_a_snapshot_rewrites_only_the_tables_whose_content_changed_and_equals_a_
     got, want = _tables(target), _tables(full)
     assert got == want and "warehouse.fact_b" not in got and (100,) in got["warehouse.fact_a"]
     assert all(not v[1].startswith("11010519900101") for v in got["warehouse.dim_person"])  # still masked
+    assert [p.name for p in target.parent.iterdir()] == ["analyst.duckdb"]
 
-    # a table whose version did not change is taken from the old file: a file that is not the one the sidecar
-    # describes (replaced behind the hub's back) is not trusted
+    # a table whose version did not change is taken from the old file: a file that is not the one the
+    # warehouse recorded (replaced behind the hub's back) is not trusted
     os.utime(target, ns=(1, 1))
     take_snapshot(c, target, counts=counts)
     assert counts["tables_kept"] == 0 and _tables(target) == want
