@@ -80,3 +80,18 @@ def copy_campus_warehouse(campus_warehouse: Path) -> Callable[[Path], Path]:
         return target
 
     return _copy
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """Two warehouses with the code sets loaded: one built incrementally, one in full, to compare table by
+    table (tests/test_incremental_staging*.py; a test file may define its own ``pair``)."""
+    from hub.warehouse import connect
+    from models.build import load_code_sets
+
+    a, b = connect(tmp_path / "incremental.duckdb"), connect(tmp_path / "full.duckdb")
+    for c in (a, b):
+        load_code_sets(c)
+    yield a, b
+    a.close()
+    b.close()

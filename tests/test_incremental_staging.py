@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.warehouse import connect
-from models.build import STAGING_MODELS, build_staging, load_code_sets
+from models.build import STAGING_MODELS, build_staging
 from models.incremental import build_staging_incremental
 from models.plausibility import load_checks
 from models.row_rules import conservation
@@ -108,14 +107,6 @@ def checks(tmp_path: Path):
     return load_checks(config)
 
 
-@pytest.fixture
-def pair(tmp_path: Path):
-    a, b = connect(tmp_path / "incremental.duckdb"), connect(tmp_path / "full.duckdb")
-    for c in (a, b):
-        load_code_sets(c)
-    yield a, b
-    a.close()
-    b.close()
 
 
 def test_incremental_equals_full_after_a_sequence_of_loads(pair, checks):

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 
 import pytest
 
-from hub.warehouse import connect
-from models.build import STAGING_MODELS, build_staging, load_code_sets
+from models.build import STAGING_MODELS, build_staging
 from models.incremental import INCREMENTAL_STAGING, build_staging_incremental
 from models.plausibility import load_checks
 from models.row_rules import conservation
@@ -198,14 +196,6 @@ def checks():
     return load_checks()  # the shipped quality/plausibility.yaml
 
 
-@pytest.fixture
-def pair(tmp_path: Path):
-    a, b = connect(tmp_path / "incremental.duckdb"), connect(tmp_path / "full.duckdb")
-    for c in (a, b):
-        load_code_sets(c)
-    yield a, b
-    a.close()
-    b.close()
 
 
 def test_every_non_snapshot_model_is_incremental_and_every_spec_is_one():
