@@ -40,7 +40,7 @@ ui: install  ## the Dagster UI on http://127.0.0.1:3000, with the simulated sour
 	@$(BIN)/hub recover
 	@$(BIN)/hub serve-sources & SERVE=$$!; $(BIN)/hub serve-docs & DOCS=$$!; \
 		trap 'kill $$SERVE $$DOCS 2>/dev/null' EXIT INT TERM; \
-		HUB_MODE=demo $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+		HUB_MODE=demo DAGSTER_AUTOMATION_TICK_SETTLE_SECONDS=5 $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: install
 	$(BIN)/ruff check .

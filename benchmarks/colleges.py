@@ -143,13 +143,13 @@ def run_phase(phase: str, codes: list[str], max_runs: int, *, work: Path, campus
 
     from campus_sim.inbox import drop_party_exports
     from campus_sim.servers import SourceServers
-    from hub.instance import stop_sensors
+    from hub.instance import AUTOMATION_ENV, stop_sensors
 
     root = work / phase
     root.mkdir(parents=True, exist_ok=True)
     conf = work / "conf"
     entries = []
-    env = dict(base_env)
+    env = {**base_env, **AUTOMATION_ENV}  # the code server as deployed (it evaluates hub_automation)
     with ExitStack() as stack:
         for c in codes:
             entries.append({"xxdm": c, "name": f"模拟学院 {c}",

@@ -20,6 +20,16 @@ PG_URL_VAR = "HUB_DAGSTER_PG_URL"
 COLLEGE_TAG = "college"  # its value: the college's 学校代码 (xxdm)
 PG_INSTANCE_YAML = PROJECT_ROOT / "deploy" / "dagster.yaml"
 
+# The environment of the process that evaluates hub_automation: the code location's server, since the
+# sensor runs the hub's own condition there (pipelines/automation.py). Set by Makefile `ui` (dagster dev),
+# deploy/docker-compose.yaml, deploy/helm/values.yaml and the benchmarks and tests that start a code
+# server; tests/test_deploy.py holds them to this.
+# DAGSTER_AUTOMATION_TICK_SETTLE_SECONDS: a tick captures the event log's last id, waits this long for
+# transactions in flight, then reads only the events up to that id, so each materialisation falls into
+# exactly one tick. With Dagster's default (0) a tick can read an asset record that does not yet show an
+# event whose id its cursor already passed; the next tick starts after it, and the update is never seen.
+AUTOMATION_ENV = {"DAGSTER_AUTOMATION_TICK_SETTLE_SECONDS": "5"}
+
 
 class InstanceConfigError(ValueError):
     pass

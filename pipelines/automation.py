@@ -10,21 +10,71 @@ asset newly missing; nothing upstream missing or in progress) and, in addition, 
 check that failed on its latest materialisation: a failing blocking check holds back what is built on its
 table until the table is rebuilt and passes. (Within one run Dagster's own blocking checks gate as before.) The quality tables (pipelines/quality_tables.py) are asset specs that are never materialised:
 they are ignored, or every fact that reads ``quality.quarantine`` would wait forever on a "missing" dep.
+
+Nothing is requested for a college while a run of that college is queued or in progress
+(:class:`NoRunInFlight`; one college: while any run is). Dagster's own ``~in_progress()`` turns false the
+moment a run materialises the asset, while the tick's bounded view of the event log (see
+``hub.instance.AUTOMATION_ENV``) does not yet show that materialisation: the asset still looks "updated
+since last handled" and was requested again, run after run, while the college's main run went on (seen on
+PostgreSQL with two colleges: 4 extra runs queued during one run at scale 0.02; docs/scale-out.md). A run of
+the college holds its DuckDB file anyway, so a rebuild requested meanwhile could only wait in the queue;
+the tick after the run ends sees everything it wrote. The guard is Python, so the sensor is evaluated in
+the code location's server (``use_user_code_server``), where the hub's code runs.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
+
+from hub.instance import COLLEGE_TAG
 
 QUALITY = dg.AssetSelection.groups("quality")
 INTAKE_GROUPS = ("raw",)  # raw/* and settings/as_of: launched by the inbox sensor and the daily schedule
+
+# a run of the college (the partition key) in one of these holds its DuckDB file or will
+IN_FLIGHT = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+             dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
+PARTITION_TAG = "dagster/partition"
+
+
+class NoRunInFlight(dg.AutomationCondition):
+    """True for the partitions (colleges) of which no run is queued or in progress; for an unpartitioned
+    asset (one college), true while no run at all is. Stateless: reads the run storage on every tick."""
+
+    @property
+    def requires_cursor(self) -> bool:
+        return False
+
+    @property
+    def name(self) -> str:
+        return "no_run_in_flight"
+
+    @property
+    def description(self) -> str:
+        return "no run of this college is queued or in progress"
+
+    def evaluate(self, context):
+        candidate = context.candidate_subset
+        runs = context.asset_graph_view.instance.get_runs(dg.RunsFilter(statuses=list(IN_FLIGHT)))
+        if not candidate.is_partitioned:
+            return dg.AutomationResult(context, true_subset=context.get_empty_subset() if runs else candidate)
+        keys = set(context.partitions_def.get_partition_keys())
+        colleges = [r.tags.get(PARTITION_TAG) or r.tags.get(COLLEGE_TAG) for r in runs]
+        # a run that names no college (a job over every partition) may write any college's file
+        busy = keys if None in colleges else keys & set(colleges)
+        held = candidate.compute_intersection_with_partition_keys(busy)
+        return dg.AutomationResult(context, true_subset=candidate.compute_difference(held))
+
 
 DOWNSTREAM: dg.AutomationCondition = (
     dg.AutomationCondition.eager()
     & ~dg.AutomationCondition.any_deps_match(
         dg.AutomationCondition.any_checks_match(dg.AutomationCondition.check_failed(), blocking_only=True)
         .with_label("a blocking check failed")).with_label("any dep's blocking check failed")
-).ignore(QUALITY).with_label("eager, held back by failing blocking checks")
+    & NoRunInFlight()
+).ignore(QUALITY).with_label("eager, held back by failing blocking checks and by a run of the college in flight")
 
 
 def with_downstream_conditions(assets: list) -> list:
@@ -35,9 +85,16 @@ def with_downstream_conditions(assets: list) -> list:
 
 
 def automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    with warnings.catch_warnings():  # use_user_code_server is beta in Dagster 1.13
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return _automation_sensor()
+
+
+def _automation_sensor() -> dg.AutomationConditionSensorDefinition:
     return dg.AutomationConditionSensorDefinition(
         "hub_automation", target=dg.AssetSelection.all() - dg.AssetSelection.groups(*INTAKE_GROUPS) - QUALITY,
         default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+        use_user_code_server=True,  # NoRunInFlight is the hub's own Python
         description="Rebuilds what is downstream of raw tables that changed (loaded by the inbox sensor or the "
                     "daily schedule, or materialised from the UI), in one run per tick: several file drops "
                     "become one update. Held back while a blocking check of an input fails.")

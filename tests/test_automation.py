@@ -331,3 +331,67 @@ def test_an_incremental_run_rebuilds_what_an_earlier_run_left_behind_unless_a_bl
     blocked = failing_blocking_checks(job, instance)
     assert blocked == {dim_person}
     assert behind(job, instance, blocked) == set(), "held back while dim_person's blocking check fails"
+
+
+def _staging_requested(defs, instance, cursor=None):
+    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    return {(sub.key.to_user_string(), pk) for sub in tick._requested_subsets
+            if isinstance(sub.key, dg.AssetKey) and sub.key.path[0] == "staging" and not sub.is_empty
+            for pk in (sorted(sub.expensively_compute_partition_keys()) if sub.is_partitioned else [None])}, tick
+
+
+def test_nothing_is_requested_for_a_college_while_a_run_of_it_is_in_flight(tmp_path, monkeypatch, instance):
+    """A college's run (here: its raw load) queued or in progress holds back every rebuild of that college,
+    and of that college only; the tick after the run ends requests what the load made due. Without the
+    guard the models on the loaded table were requested while the load was still running (their own
+    materialisation is not in progress), and with a main run in flight Dagster re-requested models the run
+    had just built (pipelines/automation.py)."""
+    from hub.colleges import load_colleges
+
+    members = [dg.AssetKey(["raw", "party__members"])]
+    model = "staging/stg_party_members"
+    # one college: any run in flight holds everything back
+    defs, *_ = _defs_and_sensor(tmp_path, monkeypatch)
+    _load(defs, [dg.AssetKey(["staging", "code_sets"])], instance)
+    _, before = _staging_requested(defs, instance)
+    for key in members:  # what a load that brought rows records
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    loading = create_run_for_test(instance, job_name="inbox_load_job", status=DagsterRunStatus.STARTED)
+    held, tick = _staging_requested(defs, instance, before.cursor)
+    assert not held, "a run in flight holds the rebuild back"
+    instance.report_run_failed(instance.get_run_by_id(loading.run_id), message="finished for the test")
+    due, tick = _staging_requested(defs, instance, tick.cursor)
+    assert (model, None) in due, "the tick after the run requests what the load made due"
+
+    # two colleges: a run of A in flight holds A back, not B
+    a, b = "4145000001", "4145000002"
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    for p in "AB":
+        text = (PROJECT_ROOT / "sources.yaml").read_text(encoding="utf-8").replace("${HUB_", f"${{HUB_{p}_")
+        (conf / f"{p}.yaml").write_text(text, encoding="utf-8")
+    (conf / "colleges.yaml").write_text(yaml.safe_dump({"colleges": [
+        {"xxdm": a, "name": "A", "sources": "A.yaml"}, {"xxdm": b, "name": "B", "sources": "B.yaml"}]}),
+        encoding="utf-8")
+    multi = build_definitions(Settings.from_env(), load_colleges(conf / "colleges.yaml"))
+    with dg.instance_for_test() as inst:
+        def load(keys):
+            for code in (a, b):
+                for key in keys:
+                    inst.report_runless_asset_event(dg.AssetMaterialization(key, partition=code))
+
+        load([dg.AssetKey(["staging", "code_sets"])])
+        _, before = _staging_requested(multi, inst)
+        load(members)
+        everywhere = create_run_for_test(inst, job_name="api_sql_refresh_job", status=DagsterRunStatus.STARTED)
+        requested, _ = _staging_requested(multi, inst, before.cursor)
+        assert not requested, "a run that names no college may write any college's file"
+        inst.report_run_failed(inst.get_run_by_id(everywhere.run_id), message="finished for the test")
+        for status, tags in ((DagsterRunStatus.NOT_STARTED, {"dagster/partition": a}),
+                             (DagsterRunStatus.STARTED, {"college": a})):
+            run = create_run_for_test(inst, job_name="inbox_load_job", status=status, tags=tags)
+            requested, _ = _staging_requested(multi, inst, before.cursor)
+            assert (model, b) in requested and (model, a) not in requested, (status, requested)
+            inst.report_run_failed(inst.get_run_by_id(run.run_id), message="finished for the test")
+        requested, _ = _staging_requested(multi, inst, before.cursor)
+        assert {(model, a), (model, b)} <= requested

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from hub.instance import COLLEGE_TAG, PG_URL_VAR, InstanceConfigError, college_tags, instance_home
+from hub.instance import (
+    AUTOMATION_ENV,
+    COLLEGE_TAG,
+    PG_URL_VAR,
+    InstanceConfigError,
+    college_tags,
+    instance_home,
+)
 from hub.settings import PROJECT_ROOT
 from tests.pg_database import fresh_database
 
@@ -72,7 +79,7 @@ def test_runs_events_and_the_queue_live_in_postgresql(tmp_path, monkeypatch):
 
     with fresh_database("hub_dagster_test") as plain:
         url = plain.replace("postgresql://", "postgresql+psycopg2://")  # the driver dagster-postgres speaks
-        env = {**os.environ, PG_URL_VAR: url, "HUB_VAR_DIR": str(tmp_path / "var")}
+        env = {**os.environ, **AUTOMATION_ENV, PG_URL_VAR: url, "HUB_VAR_DIR": str(tmp_path / "var")}
         home = instance_home(env=env)
         assert home == tmp_path / "var" / "dagster_pg"
         env["DAGSTER_HOME"] = str(home)
@@ -184,7 +191,7 @@ def test_colleges_partition_runs_through_the_queue_with_the_raw_zone_on_s3(tmp_p
     raw_root = f"s3://{s3_bucket}/hub"
     with fresh_database("hub_dagster_colleges") as plain:
         url = plain.replace("postgresql://", "postgresql+psycopg2://")
-        env = {**os.environ, **env_colleges, PG_URL_VAR: url, "HUB_VAR_DIR": str(tmp_path / "var"),
+        env = {**os.environ, **AUTOMATION_ENV, **env_colleges, PG_URL_VAR: url, "HUB_VAR_DIR": str(tmp_path / "var"),
                "HUB_COLLEGES_FILE": str(colleges_file), "HUB_RAW_DIR": raw_root, "HUB_MODE": "test"}
         home = instance_home(env=env)
         env["DAGSTER_HOME"] = str(home)

@@ -189,3 +189,27 @@ def test_yaml_files_parse():
     for path in [*DEPLOY.rglob("*.yaml")]:
         assert isinstance(yaml.safe_load(path.read_text(encoding="utf-8")), dict), path
     assert Path(DEPLOY / "Dockerfile").read_text().startswith("#")
+
+
+def test_the_code_server_that_evaluates_automation_runs_with_its_environment(compose):
+    """hub_automation is evaluated in the code location's server (pipelines/automation.py); its tick settles
+    (hub/instance.py AUTOMATION_ENV). Every place that starts a code server gives it that environment."""
+    from hub.instance import AUTOMATION_ENV
+    from pipelines.automation import automation_sensor
+
+    assert automation_sensor()._use_user_code_server, "the hub's own condition runs in the code server"
+    assert int(AUTOMATION_ENV["DAGSTER_AUTOMATION_TICK_SETTLE_SECONDS"]) > 0
+    code_env = compose["services"]["code"]["environment"]
+    for name, value in AUTOMATION_ENV.items():
+        assert str(code_env.get(name)) == value, f"deploy/docker-compose.yaml: the code server's {name}"
+    [deployment] = _load("helm/values.yaml")["dagster-user-deployments"]["deployments"]
+    helm_env = {e["name"]: str(e["value"]) for e in deployment["env"]}
+    assert {k: helm_env.get(k) for k in AUTOMATION_ENV} == AUTOMATION_ENV, "deploy/helm/values.yaml: the user deployment"
+    ui = re.search(r"^ui:.*?(?=^\S)", (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8"), re.M | re.S).group(0)
+    dev = next(line for line in ui.splitlines() if "dagster dev" in line)
+    for name, value in AUTOMATION_ENV.items():
+        assert f"{name}={value} " in dev, f"Makefile ui: `dagster dev` runs its code server with {name}={value}"
+    for path in (PROJECT_ROOT / "benchmarks" / "colleges.py", PROJECT_ROOT / "tests" / "test_dagster_postgres.py"):
+        text = path.read_text(encoding="utf-8")
+        servers = text.count('"api", "grpc"')
+        assert servers and servers <= text.count("AUTOMATION_ENV"), f"{path.name}: each code server it starts"
