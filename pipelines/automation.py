@@ -57,7 +57,7 @@ class NoRunInFlight(dg.AutomationCondition):
 
     def evaluate(self, context):
         candidate = context.candidate_subset
-        runs = context.asset_graph_view.instance.get_runs(dg.RunsFilter(statuses=list(IN_FLIGHT)))
+        runs = _TickReads.for_tick(context).runs_in_flight()
         if not candidate.is_partitioned:
             return dg.AutomationResult(context, true_subset=context.get_empty_subset() if runs else candidate)
         keys = set(context.partitions_def.get_partition_keys())
@@ -68,13 +68,86 @@ class NoRunInFlight(dg.AutomationCondition):
         return dg.AutomationResult(context, true_subset=candidate.compute_difference(held))
 
 
+class InputNewer(dg.AutomationCondition):
+    """True where the asset was never materialised, or one of its materialisable inputs was materialised
+    after it (by storage id in the event log, per partition). Eager's memory of "updated since last
+    handled" is kept from tick to tick and can miss a reset (seen: a snapshot requested again right after
+    the run that built it ended); this reads the event log itself, so a request also needs an input that is
+    really newer. Stateless; the latest ids are read once per tick and asset."""
+
+    @property
+    def requires_cursor(self) -> bool:
+        return False
+
+    @property
+    def name(self) -> str:
+        return "input_newer"
+
+    @property
+    def description(self) -> str:
+        return "never built, or an input was materialised after it"
+
+    def evaluate(self, context):
+        graph, candidate = context.asset_graph, context.candidate_subset
+        latest = _TickReads.for_tick(context)
+        mine = latest.of(context.key)
+        inputs = [latest.of(k) for k in graph.get(context.key).parent_keys
+                  if graph.has(k) and graph.get(k).is_materializable]
+        if not candidate.is_partitioned:
+            due = mine.get(None) is None or any(i.get(None, 0) > mine[None] for i in inputs)
+            return dg.AutomationResult(context, true_subset=candidate if due else context.get_empty_subset())
+        due = {pk for pk in candidate.expensively_compute_partition_keys()
+               if pk not in mine or any(i.get(pk, 0) > mine[pk] for i in inputs)}
+        return dg.AutomationResult(context, true_subset=candidate.compute_intersection_with_partition_keys(due))
+
+
+class _TickReads:
+    """What the guards read from the instance, once per tick (an evaluation time) and shared by the assets
+    evaluated in it: the runs in flight, and the latest materialisation storage id of each asset (per
+    partition key; None without partitions)."""
+
+    _tick: tuple | None = None
+    _current: _TickReads | None = None
+
+    def __init__(self, context) -> None:
+        self.instance = context.asset_graph_view.instance
+        self.graph = context.asset_graph
+        self.ids: dict[dg.AssetKey, dict[str | None, int]] = {}
+        self._runs: list | None = None
+
+    def runs_in_flight(self) -> list:
+        if self._runs is None:
+            self._runs = list(self.instance.get_runs(dg.RunsFilter(statuses=list(IN_FLIGHT))))
+        return self._runs
+
+    @classmethod
+    def for_tick(cls, context) -> _TickReads:
+        tick = (id(context.asset_graph_view.instance), context.evaluation_time)
+        if cls._tick != tick or cls._current is None:
+            cls._tick, cls._current = tick, cls(context)
+        return cls._current
+
+    def of(self, key: dg.AssetKey) -> dict[str | None, int]:
+        if key not in self.ids:
+            if self.graph.get(key).partitions_def is not None:
+                self.ids[key] = dict(self.instance.get_latest_storage_id_by_partition(
+                    key, dg.DagsterEventType.ASSET_MATERIALIZATION))
+            else:
+                [record] = self.instance.get_asset_records([key]) or [None]
+                last = record.asset_entry.last_materialization_record if record else None
+                self.ids[key] = {None: last.storage_id} if last else {}
+        return self.ids[key]
+
+
 DOWNSTREAM: dg.AutomationCondition = (
     dg.AutomationCondition.eager()
     & ~dg.AutomationCondition.any_deps_match(
         dg.AutomationCondition.any_checks_match(dg.AutomationCondition.check_failed(), blocking_only=True)
         .with_label("a blocking check failed")).with_label("any dep's blocking check failed")
     & NoRunInFlight()
-).ignore(QUALITY).with_label("eager, held back by failing blocking checks and by a run of the college in flight")
+    & InputNewer()
+).ignore(QUALITY).with_label("eager, held back by failing blocking checks and by a run of the college in flight, "
+                             "and only when an input is newer")
 
 
 def with_downstream_conditions(assets: list) -> list:

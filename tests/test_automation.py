@@ -395,3 +395,55 @@ def test_nothing_is_requested_for_a_college_while_a_run_of_it_is_in_flight(tmp_p
             inst.report_run_failed(inst.get_run_by_id(run.run_id), message="finished for the test")
         requested, _ = _staging_requested(multi, inst, before.cursor)
         assert {(model, a), (model, b)} <= requested
+
+
+def test_a_model_is_requested_only_when_an_input_is_really_newer():
+    """InputNewer reads the event log itself: due when never built or when an input was materialised after
+    the model (per college partition); not due once the model is built after its inputs, whatever a tick
+    remembers."""
+    from pipelines.automation import InputNewer
+
+    colleges = dg.StaticPartitionsDefinition(["4145000001", "4145000002"])
+
+    def graph(partitions):
+        @dg.asset(partitions_def=partitions)
+        def raw_t(): ...
+
+        @dg.asset(partitions_def=partitions)
+        def other(): ...
+
+        @dg.asset(partitions_def=partitions, deps=[raw_t, other], automation_condition=InputNewer())
+        def model(): ...
+
+        return dg.Definitions(assets=[raw_t, other, model])
+
+    def due(defs, instance):
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        [sub] = [s for s in tick._requested_subsets if s.key == dg.AssetKey("model")] or [None]
+        if sub is None or sub.is_empty:
+            return set()
+        return set(sub.expensively_compute_partition_keys()) if sub.is_partitioned else {None}
+
+    with dg.instance_for_test() as instance:
+        defs = graph(None)
+        done = lambda key: instance.report_runless_asset_event(dg.AssetMaterialization(key))  # noqa: E731
+        assert due(defs, instance) == {None}, "never built"
+        done("raw_t"), done("model")
+        assert due(defs, instance) == set(), "built after its input"
+        done("other")
+        assert due(defs, instance) == {None}, "an input newer than the model"
+        done("model")
+        assert due(defs, instance) == due(defs, instance) == set(), "level, not edge: still not due"
+
+    a, b = colleges.get_partition_keys()
+    with dg.instance_for_test() as instance:
+        defs = graph(colleges)
+        done = lambda key, pk: instance.report_runless_asset_event(  # noqa: E731
+            dg.AssetMaterialization(key, partition=pk))
+        for pk in (a, b):
+            done("raw_t", pk), done("model", pk)
+        assert due(defs, instance) == set()
+        done("raw_t", b)
+        assert due(defs, instance) == {b}, "only the college whose input is newer"
+        done("model", b), done("other", a)
+        assert due(defs, instance) == {a}
