@@ -149,17 +149,24 @@ def _announced_process(instance, run) -> dict[str, str]:
 
 
 def _start_timed_out(instance, record, now: float | None) -> bool:
-    """A run STARTING for longer than the instance's start timeout (never got a process)."""
+    """A run STARTING for longer than the instance's start timeout (never got a process), counted from
+    when it became STARTING (its latest RUN_STARTING event), not from its creation: a run that waited in
+    the queue longer than the timeout is launched, and its worker needs a moment to announce itself."""
     import datetime as dt
     import time
+
+    from dagster._core.events import DagsterEventType
 
     if record.dagster_run.status.value != "STARTING":
         return False
     limit = float(instance.run_monitoring_settings.get("start_timeout_seconds", 180))
-    created = record.create_timestamp
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=dt.UTC)
-    return (time.time() if now is None else now) - created.timestamp() > limit
+    starting = instance.all_logs(record.dagster_run.run_id, of_type=DagsterEventType.RUN_STARTING)
+    if starting:
+        since = max(e.timestamp for e in starting)
+    else:
+        created = record.create_timestamp
+        since = (created if created.tzinfo else created.replace(tzinfo=dt.UTC)).timestamp()
+    return (time.time() if now is None else now) - since > limit
 
 
 def instance_used(dagster_home: Path) -> bool:

@@ -8,6 +8,7 @@ warehouse and the published catalog with a clean run's.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -116,6 +117,26 @@ def test_a_run_killed_before_its_resources_started_is_found_by_its_workers_own_a
     [stuck] = recover_dead_runs(instance, by="the test", now=later)
     assert stuck.run_id == fresh and "no process after start_timeout_seconds" in stuck.reason
     assert instance.get_run_by_id(fresh).status == DagsterRunStatus.FAILURE
+
+
+def test_a_run_that_waited_in_the_queue_is_given_its_start_timeout_from_when_it_started(instance):
+    """Seen with 8 colleges two at a time: a run queued for 206 s was marked failed 2 s after the daemon
+    launched it, before its worker announced its process, because the timeout was counted from the run's
+    creation. It counts from when the run became STARTING."""
+    from dagster._core.events import DagsterEvent, DagsterEventType
+    from dagster._core.events.log import EventLogEntry
+
+    run = create_run_for_test(instance, job_name="inbox_load_job", status=DagsterRunStatus.STARTING)
+    created = instance.get_run_record_by_id(run.run_id).create_timestamp.timestamp()
+    limit = instance.run_monitoring_settings["start_timeout_seconds"]
+    launched = created + limit + 26  # dequeued after waiting longer than the start timeout
+    instance.handle_new_event(EventLogEntry(
+        error_info=None, level=logging.DEBUG, user_message="", run_id=run.run_id, timestamp=launched,
+        dagster_event=DagsterEvent(DagsterEventType.RUN_STARTING.value, job_name=run.job_name)))
+    assert recover_dead_runs(instance, by="the test", now=launched + 2) == []
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTING, "just launched: left alone"
+    [stuck] = recover_dead_runs(instance, by="the test", now=launched + limit + 5)
+    assert stuck.run_id == run.run_id and "no process after start_timeout_seconds" in stuck.reason
 
 
 def test_a_finished_run_still_holding_a_slot_gives_it_back(instance):
