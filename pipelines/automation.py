@@ -16,7 +16,7 @@ Nothing is requested for a college while a run of that college is queued or in p
 moment a run materialises the asset, while the tick's bounded view of the event log (see
 ``hub.instance.AUTOMATION_ENV``) does not yet show that materialisation: the asset still looks "updated
 since last handled" and was requested again, run after run, while the college's main run went on (seen on
-PostgreSQL with two colleges: 4 extra runs queued during one run at scale 0.02; docs/scale-out.md). A run of
+PostgreSQL with two colleges: 5 extra runs queued during one run at scale 0.02; docs/scale-out.md). A run of
 the college holds its DuckDB file anyway, so a rebuild requested meanwhile could only wait in the queue;
 the tick after the run ends sees everything it wrote. The guard is Python, so the sensor is evaluated in
 the code location's server (``use_user_code_server``), where the hub's code runs.
