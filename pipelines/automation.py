@@ -28,15 +28,12 @@ import warnings
 
 import dagster as dg
 
+from hub.colleges import PARTITION_TAG
 from hub.instance import COLLEGE_TAG
+from pipelines.jobs import IN_FLIGHT  # queued or running: the run holds its college's DuckDB file, or will
 
 QUALITY = dg.AssetSelection.groups("quality")
 INTAKE_GROUPS = ("raw",)  # raw/* and settings/as_of: launched by the inbox sensor and the daily schedule
-
-# a run of the college (the partition key) in one of these holds its DuckDB file or will
-IN_FLIGHT = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-             dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
-PARTITION_TAG = "dagster/partition"
 
 
 class NoRunInFlight(dg.AutomationCondition):
@@ -117,7 +114,7 @@ class _TickReads:
 
     def runs_in_flight(self) -> list:
         if self._runs is None:
-            self._runs = list(self.instance.get_runs(dg.RunsFilter(statuses=list(IN_FLIGHT))))
+            self._runs = list(self.instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus[s] for s in IN_FLIGHT])))
         return self._runs
 
     @classmethod
@@ -160,14 +157,12 @@ def with_downstream_conditions(assets: list) -> list:
 def automation_sensor() -> dg.AutomationConditionSensorDefinition:
     with warnings.catch_warnings():  # use_user_code_server is beta in Dagster 1.13
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return _automation_sensor()
-
-
-def _automation_sensor() -> dg.AutomationConditionSensorDefinition:
-    return dg.AutomationConditionSensorDefinition(
-        "hub_automation", target=dg.AssetSelection.all() - dg.AssetSelection.groups(*INTAKE_GROUPS) - QUALITY,
-        default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
-        use_user_code_server=True,  # NoRunInFlight is the hub's own Python
-        description="Rebuilds what is downstream of raw tables that changed (loaded by the inbox sensor or the "
-                    "daily schedule, or materialised from the UI), in one run per tick: several file drops "
-                    "become one update. Held back while a blocking check of an input fails.")
+        return dg.AutomationConditionSensorDefinition(
+            "hub_automation", target=dg.AssetSelection.all() - dg.AssetSelection.groups(*INTAKE_GROUPS) - QUALITY,
+            default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+            use_user_code_server=True,  # NoRunInFlight is the hub's own Python
+            description="Rebuilds what is downstream of raw tables that changed (loaded by the inbox sensor or the "
+                        "daily schedule, or materialised from the UI), in one run per tick: several file drops "
+                        "become one update. Held back while a blocking check of an input fails, and while a run "
+                        "of the college is queued or in progress; a model is requested only when an input was "
+                        "materialised after it.")
