@@ -288,8 +288,10 @@ def build_staging_incremental(con: duckdb.DuckDBPyConnection, name: str, *, full
                     "SELECT ?, load_id, ? FROM _new_loads", [name, fp])
         _record_as_of(con, name, judged_at)
         # the touched keys, by the staging columns, for the models built on it (models/delta.py)
+        # (a computed key column by its image: 党费 '2024-3' is logged as month 2024-03-01, as the table holds it)
         con.execute("CREATE OR REPLACE TEMP VIEW _delta_keys AS SELECT "
-                    + ", ".join(f"{q(raw_col)} AS {q(col)}" for raw_col, col in keymap.items()) + " FROM _touched")
+                    + ", ".join(f"{image(raw_col, 't')} AS {q(col)}" for raw_col, col in keymap.items())
+                    + " FROM _touched t")
         delta.record(con, name, f"staging.{q(name)}", keys="_delta_keys", key_columns=tuple(keymap.values()))
         con.execute("DROP VIEW _delta_keys")
         for obj in ("VIEW current", "VIEW _raw_normalised", "TABLE _latest", "TABLE _model", "TABLE _raw_touched",
