@@ -64,14 +64,21 @@ class Lookup:
 class IncrementalFact:
     """How a fact is built from its source. ``key``: the source's change-log key, columns both the source
     and the fact carry. ``issues``: the model writes reconciliation issues whose record_key is the key's
-    columns joined with '|'. ``emits``: the key of the fact's own change log."""
+    columns joined with '|'; ``record_key``: where a part is not the column as text, an expression per key
+    column (``{}`` the column) giving the part as the model writes it (缴费月份 as 2025-01, not 2025-01-01).
+    ``emits``: the key of the fact's own change log."""
 
     source: str
     producer: str
     key: tuple[str, ...]
     lookups: tuple[Lookup, ...] = ()
     issues: bool = False
+    record_key: tuple[str, ...] = ()
     emits: tuple[str, ...] = ()
+
+    def issue_part(self, i: int, column: str) -> str:
+        """The record_key part of key column ``i`` from ``column`` (an expression over a key value)."""
+        return (self.record_key[i] if self.record_key else "{}").format(f"CAST({column} AS VARCHAR)")
 
 
 def _catalogue_and_people(column: str, catalogue: str, values: tuple[str, ...], source: str,
@@ -104,6 +111,17 @@ INCREMENTAL_FACTS: dict[str, IncrementalFact] = {
         lookups=_catalogue_and_people("course_id", "staging.stg_learning_courses",
                                       ("kind", "kind_name", "title", "hours"), "learning", "courses"),
         issues=True),
+    "fact_dues_payment": IncrementalFact(
+        source="staging.stg_party_dues", producer="stg_party_dues", key=("person_no", "month"),
+        # the member category's three sources (HR status, the party register's 人员类别, a student), the
+        # known people and organisations, the person_key; the rate bands are a code set (the fingerprint)
+        lookups=(Lookup("person_no", "staging.stg_hr_staff", "staff_no", ("staff_status",)),
+                 Lookup("person_no", "staging.stg_party_members", "person_no", ("category",)),
+                 Lookup("person_no", "staging.stg_students", "student_no"),
+                 Lookup("person_no", "warehouse.known_person", "person_no"),
+                 Lookup("person_no", "warehouse.person_number", "person_no", ("person_key",)),
+                 Lookup("org_code", "warehouse.known_org", "org_code")),
+        issues=True, record_key=("{}", "strftime(CAST({} AS DATE), '%Y-%m')")),
     "fact_student_term_gpa": IncrementalFact(
         source="warehouse.fact_course_grade", producer="fact_course_grade", key=("student_no", "term"),
         emits=("student_no", "term")),
@@ -287,9 +305,9 @@ def _incremental(con, name: str, spec: IncrementalFact, rest: list[str], secret:
         # the issues of the rows recomputed (a key in _fact_source) and of the rows gone (a touched key no
         # longer in the source), found by their record_key's parts
         parts = ", ".join(f"split_part(record_key, '|', {i}) AS {q(c)}" for i, c in enumerate(spec.key, 1))
-        keys = ", ".join(q(c) for c in spec.key)
+        keys = ", ".join(f"{spec.issue_part(i, q(c))} AS {q(c)}" for i, c in enumerate(spec.key))
         con.execute(f"CREATE OR REPLACE TEMP TABLE _issue_keys AS SELECT {keys} FROM _touched_key "
-                    f"UNION SELECT {', '.join(f'CAST({q(c)} AS VARCHAR)' for c in spec.key)} FROM _fact_source")
+                    f"UNION SELECT {keys} FROM _fact_source")
         on = " AND ".join(f"t.{q(c)} = p.{q(c)}" for c in spec.key)
         (issues_deleted,) = con.execute(f"""DELETE FROM quality.reconciliation_issue r WHERE r.model = ? AND r.record_key IN (
             SELECT record_key FROM (SELECT record_key, {parts} FROM quality.reconciliation_issue WHERE model = ?) p

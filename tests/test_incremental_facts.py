@@ -255,13 +255,43 @@ STUDY = (["CREATE TABLE staging.stg_learning_courses (course_id VARCHAR, kind VA
             "INSERT INTO quality.quarantine (stage, source, entity, load_id, rule, record_key, detail, original_row) "
             "VALUES ('staging', 'learning', 'courses', 'X1', 'missing_value', 'L9', 'no title', '{}')"], None),
           (["UPDATE staging.stg_learning_courses SET teacher = 'z'"], None)])
+DUES = (["CREATE TABLE staging.stg_hr_staff (staff_no VARCHAR, name VARCHAR, staff_status VARCHAR)",
+         "INSERT INTO staging.stg_hr_staff VALUES ('P1', 'a', '11'), ('P2', 'b', '01')",  # in post; 退休
+         "CREATE TABLE staging.stg_party_members (person_no VARCHAR, category VARCHAR)",
+         "INSERT INTO staging.stg_party_members VALUES ('P1', 'student'), ('P3', 'retired')",  # HR wins for P1
+         "CREATE TABLE staging.stg_students (student_no VARCHAR)",
+         "INSERT INTO staging.stg_students VALUES ('P3'), ('X9')",
+         "CREATE TABLE warehouse.known_org (org_code VARCHAR)",
+         "INSERT INTO warehouse.known_org VALUES ('O1')",
+         "CREATE TABLE staging.stg_party_dues (person_no VARCHAR, name VARCHAR, org_code VARCHAR, month DATE, "
+         "base DECIMAL(12, 2), due DECIMAL(12, 2), paid DECIMAL(12, 2), paid_on DATE, source_file VARCHAR, "
+         "load_id VARCHAR)",
+         "INSERT INTO staging.stg_party_dues VALUES "
+         "('P1', 'a', 'O1', '2025-01-01', 4000, 40, 40, '2025-01-10', 'd.csv', 'L1'), "
+         "('P2', 'b', 'O1', '2025-01-01', 6000, 60, 60, '2025-01-10', 'd.csv', 'L1'), "
+         "('P2', 'b', 'O1', '2025-02-01', 6000, 60, 50, '2025-02-10', 'd.csv', 'L1'), "
+         "('P3', 'c', 'O1', '2025-01-01', 3000, 15, 15, '2025-01-10', 'd.csv', 'L1'), "
+         "('X9', 'x', 'O1', '2025-01-01', NULL, 0.2, 0.2, '2025-01-10', 'd.csv', 'L1'), "  # unknown person
+         "('P1', 'a', 'O9', '2025-02-01', 4000, 40, 40, '2025-02-10', 'd.csv', 'L1')"],  # unknown organisation
+        [([], None),
+         (["INSERT INTO staging.stg_party_dues VALUES ('P3', 'c', 'O1', '2025-02-01', 3000, 15, 15, '2025-02-10', "
+           "'e.csv', 'L2')",
+           "UPDATE staging.stg_party_dues SET paid = 30, load_id = 'L2' WHERE person_no = 'P1' AND month = '2025-01-01'",
+           "DELETE FROM staging.stg_party_dues WHERE person_no = 'P2' AND month = '2025-01-01'"],
+          [("P3", "2025-02-01"), ("P1", "2025-01-01"), ("P2", "2025-01-01")]),
+         (["UPDATE staging.stg_hr_staff SET staff_status = '01' WHERE staff_no = 'P1'",  # retires: another band
+           "INSERT INTO warehouse.known_person VALUES ('X9')",
+           "INSERT INTO warehouse.known_org VALUES ('O9')",
+           "UPDATE warehouse.person_number SET person_key = 'K2b' WHERE person_no = 'P2'"], None),
+         (["UPDATE staging.stg_hr_staff SET name = 'z'"], None)])  # nothing the fact reads
 PEOPLE = ["CREATE TABLE warehouse.known_person (person_no VARCHAR)",
           "INSERT INTO warehouse.known_person VALUES ('P1'), ('P2'), ('P3')",
           "CREATE TABLE warehouse.person_number (person_no VARCHAR, person_key VARCHAR)",
           "INSERT INTO warehouse.person_number VALUES ('P1', 'K1'), ('P2', 'K2')"]
 
 
-@pytest.mark.parametrize(("name", "case"), [("fact_activity_attendance", ATTENDANCE), ("fact_study_record", STUDY)])
+@pytest.mark.parametrize(("name", "case"), [("fact_activity_attendance", ATTENDANCE), ("fact_study_record", STUDY),
+                                           ("fact_dues_payment", DUES)])
 def test_incremental_fact_on_a_logged_staging_table_equals_a_full_build(tmp_path, name, case):
     from models import delta
     from models.incremental_facts import INCREMENTAL_FACTS
@@ -274,6 +304,7 @@ def test_incremental_fact_on_a_logged_staging_table_equals_a_full_build(tmp_path
                      f"FROM quality.reconciliation_issue WHERE model = '{name}'"}
     modes, seen = [], {}
     for c in (inc, full):
+        load_code_sets(c)  # the dues' rate bands and staff statuses
         for s in PEOPLE + setup:
             c.execute(s)
     delta.record(inc, spec.producer, spec.source)  # its first (whole) build
