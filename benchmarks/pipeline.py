@@ -29,9 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -44,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.ingest import DEFAULT_SEED, ensure_campus  # noqa: E402
 from benchmarks.measure import machine_base, replace_block, run_measured, warm_page_cache  # noqa: E402
+from campus_sim.changes import change_sources  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK_DIR = ROOT / "var" / "bench" / "pipeline"
@@ -255,48 +254,6 @@ def child_floor() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- parent
-
-
-def change_sources(campus: Path, inbox: Path, seed: int) -> dict[str, int]:
-    """About 1% of the source rows changed: grades, students, one new party export (see the docstring)."""
-    rng = random.Random(seed)
-    db = sqlite3.connect(campus / "academic" / "academic.sqlite")
-    n, top, last = db.execute("SELECT count(*), max(id), max(updated_at) FROM jw_cj").fetchone()
-    k = max(1, n // 200)
-    later = "9999-12-31 00:00:00" if last is None else _later(last)
-    db.execute(f"""INSERT INTO jw_cj (id, xh, kch, xnxq, cj, ksxz, updated_at)
-                   SELECT {top} + row_number() OVER (ORDER BY id), xh, kch, xnxq, '60', '补考', ?
-                   FROM jw_cj WHERE id % 200 = 7 LIMIT ?""", [later, k])
-    db.execute("UPDATE jw_cj SET cj = CAST(min(100, CAST(cj AS INTEGER) + 1) AS TEXT), updated_at = ? "
-               "WHERE id % 200 = 11 AND cj GLOB '[0-9]*'", [later])
-    grades = db.execute("SELECT count(*) FROM jw_cj WHERE updated_at = ?", [later]).fetchone()[0]
-    db.commit()
-    db.close()
-
-    path = campus / "student" / "students.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines()
-    latest = max(json.loads(line)["updatedAt"] for line in lines)
-    changed = 0
-    for i in range(0, len(lines), 100):
-        rec = json.loads(lines[i])
-        rec["mobile"] = "139" + f"{rng.randrange(10**8):08d}"
-        rec["updatedAt"] = _later(latest)
-        lines[i] = json.dumps(rec, ensure_ascii=False, separators=(",", ":"))
-        changed += 1
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-    export = campus / "party" / "exports" / "发展党员.csv"
-    rows = export.read_bytes().decode("gbk").splitlines()
-    kept = [rows[0]] + [r for j, r in enumerate(rows[1:]) if j % 100 != 50]
-    inbox.mkdir(parents=True, exist_ok=True)
-    (inbox / "发展党员_2.csv").write_bytes(("\r\n".join(kept) + "\r\n").encode("gbk"))
-    return {"grades": grades, "students": changed, "party_export_rows": len(kept) - 1}
-
-
-def _later(stamp: str) -> str:
-    from datetime import datetime, timedelta
-
-    return (datetime.fromisoformat(stamp) + timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def child_env(var: Path, campus: Path, dagster_home: Path, urls: dict[str, str]) -> dict[str, str]:
