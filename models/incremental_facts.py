@@ -128,7 +128,7 @@ INCREMENTAL_FACTS: dict[str, IncrementalFact] = {
 }
 
 
-def _ensure_state(con: duckdb.DuckDBPyConnection) -> None:
+def ensure_state(con: duckdb.DuckDBPyConnection) -> None:
     delta.ensure_log(con)
     con.execute("CREATE TABLE IF NOT EXISTS meta.fact_state (model VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL)")
     con.execute("CREATE TABLE IF NOT EXISTS meta.fact_lookup (model VARCHAR NOT NULL, lookup INTEGER NOT NULL, "
@@ -176,7 +176,7 @@ def _issue_delete(name: str) -> re.Pattern:
                       re.I | re.M)
 
 
-def _lookup_hashes(con: duckdb.DuckDBPyConnection, spec: IncrementalFact) -> None:
+def lookup_hashes(con: duckdb.DuckDBPyConnection, spec) -> None:
     """``_lookup_now``: per lookup and key, a hash of the values the fact takes from it."""
     parts = []
     for i, lk in enumerate(spec.lookups):
@@ -188,6 +188,30 @@ def _lookup_hashes(con: duckdb.DuckDBPyConnection, spec: IncrementalFact) -> Non
                      f"WHERE {lk.key} IS NOT NULL{where} GROUP BY ALL")
     con.execute("CREATE OR REPLACE TEMP TABLE _lookup_now AS "
                 + (" UNION ALL ".join(parts) or "SELECT 0 AS lookup, '' AS k, '' AS fp WHERE false"))
+
+
+def lookup_changes(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """``_lookup_changed``: the (lookup, key) whose slice differs between ``_lookup_now`` and the model's last
+    build (``meta.fact_lookup``)."""
+    con.execute("""CREATE OR REPLACE TEMP TABLE _lookup_changed AS
+        SELECT DISTINCT lookup, k FROM (
+            (SELECT lookup, k, fp FROM _lookup_now EXCEPT SELECT lookup, k, fp FROM meta.fact_lookup WHERE model = ?)
+            UNION ALL
+            (SELECT lookup, k, fp FROM meta.fact_lookup WHERE model = ? EXCEPT SELECT lookup, k, fp FROM _lookup_now))""",
+                [name, name])
+
+
+def save_lookups(con: duckdb.DuckDBPyConnection, name: str, *, whole: bool) -> None:
+    """Keep ``_lookup_now`` as the model's lookup hashes: all of them, or those of ``_lookup_changed``."""
+    if whole:
+        con.execute("DELETE FROM meta.fact_lookup WHERE model = ?", [name])
+        con.execute("INSERT INTO meta.fact_lookup SELECT ?, lookup, k, fp FROM _lookup_now", [name])
+        return
+    con.execute("""DELETE FROM meta.fact_lookup l WHERE l.model = ?
+        AND EXISTS (SELECT 1 FROM _lookup_changed c WHERE c.lookup = l.lookup AND c.k = l.k)""", [name])
+    con.execute("""INSERT INTO meta.fact_lookup SELECT ?, n.lookup, n.k, n.fp FROM _lookup_now n
+        SEMI JOIN _lookup_changed c ON c.lookup = n.lookup AND c.k = n.k""", [name])
+    con.execute("DROP TABLE _lookup_changed")
 
 
 def _matches(spec: IncrementalFact, alias: str) -> str:
@@ -204,14 +228,14 @@ def build_fact(con: duckdb.DuckDBPyConnection, name: str, *, secret: str, full: 
     docstring. Returns ``mode`` (full, incremental or skipped), ``reason``, ``keys_touched`` (per kind),
     ``rows_deleted``, ``rows_inserted``, ``issues_deleted``, ``issues_inserted`` and ``table_rows``."""
     spec = INCREMENTAL_FACTS[name]
-    _ensure_state(con)
+    ensure_state(con)
     preamble, rest = _plan(name)
     fp = fingerprint(con, name)
     con.execute("BEGIN TRANSACTION")
     try:
         for statement in preamble:
             con.execute(statement, _key_params(statement, secret))
-        _lookup_hashes(con, spec)
+        lookup_hashes(con, spec)
         producer = spec.source.split(".", 1)
         reason, newest = delta.changes_since(con, name, spec.producer, f"{producer[0]}.{q(producer[1])}",
                                              spec.key, "_touched_key")
@@ -265,8 +289,7 @@ def _full(con, name: str, spec: IncrementalFact, preamble: list[str], rest: list
             con.execute(statement, _key_params(statement, secret))
     else:
         con.execute(f"CREATE OR REPLACE TABLE warehouse.{q(name)} AS {m.sql}", _key_params(m.sql, secret))
-    con.execute("DELETE FROM meta.fact_lookup WHERE model = ?", [name])
-    con.execute("INSERT INTO meta.fact_lookup SELECT ?, lookup, k, fp FROM _lookup_now", [name])
+    save_lookups(con, name, whole=True)
     delta.set_position(con, name, spec.producer, newest)
     seq = delta.record(con, name, f"warehouse.{q(name)}")
     rows = con.execute(f"SELECT count(*) FROM warehouse.{q(name)}").fetchone()[0]
@@ -277,13 +300,7 @@ def _full(con, name: str, spec: IncrementalFact, preamble: list[str], rest: list
 def _incremental(con, name: str, spec: IncrementalFact, rest: list[str], secret: str, newest: int) -> dict:
     m = WAREHOUSE_MODELS[name]
     columns = sorted({lk.column for lk in spec.lookups})
-    # the lookups' keys whose slice changed since the last build
-    con.execute("""CREATE OR REPLACE TEMP TABLE _lookup_changed AS
-        SELECT DISTINCT lookup, k FROM (
-            (SELECT lookup, k, fp FROM _lookup_now EXCEPT SELECT lookup, k, fp FROM meta.fact_lookup WHERE model = ?)
-            UNION ALL
-            (SELECT lookup, k, fp FROM meta.fact_lookup WHERE model = ? EXCEPT SELECT lookup, k, fp FROM _lookup_now))""",
-                [name, name])
+    lookup_changes(con, name)
     touched = {f"{spec.producer} keys": con.execute("SELECT count(*) FROM _touched_key").fetchone()[0]}
     for column in columns:
         ids = [i for i, lk in enumerate(spec.lookups) if lk.column == column]
@@ -337,11 +354,7 @@ def _incremental(con, name: str, spec: IncrementalFact, rest: list[str], secret:
         con.execute("CREATE OR REPLACE TEMP TABLE _fact_emit AS SELECT 1 AS x WHERE false")
     (deleted,) = con.execute(f"DELETE FROM warehouse.{q(name)} f WHERE {_matches(spec, 'f')}").fetchone()
     (inserted,) = con.execute(f"INSERT INTO warehouse.{q(name)} BY NAME SELECT * FROM _fact_new").fetchone()
-    con.execute("""DELETE FROM meta.fact_lookup l WHERE l.model = ?
-        AND EXISTS (SELECT 1 FROM _lookup_changed c WHERE c.lookup = l.lookup AND c.k = l.k)""", [name])
-    con.execute("""INSERT INTO meta.fact_lookup SELECT ?, n.lookup, n.k, n.fp FROM _lookup_now n
-        SEMI JOIN _lookup_changed c ON c.lookup = n.lookup AND c.k = n.k""", [name])
-    con.execute("DROP TABLE _lookup_changed")
+    save_lookups(con, name, whole=False)
     delta.set_position(con, name, spec.producer, newest)
     seq = delta.record(con, name, f"warehouse.{q(name)}", keys="_fact_emit", key_columns=spec.emits)
     return {"mode": "incremental", "keys_touched": touched, "build": seq, "rows_deleted": deleted,

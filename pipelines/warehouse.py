@@ -16,6 +16,7 @@ import dagster as dg
 from hub.resources import WAREHOUSE_POOL, IdentityResource, RunSettingsResource, WarehouseResource
 from models.build import LAYERS, MART_MODELS, WAREHOUSE_MODELS, asset_of, build_warehouse
 from models.incremental_facts import INCREMENTAL_FACTS, build_fact
+from models.incremental_scd2 import INCREMENTAL_SCD2, build_scd2
 from models.standards import bind_as_of, bind_mart_settings
 from pipelines.as_of import AS_OF_KEY, DATE_DEPENDENT
 from pipelines.asset_metadata import materialized_column_schema, table_metadata
@@ -31,6 +32,9 @@ from pipelines.content import (
     restore_content,
     unchanged_model,
 )
+
+# the warehouse models with an incremental build of their own, and that build
+INCREMENTAL = {**{n: build_fact for n in INCREMENTAL_FACTS}, **{n: build_scd2 for n in INCREMENTAL_SCD2}}
 
 
 def _definition(con, model, secret: str) -> dict:
@@ -74,12 +78,13 @@ def _warehouse_asset(name: str, layer: str = "warehouse") -> dg.AssetsDefinition
                 bind_as_of(con, as_of)  # the warehouse judges dates (a receipt overdue) against it too, never the clock
             run_id = current_run_id()
             incremental = {}
-            if layer == "warehouse" and name in INCREMENTAL_FACTS:
-                # only what changed since the last build (models/incremental_facts.py); full_rebuild: whole.
-                # Its own change log says whether anything changed: not the generic skip below.
+            if layer == "warehouse" and name in INCREMENTAL:
+                # only what changed since the last build (models/incremental_facts.py, the party members'
+                # SCD2 in models/incremental_scd2.py); full_rebuild: whole. Its own change log says whether
+                # anything changed: not the generic skip below.
                 inputs = None
                 forget_content(con, tables)  # its content versions (pipelines/content.py) stand again once built
-                stats = build_fact(con, name, secret=identity.person_key_secret, full=run_settings.full_rebuild)
+                stats = INCREMENTAL[name](con, name, secret=identity.person_key_secret, full=run_settings.full_rebuild)
                 rows = stats["table_rows"]
                 incremental = {
                     "build_mode": stats["mode"], "build_reason": stats["reason"],

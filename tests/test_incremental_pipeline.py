@@ -70,6 +70,7 @@ def test_an_incremental_run_after_a_day_of_changes_equals_a_full_rebuild(tmp_pat
         # Two days of changes. The first also moves the as-of date of the past_date checks from none (the
         # first run staged before any fact held a date) to the data's, so students, staff and dues are
         # judged anew, whole; on the second day every model with a change log takes its incremental path.
+        dim = {}
         for day in (1, 2):
             changed = change_sources(campus, work / "inbox" / "party", SEED + day, dues=day)
             assert all(changed.values()), changed
@@ -77,6 +78,10 @@ def test_an_incremental_run_after_a_day_of_changes_equals_a_full_rebuild(tmp_pat
                 settings = Settings.from_env()
                 run = run_main_job(settings, console=console, instance=instance)
             assert run.success and not run.blocking_checks, out.getvalue()
+            dim[day] = _latest(instance, "warehouse/dim_party_member")
+        # the party members' SCD2: the new development export on day 1; nothing of theirs on day 2
+        assert dim[1]["build_mode"] == "incremental" and dim[1]["keys_touched"]["development exports"] == 1, dim[1]
+        assert dim[2]["build_mode"] == "skipped", dim[2]
         for asset in ("staging/stg_academic_grades", "staging/stg_students", "staging/stg_party_dues",
                       "warehouse/fact_course_grade", "warehouse/fact_student_term_gpa",
                       "warehouse/fact_dues_payment"):
