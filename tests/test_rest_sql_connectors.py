@@ -292,7 +292,7 @@ def test_a_load_lands_under_the_landing_memory_limit_and_puts_the_warehouse_limi
     def ordered() -> bool:
         return con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
 
-    configured = limit()  # the warehouse's own (HUB_DUCKDB_MEMORY_LIMIT, 2GB unless set)
+    configured = limit()  # the warehouse's own (HUB_DUCKDB_MEMORY_LIMIT, 1.7GB unless set)
     zone = RawZone(con, tmp_path / "raw", "64MB")
     with zone._landing_settings():
         assert limit() == "61.0 MiB" and not ordered()
