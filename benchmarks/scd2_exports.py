@@ -5,7 +5,10 @@ On a copy of a built warehouse (``hub demo`` leaves one), the latest member, dev
 exports are re-sent ``N - 1`` more times (a new load id and a day later each, 1% of the members moved to
 another branch and 1% of the organisations renamed per export, so that versions change), the three snapshot
 staging models are rebuilt (their ``_history`` holds one row per key per export), and each SCD2 model is
-built and timed (wall and the process's CPU seconds, DuckDB's threads included).
+built and timed (wall and the process's CPU seconds, DuckDB's threads included). Then the daily step: one
+more export of each register (1% changed again), the snapshot staging models rebuilt, and ``dim_party_member``
+built incrementally (models/incremental_scd2.py: only the people whose rows changed) and whole on the same
+data.
 
 Usage::
 
@@ -26,19 +29,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hub.warehouse import connect  # noqa: E402
 from models.build import build_staging, build_warehouse  # noqa: E402
+from models.incremental_scd2 import build_scd2  # noqa: E402
 
 EXPORTS = {"party__members": ("党组织编码", "stg_party_members"),
            "party__development": ("党组织编码", "stg_party_development"),
            "party__orgs": ("党组织名称", "stg_party_orgs")}
 
 
-def _resend(con, table: str, column: str, n: int) -> None:
-    """Exports 2..n of the raw table: its latest load again, a day later each, 1% of the rows changed."""
+def _resend(con, table: str, column: str, n: int, start: int = 1) -> None:
+    """Exports start+1..n of the raw table: its latest load again, a day later each, 1% of the rows
+    changed."""
     raw = f'raw."{table}"'
     cols = [c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {raw})").fetchall()]
     con.execute(f"CREATE OR REPLACE TEMP TABLE _last AS SELECT * FROM {raw} "
                 f"WHERE _load_id = (SELECT arg_max(_load_id, _extracted_at) FROM {raw})")
-    for i in range(1, n):
+    for i in range(start, n):
         select = ", ".join(
             f"_load_id || '-x{i}' AS _load_id" if c == "_load_id" else
             f"_extracted_at + INTERVAL {i} DAY AS _extracted_at" if c == "_extracted_at" else
@@ -59,8 +64,9 @@ def main() -> None:
     parser.add_argument("--exports", type=int, nargs="+", default=[1, 10, 30])
     args = parser.parse_args()
     print("| exports | member history rows | dim_party_member rows | wall / CPU s | org history rows "
-          "| dim_party_org rows | wall / CPU s |")
-    print("|---|---|---|---|---|---|---|")
+          "| dim_party_org rows | wall / CPU s | next export: snapshot staging CPU s | dim_party_member "
+          "incremental CPU s (people touched) | whole CPU s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.exports:
             path = Path(tmp) / "w.duckdb"
@@ -75,10 +81,19 @@ def main() -> None:
                 rows, wall, cpu = _timed(build_warehouse, con, dim, secret="benchmark")
                 hist = con.execute(f"SELECT count(*) FROM staging.{history}").fetchone()[0]
                 out += [f"{hist:,}", f"{rows:,}", f"{wall:.2f} / {cpu:.2f}"]
+            build_scd2(con, "dim_party_member", secret="benchmark", full=True)  # the state a daily run starts from
+            staging_cpu = 0.0
+            for table, (column, model) in EXPORTS.items():  # the next day's export
+                _resend(con, table, column, n + 1, start=n)
+                staging_cpu += _timed(build_staging, con, model)[2]
+            stats, _, inc_cpu = _timed(build_scd2, con, "dim_party_member", secret="benchmark")
+            assert stats["mode"] == "incremental", stats
+            _, _, whole_cpu = _timed(build_warehouse, con, "dim_party_member", secret="benchmark")
+            out += [f"{staging_cpu:.2f}", f"{inc_cpu:.2f} ({stats['keys_touched']['person_no touched']:,})",
+                    f"{whole_cpu:.2f}"]
             con.close()
             path.unlink()
             print("| " + " | ".join(out) + " |", flush=True)
-
 
 if __name__ == "__main__":
     main()
