@@ -5,7 +5,10 @@ read a copy. Each copy is written by DuckDB itself beside its destination, given
 swapped in with ``os.replace``: a reader holding the previous snapshot keeps reading it. The new copy
 starts from the bytes of the current one, and only the tables whose content version changed since (each
 model records it in ``meta.content_version``) are written again, so a run that rebuilt a few tables copies
-those (issue #17); ``full_rebuild`` copies everything.
+those (issue #17); ``full_rebuild`` copies everything. A table whose model logs the keys it touched
+(models/delta.py: ``fact_course_grade`` and ``fact_student_term_gpa`` by 学号 and term) is patched instead:
+the rows of the keys its builds since the copy touched are deleted from the copy and taken again from the
+warehouse (each snapshot file is a consumer of that log, per select list, ``snapshot:<file>:<digest>``).
 
 Two roles (docs/security.md):
 
@@ -38,6 +41,7 @@ import duckdb
 
 from connectors.raw_zone import q
 from hub.resources import WAREHOUSE_POOL, RunSettingsResource, WarehouseResource
+from models import delta
 from pipelines.common import OWNER, SENSITIVE_COLUMNS
 
 ROLES = {
@@ -95,6 +99,54 @@ def _content_versions(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
         .fetchall()}
 
 
+def _consumer(target: Path, select: str) -> str:
+    """The snapshot file's name as a consumer of a table's change log: another select list (masking) is
+    another consumer, with no position, so the table is copied whole once."""
+    return f"snapshot:{target}:{hashlib.sha256(select.encode()).hexdigest()[:12]}"
+
+
+def _logged_keys(con: duckdb.DuckDBPyConnection, name: str, select: str) -> tuple[str, ...] | None:
+    """None when the table's model keeps no change log; else the key columns its latest build logged, or ()
+    when that was a whole build or the copy masks a key column."""
+    schema, table = name.split(".", 1)
+    if schema != "warehouse" or not con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'meta' "
+            "AND table_name = 'delta_build'").fetchone()[0]:
+        return None
+    row = con.execute("SELECT key_columns FROM meta.delta_build WHERE model = ? ORDER BY seq DESC LIMIT 1",
+                      [table]).fetchone()
+    if row is None:
+        return None
+    keys = tuple(row[0] or ())
+    plain = set(select.split(", "))
+    return keys if all(q(k) in plain for k in keys) else ()
+
+
+def _patch(con: duckdb.DuckDBPyConnection, name: str, select: str, consumer: str, keys: tuple[str, ...]) -> bool:
+    """Bring the copy of ``name`` in snapshot_copy up to date from the change log: False when the log cannot
+    say what changed since the copy (then it is copied whole)."""
+    schema, table = name.split(".", 1)
+    reason, newest = delta.changes_since(con, consumer, table, f"{q(schema)}.{q(table)}", keys, "_snapshot_keys")
+    if reason is not None:
+        return False
+    (position,) = con.execute("SELECT seq FROM meta.delta_consumer WHERE consumer = ? AND producer = ?",
+                              [consumer, table]).fetchone()
+    if position == newest:  # its content changed, yet no build was logged since the copy: written outside
+        con.execute("DROP TABLE IF EXISTS _snapshot_keys")
+        return False
+    try:
+        match = " AND ".join(f"k.{q(c)} IS NOT DISTINCT FROM CAST(x.{q(c)} AS VARCHAR)" for c in keys)
+        copy = f"snapshot_copy.{q(schema)}.{q(table)}"
+        con.execute(f"DELETE FROM {copy} x WHERE EXISTS (SELECT 1 FROM _snapshot_keys k WHERE {match})")
+        con.execute(f"INSERT INTO {copy} SELECT {select} FROM {q(schema)}.{q(table)} x "
+                    f"WHERE EXISTS (SELECT 1 FROM _snapshot_keys k WHERE {match})")
+        (here,) = con.execute(f"SELECT count(*) FROM {copy}").fetchone()
+        (there,) = con.execute(f"SELECT count(*) FROM {q(schema)}.{q(table)}").fetchone()
+        return here == there  # else copied whole: the log and the copy disagree
+    finally:
+        con.execute("DROP TABLE IF EXISTS _snapshot_keys")
+
+
 def _ensure_state(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS meta")
     con.execute("""CREATE TABLE IF NOT EXISTS meta.snapshot_state (
@@ -136,7 +188,10 @@ def take_snapshot(con, target: str | Path, *, role: str = "analyst", group: str 
     holds is recorded in the warehouse, ``meta.snapshot_state``, with the file's size and mtime). A table
     without a recorded version, a snapshot file other than the recorded one, or ``incremental=False`` means
     copying everything.
-    ``counts`` (when given) receives ``tables_copied`` and ``tables_kept``.
+    A changed table whose model logs its touched keys (models/delta.py) and whose key columns the copy holds
+    unmasked is patched from the log (the rows of those keys replaced), when the log covers every build
+    since the copy; its row count must then equal the warehouse's, else it is copied whole.
+    ``counts`` (when given) receives ``tables_copied``, ``tables_kept`` and ``tables_patched``.
     """
     if role not in ROLES:
         raise ValueError(f"snapshot role {role!r} is not one of {sorted(ROLES)}")
@@ -152,7 +207,8 @@ def take_snapshot(con, target: str | Path, *, role: str = "analyst", group: str 
     previous = _previous_tables(con, target) if versions else {}
     literal = "'" + str(tmp).replace("'", "''") + "'"
     stamps: dict[str, str | None] = {}
-    copied = kept = 0
+    logged: dict[str, str] = {}  # table -> this file's consumer name of the table's change log
+    copied = kept = patched = 0
     try:
         if previous:
             shutil.copyfile(target, tmp)  # created under the umask: 0600 until _chmod
@@ -174,6 +230,12 @@ def take_snapshot(con, target: str | Path, *, role: str = "analyst", group: str 
                     if stamps[name] is not None and previous.get(name) == stamps[name]:
                         kept += 1
                         continue
+                    keys = _logged_keys(con, name, select)
+                    if keys is not None:
+                        logged[table] = _consumer(target, select)
+                        if keys and previous.get(name) and _patch(con, name, select, logged[table], keys):
+                            patched += 1
+                            continue
                     con.execute(f"CREATE OR REPLACE TABLE snapshot_copy.{q(schema)}.{q(table)} AS "
                                 f"SELECT {select} FROM {q(schema)}.{q(table)}")
                     copied += 1
@@ -196,8 +258,12 @@ def take_snapshot(con, target: str | Path, *, role: str = "analyst", group: str 
     st = target.stat()
     con.execute("INSERT INTO meta.snapshot_state VALUES (?, ?, ?, ?)",
                 [str(target), st.st_size, st.st_mtime_ns, json.dumps({k: v for k, v in stamps.items() if v})])
+    for table, consumer in logged.items():  # the file holds each logged table as of its latest build
+        con.execute("DELETE FROM meta.delta_consumer WHERE producer = ? AND consumer LIKE ? AND consumer <> ?",
+                    [table, f"snapshot:{target}:%", consumer])  # an earlier select list's position
+        delta.set_position(con, consumer, table, delta.latest(con, table)[0])
     if counts is not None:
-        counts.update(tables_copied=copied, tables_kept=kept)
+        counts.update(tables_copied=copied, tables_kept=kept, tables_patched=patched)
     return target
 
 
@@ -233,7 +299,9 @@ def analyst_snapshot_asset(after: list[dg.AssetKey]) -> dg.AssetsDefinition:
             "restricted_path": dg.MetadataValue.path(str(restricted)) if restricted else "not written",
             "masked_or_left_out": ", ".join(sorted(restricted_columns())),
             "tables_copied": analyst.get("tables_copied", 0), "tables_kept": analyst.get("tables_kept", 0),
+            "tables_patched": analyst.get("tables_patched", 0),
             "restricted_tables_copied": clear.get("tables_copied", 0),
+            "restricted_tables_patched": clear.get("tables_patched", 0),
             "restricted_tables_kept": clear.get("tables_kept", 0)})
 
     return _snapshot

@@ -80,14 +80,14 @@ def test_a_snapshot_rewrites_only_the_tables_whose_content_changed_and_equals_a_
     target, full = tmp_path / "snapshot" / "analyst.duckdb", tmp_path / "full" / "analyst.duckdb"
     counts: dict = {}
     take_snapshot(c, target, counts=counts)
-    assert counts == {"tables_copied": 4, "tables_kept": 0}  # the first: everything
+    assert counts == {"tables_copied": 4, "tables_kept": 0, "tables_patched": 0}  # the first: everything
 
     c.execute("INSERT INTO warehouse.fact_a VALUES (100)")  # rebuilt with new content
     _record(c, "warehouse", "fact_a")
     c.execute("DROP TABLE warehouse.fact_b")                 # gone from the warehouse
     c.execute("CREATE TABLE marts.mart_y AS SELECT 2 AS two")  # new, no recorded version
     take_snapshot(c, target, counts=counts)
-    assert counts == {"tables_copied": 2, "tables_kept": 2}, counts
+    assert counts == {"tables_copied": 2, "tables_kept": 2, "tables_patched": 0}, counts
     take_snapshot(c, full, incremental=False)
     got, want = _tables(target), _tables(full)
     assert got == want and "warehouse.fact_b" not in got and (100,) in got["warehouse.fact_a"]
@@ -99,4 +99,48 @@ def test_a_snapshot_rewrites_only_the_tables_whose_content_changed_and_equals_a_
     os.utime(target, ns=(1, 1))
     take_snapshot(c, target, counts=counts)
     assert counts["tables_kept"] == 0 and _tables(target) == want
+    c.close()
+
+
+def test_a_table_whose_model_logs_its_keys_is_patched_and_equals_a_full_copy(tmp_path):
+    """A table whose model logs the keys each build touched (models/delta.py, as the incremental grade facts
+    do) is patched in the snapshot: those keys' rows replaced, masked columns masked, equal to a full copy.
+    A whole build, or new content with no build logged since the copy, is copied whole."""
+    from models import delta
+
+    c = connect(tmp_path / "warehouse.duckdb")
+    c.execute("CREATE TABLE warehouse.fact_g AS SELECT 'S' || (i % 20) AS student_no, 'T' || (i % 3) AS term, "
+              "i AS score, '11010519900101' || lpad(CAST(i % 20 AS VARCHAR), 4, '0') AS id_number FROM range(120) t(i)")
+    delta.record(c, "fact_g", "warehouse.fact_g")  # its first build: whole
+    _record(c, "warehouse", "fact_g")
+    target, full = tmp_path / "snapshot" / "analyst.duckdb", tmp_path / "full" / "analyst.duckdb"
+    counts: dict = {}
+    take_snapshot(c, target, counts=counts)
+    assert counts["tables_copied"] == 1
+
+    def build(*statements: str, keys: str | None) -> None:  # an incremental build and its log
+        for statement in statements:
+            c.execute(statement)
+        delta.record(c, "fact_g", "warehouse.fact_g", keys=keys, key_columns=("student_no", "term") if keys else ())
+        _record(c, "warehouse", "fact_g")
+
+    build("DELETE FROM warehouse.fact_g WHERE student_no = 'S1' AND term = 'T1'",
+          "UPDATE warehouse.fact_g SET score = score + 1000 WHERE student_no = 'S2' AND term = 'T0'",
+          "INSERT INTO warehouse.fact_g VALUES ('S99', 'T2', 7, '110105199001019999')",
+          keys="(VALUES ('S1', 'T1'), ('S2', 'T0'), ('S99', 'T2')) t(student_no, term)")
+    take_snapshot(c, target, counts=counts)
+    assert counts == {"tables_copied": 0, "tables_kept": 0, "tables_patched": 1}, counts
+    take_snapshot(c, full, incremental=False)
+    got = _tables(target)
+    assert got == _tables(full) and ("S99", "T2", 7) in {r[:3] for r in got["warehouse.fact_g"]}
+    assert all(not v[3].startswith("11010519900101") for v in got["warehouse.fact_g"])  # still masked
+
+    build("UPDATE warehouse.fact_g SET score = 0 WHERE student_no = 'S3'", keys=None)  # a whole build
+    take_snapshot(c, target, counts=counts)
+    assert counts["tables_copied"] == 1 and (0,) in {(r[2],) for r in _tables(target)["warehouse.fact_g"]}
+    c.execute("UPDATE warehouse.fact_g SET score = -1 WHERE student_no = 'S4'")  # content, but no build logged
+    _record(c, "warehouse", "fact_g")
+    take_snapshot(c, target, counts=counts)
+    take_snapshot(c, full, incremental=False)
+    assert counts["tables_copied"] == 1 and _tables(target) == _tables(full)
     c.close()
