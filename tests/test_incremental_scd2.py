@@ -79,7 +79,7 @@ def _rows(con, sql: str) -> Counter:
 def test_incremental_scd2_equals_a_whole_build_after_a_sequence_of_exports(pair):
     inc, full = pair
     modes, touched = [], []
-    for n, (changes, mode) in enumerate(STEPS):
+    for n, (changes, _mode) in enumerate(STEPS):
         for c in pair:
             for s in changes:
                 c.execute(s)
