@@ -135,10 +135,15 @@ def ensure_state(con: duckdb.DuckDBPyConnection) -> None:
                 "k VARCHAR NOT NULL, fp VARCHAR NOT NULL)")
 
 
-def fingerprint(con: duckdb.DuckDBPyConnection, name: str) -> str:
-    m, spec = WAREHOUSE_MODELS[name], INCREMENTAL_FACTS[name]
-    text = f"{FINGERPRINT_VERSION}\n{m.sql}\n{spec!r}\n{code_set_digest(con, m.sql)}"
+def model_fingerprint(con: duckdb.DuckDBPyConnection, name: str, spec: object, version: str) -> str:
+    """A warehouse model's SQL, the description of its incremental build and the code sets it reads."""
+    m = WAREHOUSE_MODELS[name]
+    text = f"{version}\n{m.sql}\n{spec!r}\n{code_set_digest(con, m.sql)}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def fingerprint(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    return model_fingerprint(con, name, INCREMENTAL_FACTS[name], FINGERPRINT_VERSION)
 
 
 def data_version(con: duckdb.DuckDBPyConnection, name: str) -> str:
@@ -147,7 +152,7 @@ def data_version(con: duckdb.DuckDBPyConnection, name: str) -> str:
     return hashlib.sha256(f"{fingerprint(con, name)}:{seq}".encode()).hexdigest()[:32]
 
 
-def _source_pattern(source: str) -> re.Pattern:
+def table_pattern(source: str) -> re.Pattern:
     return re.compile(r"(?<![\w.])" + re.escape(source) + r"(?![\w])")
 
 
@@ -158,8 +163,8 @@ def _plan(name: str) -> tuple[list[str], list[str]]:
     if m.materialize != "script":
         return [], [m.sql]
     statements = _statements(m.sql)
-    own = _own_table(name)
-    src = _source_pattern(INCREMENTAL_FACTS[name].source)
+    own = own_table(name)
+    src = table_pattern(INCREMENTAL_FACTS[name].source)
     first = next((i for i, s in enumerate(statements) if src.search(s) or own.search(s)), None)
     if first is None:
         raise RuntimeError(f"models/sql/warehouse/{name}.sql reads neither {INCREMENTAL_FACTS[name].source} nor "
@@ -167,7 +172,7 @@ def _plan(name: str) -> tuple[list[str], list[str]]:
     return statements[:first], statements[first:]
 
 
-def _own_table(name: str) -> re.Pattern:
+def own_table(name: str) -> re.Pattern:
     return re.compile(rf"^\s*CREATE\s+OR\s+REPLACE\s+TABLE\s+warehouse\.{name}\s+AS\b", re.I | re.M)
 
 
@@ -314,8 +319,8 @@ def _incremental(con, name: str, spec: IncrementalFact, rest: list[str], secret:
         return {"mode": "skipped", "reason": f"no change since build {seq} ({built_at})", "keys_touched": touched,
                 "build": seq, "rows_deleted": 0, "rows_inserted": 0, "issues_deleted": 0, "issues_inserted": 0}
     con.execute(f"CREATE OR REPLACE TEMP TABLE _fact_source AS SELECT * FROM {spec.source} s WHERE {_matches(spec, 's')}")
-    src = _source_pattern(spec.source)
-    own = _own_table(name)
+    src = table_pattern(spec.source)
+    own = own_table(name)
     blanket = _issue_delete(name)
     issues_deleted = 0
     if spec.issues:

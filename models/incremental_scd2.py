@@ -29,16 +29,22 @@ tests/test_incremental_scd2.py compares both paths table by table after a sequen
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass
 
 import duckdb
 
 from connectors.raw_zone import q
 from models.build import WAREHOUSE_MODELS, _key_params, _statements
-from models.incremental import code_set_digest
-from models.incremental_facts import Lookup, ensure_state, lookup_changes, lookup_hashes, save_lookups
+from models.incremental_facts import (
+    Lookup,
+    ensure_state,
+    lookup_changes,
+    lookup_hashes,
+    model_fingerprint,
+    own_table,
+    save_lookups,
+    table_pattern,
+)
 
 FINGERPRINT_VERSION = "1"
 
@@ -85,17 +91,7 @@ def _ensure(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def fingerprint(con: duckdb.DuckDBPyConnection, name: str) -> str:
-    m, spec = WAREHOUSE_MODELS[name], INCREMENTAL_SCD2[name]
-    text = f"{FINGERPRINT_VERSION}\n{m.sql}\n{spec!r}\n{code_set_digest(con, m.sql)}"
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _reads(table: str) -> re.Pattern:
-    return re.compile(r"(?<![\w.])" + re.escape(table) + r"(?![\w])")
-
-
-def _own_table(name: str) -> re.Pattern:
-    return re.compile(rf"^\s*CREATE\s+OR\s+REPLACE\s+TABLE\s+warehouse\.{name}\s+AS\b", re.I | re.M)
+    return model_fingerprint(con, name, INCREMENTAL_SCD2[name], FINGERPRINT_VERSION)
 
 
 def _plan(name: str) -> tuple[list[str], list[str], list[str]]:
@@ -103,9 +99,9 @@ def _plan(name: str) -> tuple[list[str], list[str], list[str]]:
     one writing the dimension (narrowed), and after it (run as written, on the whole dimension)."""
     spec = INCREMENTAL_SCD2[name]
     statements = _statements(WAREHOUSE_MODELS[name].sql)
-    histories = [_reads(r.history) for r in spec.registers]
+    histories = [table_pattern(r.history) for r in spec.registers]
     first = next((i for i, s in enumerate(statements) if any(h.search(s) for h in histories)), None)
-    own = next((i for i, s in enumerate(statements) if _own_table(name).search(s)), None)
+    own = next((i for i, s in enumerate(statements) if own_table(name).search(s)), None)
     if first is None or own is None or own < first:
         raise RuntimeError(f"models/sql/warehouse/{name}.sql does not read its histories before writing "
                            f"warehouse.{name}: models/incremental_scd2.py describes another model")
@@ -237,10 +233,10 @@ def _incremental(con, name: str, spec: IncrementalScd2, before: list[str], narro
     for i, table in enumerate(tables):
         con.execute(f"CREATE OR REPLACE TEMP TABLE _narrowed_{i} AS SELECT * FROM {table} s "
                     f"SEMI JOIN _touched_key t ON t.{key} = s.{key}")
-    own = _own_table(name)
+    own = own_table(name)
     for statement in narrowed:
         for i, table in enumerate(tables):
-            statement = _reads(table).sub(f"_narrowed_{i}", statement)
+            statement = table_pattern(table).sub(f"_narrowed_{i}", statement)
         statement = own.sub("CREATE OR REPLACE TEMP TABLE _dim_new AS", statement, count=1)
         con.execute(statement, _key_params(statement, secret))
     (deleted,) = con.execute(f"DELETE FROM warehouse.{q(name)} WHERE {key} IN (SELECT {key} FROM _touched_key)"
