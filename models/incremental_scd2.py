@@ -8,9 +8,10 @@ only on that person's rows of the two registers' histories and of the transfers,
 the party records' person in ``bridge_person_record``, ``person_number``). So a build after new exports:
 
 1. *Whole or not*: whole on the first build, when asked (``full=True``: ``run_settings.full_rebuild``,
-   ``HUB_FULL_REBUILD=1``), when the model's SQL, this description or a code set it reads changed, when an
-   export taken in before is gone from the loads, or when a new export is not later than every export of
-   its register taken in (the versions before it would change).
+   ``HUB_FULL_REBUILD=1``), when the model's SQL, this description or a code set it reads changed (or the
+   SQL, code sets or checks of a staging model writing its histories), when an export taken in before is
+   gone from the loads, or when a new export is not later than every export of its register taken in (the
+   versions before it would change).
 2. *Touched people*: per new export, its rows are compared with the rows of the export before it in the
    same register (every column but the load and its time): a person whose row differs, or who is in one of
    the two only, is touched; the people whose lookup slice changed (hashed per 人员编号 as for the
@@ -35,6 +36,7 @@ import duckdb
 
 from connectors.raw_zone import q
 from models.build import WAREHOUSE_MODELS, _key_params, _statements
+from models.incremental import fingerprint as staging_fingerprint
 from models.incremental_facts import (
     Lookup,
     ensure_state,
@@ -62,6 +64,7 @@ class IncrementalScd2:
     registers: tuple[Register, ...]
     narrowed: tuple[str, ...]  # other tables the versions read per key (narrowed with the histories)
     lookups: tuple[Lookup, ...]
+    producers: tuple[str, ...]  # the staging models writing the histories: another of their SQL, whole
 
 
 INCREMENTAL_SCD2: dict[str, IncrementalScd2] = {
@@ -79,7 +82,8 @@ INCREMENTAL_SCD2: dict[str, IncrementalScd2] = {
                         ("letter_no", "from_org_code", "load_id", "seen_at")),
                  Lookup("person_no", "warehouse.bridge_person_record", "record_key", ("person_key",),
                         where="system IN ('party', 'development')"),
-                 Lookup("person_no", "warehouse.person_number", "person_no", ("person_key",)))),
+                 Lookup("person_no", "warehouse.person_number", "person_no", ("person_key",))),
+        producers=("stg_party_members", "stg_party_development", "stg_party_transfers")),
 }
 
 
@@ -91,7 +95,12 @@ def _ensure(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def fingerprint(con: duckdb.DuckDBPyConnection, name: str) -> str:
-    return model_fingerprint(con, name, INCREMENTAL_SCD2[name], FINGERPRINT_VERSION)
+    """The model's (models.incremental_facts.model_fingerprint) and that of each staging model writing its
+    histories (its SQL, macros, code sets and checks: models.incremental.fingerprint), since those rewrite
+    every export's rows when they change."""
+    spec = INCREMENTAL_SCD2[name]
+    producers = ",".join(staging_fingerprint(con, p) for p in spec.producers)
+    return model_fingerprint(con, name, spec, f"{FINGERPRINT_VERSION}:{producers}")
 
 
 def _plan(name: str) -> tuple[list[str], list[str], list[str]]:

@@ -107,3 +107,18 @@ def test_a_full_rebuild_is_asked_for_and_the_sql_is_part_of_the_state(pair):
     assert build_scd2(inc, NAME, secret=SECRET, full=True)["reason"] == "full rebuild requested"
     inc.execute("UPDATE meta.scd2_state SET fingerprint = 'other' WHERE model = ?", [NAME])
     assert build_scd2(inc, NAME, secret=SECRET)["reason"] == "model SQL or the code sets it reads changed"
+
+
+def test_a_changed_staging_model_under_the_histories_rebuilds_it_whole(pair, monkeypatch):
+    """The histories are rewritten for every export when their staging model's SQL changes: whole."""
+    from dataclasses import replace
+
+    from models import build as build_module
+
+    inc, _ = pair
+    assert build_scd2(inc, NAME, secret=SECRET)["mode"] == "full"
+    assert build_scd2(inc, NAME, secret=SECRET)["mode"] == "skipped"
+    model = build_module.STAGING_MODELS["stg_party_development"]
+    monkeypatch.setitem(build_module.STAGING_MODELS, "stg_party_development",
+                        replace(model, sql=model.sql + "\n-- a change"))
+    assert build_scd2(inc, NAME, secret=SECRET)["reason"] == "model SQL or the code sets it reads changed"
