@@ -9,7 +9,8 @@ the party records' person in ``bridge_person_record``, ``person_number``). So a 
 
 1. *Whole or not*: whole on the first build, when asked (``full=True``: ``run_settings.full_rebuild``,
    ``HUB_FULL_REBUILD=1``), when the model's SQL, this description or a code set it reads changed (or the
-   SQL, code sets or checks of a staging model writing its histories), when an export taken in before is
+   SQL, code sets or checks of a staging model writing its histories, or the as-of date their past_date
+   checks judge every export's rows at), when an export taken in before is
    gone from the loads, or when a new export is not later than every export of its register taken in (the
    versions before it would change).
 2. *Touched people*: per new export, its rows are compared with the rows of the export before it in the
@@ -47,6 +48,7 @@ from models.incremental_facts import (
     save_lookups,
     table_pattern,
 )
+from models.plausibility import load_checks, staging_as_of
 
 FINGERPRINT_VERSION = "1"
 
@@ -100,7 +102,10 @@ def fingerprint(con: duckdb.DuckDBPyConnection, name: str) -> str:
     every export's rows when they change."""
     spec = INCREMENTAL_SCD2[name]
     producers = ",".join(staging_fingerprint(con, p) for p in spec.producers)
-    return model_fingerprint(con, name, spec, f"{FINGERPRINT_VERSION}:{producers}")
+    # their past_date checks judge every export's rows at the as-of date: when it moves, so may any version
+    as_of = staging_as_of(con) if any(c.kind == "past_date" for p in spec.producers
+                                      for c in load_checks().get(p, [])) else None
+    return model_fingerprint(con, name, spec, f"{FINGERPRINT_VERSION}:{producers}:{as_of}")
 
 
 def _plan(name: str) -> tuple[list[str], list[str], list[str]]:
@@ -134,7 +139,8 @@ def _whole_reason(con: duckdb.DuckDBPyConnection, name: str, fp: str, full: bool
     if state is None:
         return "no state of an earlier incremental build"
     if state[0] != fp:
-        return "model SQL or the code sets it reads changed"
+        return ("model SQL or the code sets it reads changed, or the SQL, checks or as-of date of the staging "
+                "models writing its histories")
     gone = con.execute("""SELECT register, load_id FROM meta.scd2_load t WHERE model = ?
         AND NOT EXISTS (SELECT 1 FROM _loads_now n WHERE n.register = t.register AND n.load_id = t.load_id)
         ORDER BY ALL LIMIT 1""", [name]).fetchone()

@@ -106,7 +106,7 @@ def test_a_full_rebuild_is_asked_for_and_the_sql_is_part_of_the_state(pair):
     assert build_scd2(inc, NAME, secret=SECRET)["mode"] == "skipped"
     assert build_scd2(inc, NAME, secret=SECRET, full=True)["reason"] == "full rebuild requested"
     inc.execute("UPDATE meta.scd2_state SET fingerprint = 'other' WHERE model = ?", [NAME])
-    assert build_scd2(inc, NAME, secret=SECRET)["reason"] == "model SQL or the code sets it reads changed"
+    assert build_scd2(inc, NAME, secret=SECRET)["reason"].startswith("model SQL or the code sets it reads changed")
 
 
 def test_a_changed_staging_model_under_the_histories_rebuilds_it_whole(pair, monkeypatch):
@@ -121,4 +121,4 @@ def test_a_changed_staging_model_under_the_histories_rebuilds_it_whole(pair, mon
     model = build_module.STAGING_MODELS["stg_party_development"]
     monkeypatch.setitem(build_module.STAGING_MODELS, "stg_party_development",
                         replace(model, sql=model.sql + "\n-- a change"))
-    assert build_scd2(inc, NAME, secret=SECRET)["reason"] == "model SQL or the code sets it reads changed"
+    assert build_scd2(inc, NAME, secret=SECRET)["reason"].startswith("model SQL or the code sets it reads changed")
