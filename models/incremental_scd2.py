@@ -101,10 +101,11 @@ def fingerprint(con: duckdb.DuckDBPyConnection, name: str) -> str:
     histories (its SQL, macros, code sets and checks: models.incremental.fingerprint), since those rewrite
     every export's rows when they change."""
     spec = INCREMENTAL_SCD2[name]
-    producers = ",".join(staging_fingerprint(con, p) for p in spec.producers)
+    checks = load_checks()  # the plausibility file, read once for every producer
+    producers = ",".join(staging_fingerprint(con, p, checks=checks) for p in spec.producers)
     # their past_date checks judge every export's rows at the as-of date: when it moves, so may any version
     as_of = staging_as_of(con) if any(c.kind == "past_date" for p in spec.producers
-                                      for c in load_checks().get(p, [])) else None
+                                      for c in checks.get(p, [])) else None
     return model_fingerprint(con, name, spec, f"{FINGERPRINT_VERSION}:{producers}:{as_of}")
 
 
@@ -158,7 +159,7 @@ def _whole_reason(con: duckdb.DuckDBPyConnection, name: str, fp: str, full: bool
 def _touched(con: duckdb.DuckDBPyConnection, name: str, spec: IncrementalScd2) -> dict[str, int]:
     """``_touched_key``: the people whose versions may change (see the module docstring, step 2)."""
     key = q(spec.key)
-    parts, counts = [], {}
+    counts = {}
     for r in spec.registers:
         schema, table = r.history.split(".", 1)
         cols = [c for (c,) in con.execute(
@@ -171,13 +172,12 @@ def _touched(con: duckdb.DuckDBPyConnection, name: str, spec: IncrementalScd2) -
                                                 AND t.register = n.register AND t.load_id = n.load_id)""",
                     [r.name, name])
         counts[f"{r.name} exports"] = con.execute("SELECT count(*) FROM _pairs").fetchone()[0]
-        parts.append(f"""SELECT {key} FROM (
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _touched_{r.name} AS SELECT {key} FROM (
             WITH rows AS (SELECT {key}, load_id, {row} AS h FROM {r.history}
                           WHERE load_id IN (SELECT load_id FROM _pairs UNION SELECT previous FROM _pairs)),
                  new AS (SELECT x.{key}, x.h, p.load_id AS pair FROM rows x JOIN _pairs p ON x.load_id = p.load_id),
                  old AS (SELECT x.{key}, x.h, p.load_id AS pair FROM rows x JOIN _pairs p ON x.load_id = p.previous)
             (SELECT * FROM new EXCEPT SELECT * FROM old) UNION ALL (SELECT * FROM old EXCEPT SELECT * FROM new))""")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _touched_{r.name} AS " + parts[-1])
     lookup_changes(con, name)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _touched_key AS SELECT DISTINCT {key} FROM ("
                 + " UNION ALL ".join(f"SELECT {key} FROM _touched_{r.name}" for r in spec.registers)
